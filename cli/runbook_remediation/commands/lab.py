@@ -1,0 +1,117 @@
+"""``runbook lab``: the local incident lab (up, status, break, down)."""
+
+from __future__ import annotations
+
+import click
+
+from runbook_remediation.errors import BadInput
+from runbook_remediation.lab.lab import FAULTS, Lab
+from runbook_remediation.paths import state_dir
+from runbook_remediation.shell import Context, handle_errors
+
+
+def _lab(ctx: Context) -> Lab:
+    return Lab(state_dir(), progress=ctx.terminal.status)
+
+
+@click.group()
+def lab() -> None:
+    """The local incident lab: real hosts, a demo service to break, real monitoring.
+
+    State lives in $RUNBOOK_STATE_DIR/lab (default ~/.local/state/runbook/lab).
+    """
+
+
+@lab.command()
+@click.option("--hosts", type=int, default=2, show_default=True, help="Number of systemd target hosts.")
+@click.pass_obj
+@handle_errors
+def up(ctx: Context, hosts: int) -> None:
+    """Start the lab (idempotent: a second run changes nothing)."""
+    the_lab = _lab(ctx)
+    changes = the_lab.up(hosts)
+    status = the_lab.status()
+    if ctx.terminal.json:
+        ctx.terminal.data({"changed": bool(changes), "changes": changes, **status})
+        return
+    for change in changes:
+        ctx.terminal.status(change)
+    ctx.terminal.status("lab is up" + ("" if changes else " (nothing changed)"))
+    _print_status(ctx, status)
+
+
+@lab.command()
+@click.pass_obj
+@handle_errors
+def status(ctx: Context) -> None:
+    """Show the lab's hosts, their health, and the monitoring URLs."""
+    result = _lab(ctx).status()
+    if ctx.terminal.json:
+        ctx.terminal.data(result)
+        return
+    if not result["up"]:
+        ctx.terminal.status("the lab is not up (runbook lab up)")
+        return
+    _print_status(ctx, result)
+
+
+def _parse_params(values: tuple[str, ...]) -> dict:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInput(f"--param takes KEY=VALUE, not {item!r}")
+        try:
+            params[key] = float(value) if "." in value or value.isdigit() else value
+        except ValueError:
+            params[key] = value
+    return params
+
+
+@lab.command(
+    name="break",
+    help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS)}.",
+)
+@click.argument("fault", metavar="FAULT")
+@click.option("--host", "host_name", required=True, help="Lab host to break (see `runbook lab status`).")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Fault parameter, e.g. rate=0.3.")
+@click.pass_obj
+@handle_errors
+def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) -> None:
+    result = _lab(ctx).break_service(fault, host_name, _parse_params(params))
+    if ctx.terminal.json:
+        ctx.terminal.data(result)
+    else:
+        ctx.terminal.status(f"injected {fault} on {host_name}")
+
+
+@lab.command()
+@click.pass_obj
+@handle_errors
+def down(ctx: Context) -> None:
+    """Remove every container, process and file the lab made."""
+    removed = _lab(ctx).down()
+    if ctx.terminal.json:
+        ctx.terminal.data({"removed": removed})
+    else:
+        for item in removed:
+            ctx.terminal.status(item)
+        ctx.terminal.status("lab is down")
+
+
+def _print_status(ctx: Context, status: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="runbook lab", title_justify="left")
+    for column in ("host", "manager", "container", "health", "health URL"):
+        table.add_column(column)
+    for host in status["hosts"]:
+        health = host["health"]
+        colour = "green" if host["healthy"] else "red"
+        table.add_row(host["name"], host["manager"], host["container_status"], f"[{colour}]{health}[/{colour}]",
+                      host["health_url"])
+    ctx.terminal.out.print(table)
+    ctx.terminal.out.print(f"Prometheus:   {status['prometheus']['url']}")
+    ctx.terminal.out.print(f"Alertmanager: {status['alertmanager']['url']}")
+    ctx.terminal.out.print(f"Inventory:    {status['inventory']}")
+

@@ -1,0 +1,154 @@
+"""The lab's Debian systemd image: built once with debootstrap, cached in the local engine.
+
+No registry is reachable here, so the image is made from Debian's packages: debootstrap a
+minimal bookworm root filesystem, then ``docker import`` it. The tag carries a recipe
+version; bump ``IMAGE_VERSION`` whenever the package list or the set-up changes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from runbook_remediation.errors import Unavailable
+from runbook_remediation.paths import cache_dir
+
+IMAGE_VERSION = "1"
+IMAGE = f"runbook-lab-systemd:bookworm-{IMAGE_VERSION}"
+SUITE = "bookworm"
+
+# What a realistic target host has, plus what the remediations need on it.
+PACKAGES = (
+    "python3",
+    "python3-apt",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "procps",
+    "psmisc",
+    "logrotate",
+    "sudo",
+    "iproute2",
+    "curl",
+    "libpam-modules",
+    "sqlite3",
+    "lsof",
+    "ca-certificates",
+)
+
+# systemd units that make no sense in a container and only slow boot or fail.
+MASKED_UNITS = (
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-modules-load.service",
+    "systemd-remount-fs.service",
+    "sys-kernel-config.mount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "getty.target",
+    "console-getty.service",
+    "systemd-firstboot.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+)
+
+
+def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian archive this machine already uses (never a hard-coded host)."""
+    candidates = sorted((sources_dir / "sources.list.d").glob("*.sources"))
+    for path in candidates:
+        text = path.read_text(encoding="utf-8")
+        for block in text.split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", block, re.MULTILINE)
+            suites = re.search(r"^Suites:\s*(.+)$", block, re.MULTILINE)
+            if uris and suites and SUITE in suites.group(1).split():
+                return uris.group(1)
+    legacy = sources_dir / "sources.list"
+    if legacy.is_file():
+        for line in legacy.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and parts[2] == SUITE:
+                return parts[1] if not parts[1].startswith("[") else parts[2]
+    raise Unavailable(f"no Debian {SUITE} archive found in {sources_dir}/sources.list(.d)")
+
+
+def image_exists(client) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(IMAGE)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _prepare_rootfs(root: Path) -> None:
+    """Container-friendly tweaks inside the fresh root filesystem."""
+    systemd_dir = root / "etc" / "systemd" / "system"
+    systemd_dir.mkdir(parents=True, exist_ok=True)
+    for unit in MASKED_UNITS:
+        target = systemd_dir / unit
+        if not target.exists():
+            target.symlink_to("/dev/null")
+    # Journald to memory only: the lab hosts are throwaway and disk is shared.
+    journald = root / "etc" / "systemd" / "journald.conf.d"
+    journald.mkdir(parents=True, exist_ok=True)
+    (journald / "lab.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n", encoding="utf-8")
+    # The demo service runs as an unprivileged user, like a real one.
+    subprocess.run(
+        ["chroot", str(root), "useradd", "--system", "--home-dir", "/var/lib/runbook-demo", "--shell",
+         "/usr/sbin/nologin", "runbook-demo"],
+        check=True, capture_output=True,
+    )
+    (root / "etc" / "hostname").write_text("runbook-lab\n", encoding="utf-8")
+    # apt's caches make the image bigger and are never used in the lab.
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (root / sub).glob("*"):
+            if item.is_file():
+                item.unlink()
+
+
+def build_image(client, progress=lambda _msg: None) -> str:
+    """Build and import the image unless the engine already has it. Returns the tag.
+
+    ``docker import`` cannot set STOPSIGNAL: containers get ``stop_signal`` at run time.
+    """
+    if image_exists(client):
+        return IMAGE
+    if shutil.which("debootstrap") is None:
+        raise Unavailable("debootstrap is not installed", hint="run scripts/bootstrap (apt-get install debootstrap)")
+    mirror = debian_mirror()
+    work = cache_dir() / "image-build"
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        root = Path(tmp) / "rootfs"
+        progress(f"building {IMAGE} with debootstrap from {mirror} (once, about 90 s)")
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(root), mirror],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise Unavailable(f"debootstrap failed: {tail[0]}")
+        _prepare_rootfs(root)
+        progress(f"importing {IMAGE}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import",
+             "--change", 'CMD ["/sbin/init"]',
+             "--change", "ENV container=docker",
+             "--change", f"LABEL org.runbook.lab.image={IMAGE_VERSION}",
+             "-", IMAGE],
+            stdin=tar.stdout, capture_output=True, text=True, check=False,
+        )
+        tar.stdout.close()
+        tar.wait()
+        if imported.returncode != 0 or tar.returncode != 0:
+            raise Unavailable(f"docker import failed: {imported.stderr.strip() or 'tar failed'}")
+    return IMAGE

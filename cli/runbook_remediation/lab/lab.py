@@ -1,0 +1,557 @@
+"""The local incident lab: target hosts to break and remediate, with real monitoring.
+
+``up`` makes (idempotently): N systemd containers that Ansible reaches with the docker
+connection, each running the demo service as a systemd unit; one demo service run as a
+plain Docker container; Prometheus and Alertmanager on 127.0.0.1; an inventory. Every
+container uses the host network, so every port is picked free and recorded in the
+state file; nothing listens outside 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import tarfile
+import time
+import urllib.error
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from runbook_remediation.errors import BadInput, RunbookError, Unavailable
+from runbook_remediation.lab import image as lab_image
+from runbook_remediation.lab.monitoring import (
+    ScrapeTarget,
+    Server,
+    alertmanager_config,
+    http_json,
+    prometheus_config,
+    rules_text,
+)
+
+LABEL = "org.runbook.lab"
+MAX_HOSTS = 20
+SERVICE = "demo"
+UNIT = "runbook-demo.service"
+DEMO_PATH = "/opt/runbook-demo/demo_service.py"
+LOG_DIR = "/var/log/runbook-demo"
+STATE_SUBDIR = "/var/lib/runbook-demo"
+# The demo service's faults, as `runbook lab break` offers them.
+FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak", "fd-leak", "log-flood")
+# Each systemd host's cgroup v1 controllers are bind-mounted one by one: mounting the
+# whole tree makes systemd remount the host's cgroups read-only (TESTBED.md).
+CGROUP_CONTROLLERS = ("systemd", "unified", "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer")
+LOG_FS_SIZE = "64m"  # a small log filesystem, so a log flood really fills it
+
+
+@dataclass
+class LabHost:
+    name: str  # inventory host name, also the `host` label of its alerts
+    container: str
+    manager: str  # systemd | docker
+    port: int
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+
+@dataclass
+class LabState:
+    hosts: list[LabHost] = field(default_factory=list)
+    prometheus_port: int | None = None
+    prometheus_pid: int | None = None
+    alertmanager_port: int | None = None
+    alertmanager_pid: int | None = None
+    webhook_url: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> LabState:
+        if not path.is_file():
+            return cls()
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw["hosts"] = [LabHost(**h) for h in raw.get("hosts", [])]
+            return cls(**raw)
+        except (ValueError, TypeError) as exc:
+            raise RunbookError(f"lab state {path} is unreadable ({exc}); run `runbook lab down` to reset") from exc
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+def free_port(taken: set[int] = frozenset()) -> int:
+    """A port nobody listens on right now (host networking: never hard-code one)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
+    raise Unavailable("no free TCP port on 127.0.0.1")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def docker_client():
+    """A client for the local engine, or a one-line reason why there is none."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except DockerException as exc:
+        reason = str(exc).split("(")[0].strip() or exc.__class__.__name__
+        raise Unavailable(
+            f"cannot reach the Docker engine: {reason}", hint="start dockerd (scripts/bootstrap does it)"
+        ) from exc
+    return client
+
+
+def demo_service_source() -> Path:
+    return Path(str(resources.files("runbook_remediation.lab").joinpath("demo_service.py")))
+
+
+def unit_text(port: int) -> str:
+    return f"""[Unit]
+Description=runbook lab demo service (the lab's victim)
+After=network.target
+# Tests and remediations restart it often; systemd's default start limit would refuse.
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+User=runbook-demo
+ExecStart=/usr/bin/python3 {DEMO_PATH} --port {port} --name {SERVICE} --log-dir {LOG_DIR} \\
+  --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults
+StateDirectory=runbook-demo
+LogsDirectory=runbook-demo
+# No automatic restart: the lab exists to show the remediation doing it.
+Restart=no
+TimeoutStopSec=10
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def _tar_bytes(files: dict[str, tuple[str, int]]) -> bytes:
+    """A tar stream of {path: (text, mode)} for put_archive at /."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, (text, mode) in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Lab:
+    def __init__(self, state_dir: Path, progress=lambda _msg: None):
+        self.dir = state_dir / "lab"
+        self.state_path = self.dir / "lab.json"
+        self.inventory_path = self.dir / "inventory.yml"
+        self.progress = progress
+        self._client = None
+
+    # --- helpers --------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    def state(self) -> LabState:
+        return LabState.load(self.state_path)
+
+    def _prometheus(self, state: LabState) -> Server:
+        return Server("prometheus", self.dir / "prometheus", state.prometheus_port, state.prometheus_pid)
+
+    def _alertmanager(self, state: LabState) -> Server:
+        return Server("alertmanager", self.dir / "alertmanager", state.alertmanager_port, state.alertmanager_pid)
+
+    def _container(self, name: str):
+        from docker.errors import NotFound
+
+        try:
+            return self.client.containers.get(name)
+        except NotFound:
+            return None
+
+    def _exec(self, container, argv: list[str], check: bool = True) -> str:
+        result = container.exec_run(argv, demux=False)
+        output = (result.output or b"").decode(errors="replace").strip()
+        if check and result.exit_code != 0:
+            raise RunbookError(f"{container.name}: `{' '.join(argv)}` failed: {output.splitlines()[-1:] or ''}")
+        return output
+
+    # --- containers ------------------------------------------------------------
+    def _systemd_mounts(self) -> dict:
+        volumes = {str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}}
+        for controller in CGROUP_CONTROLLERS:
+            path = Path("/sys/fs/cgroup") / controller
+            if path.is_dir():
+                volumes[str(path)] = {"bind": str(path), "mode": "rw"}
+        return volumes
+
+    def _create_systemd_host(self, host: LabHost):
+        return self.client.containers.run(
+            lab_image.IMAGE,
+            name=host.container,
+            detach=True,
+            network_mode="host",
+            cgroupns="host",
+            cap_add=["SYS_ADMIN"],
+            stop_signal="SIGRTMIN+3",
+            tmpfs={
+                "/run": "rw",
+                "/run/lock": "rw",
+                "/sys/fs/cgroup": "rw,mode=755",
+                LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755",
+            },
+            volumes=self._systemd_mounts(),
+            labels={LABEL: "1", f"{LABEL}.host": host.name, f"{LABEL}.manager": "systemd"},
+        )
+
+    def _create_docker_service(self, host: LabHost):
+        return self.client.containers.run(
+            lab_image.IMAGE,
+            command=[
+                "python3", DEMO_PATH, "--port", str(host.port), "--name", SERVICE, "--log-dir", LOG_DIR,
+                "--db", f"{STATE_SUBDIR}/queue.db", "--faults-file", f"{STATE_SUBDIR}/faults",
+            ],
+            name=host.container,
+            detach=True,
+            network_mode="host",
+            stop_signal="SIGTERM",
+            tmpfs={LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755"},
+            volumes={str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}},
+            labels={LABEL: "1", f"{LABEL}.host": host.name, f"{LABEL}.manager": "docker"},
+        )
+
+    def _wait_systemd(self, container, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self._exec(container, ["systemctl", "is-system-running"], check=False)
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.2)
+        raise Unavailable(f"systemd in {container.name} did not finish booting (state: {state or 'unknown'})")
+
+    def _install_unit(self, container, host: LabHost) -> bool:
+        """Install and start the demo unit. Returns True when anything changed."""
+        wanted = unit_text(host.port)
+        current = self._exec(container, ["cat", f"/etc/systemd/system/{UNIT}"], check=False)
+        if current.strip() == wanted.strip():
+            return False
+        container.put_archive("/", _tar_bytes({f"/etc/systemd/system/{UNIT}": (wanted, 0o644)}))
+        self._exec(container, ["systemctl", "daemon-reload"])
+        self._exec(container, ["systemctl", "enable", "--now", UNIT])
+        return True
+
+    def _wait_healthy(self, hosts: list[LabHost], timeout: float = 30.0) -> None:
+        pending = {h.name: h for h in hosts}
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for name, host in list(pending.items()):
+                if probe_health(host)[0]:
+                    pending.pop(name)
+            time.sleep(0.1)
+        if pending:
+            raise Unavailable(f"demo service not healthy on {', '.join(sorted(pending))} after {timeout:.0f} s")
+
+    # --- public operations -------------------------------------------------------
+    def up(self, hosts: int = 2) -> list[str]:
+        """Make the lab match ``hosts`` systemd hosts. Returns what changed (empty: nothing)."""
+        if not 1 <= hosts <= MAX_HOSTS:
+            raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
+        client = self.client  # fail fast when dockerd is unreachable, before anything is made
+        state = self.state()
+        fresh = not state.hosts
+        changes: list[str] = []
+        created: list[str] = []
+        started: list[Server] = []
+        try:
+            if not lab_image.image_exists(client):
+                lab_image.build_image(client, self.progress)
+                changes.append(f"built image {lab_image.IMAGE}")
+            taken = {h.port for h in state.hosts}
+            wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker"]
+            by_name = {h.name: h for h in state.hosts}
+            new_hosts: list[LabHost] = []
+            for name in wanted:
+                host = by_name.get(name)
+                if host is None:
+                    port = free_port(taken)
+                    taken.add(port)
+                    manager = "docker" if name == "lab-docker" else "systemd"
+                    host = LabHost(name=name, container=f"runbook-{name}", manager=manager, port=port)
+                new_hosts.append(host)
+
+            for host in new_hosts:
+                container = self._container(host.container)
+                if container is None:
+                    self.progress(f"creating {host.name} ({host.manager})")
+                    if host.manager == "systemd":
+                        container = self._create_systemd_host(host)
+                    else:
+                        container = self._create_docker_service(host)
+                    created.append(host.container)
+                    changes.append(f"created {host.container}")
+                elif container.status != "running":
+                    # A lab host container that stopped is restarted; a demo service that
+                    # is down inside a running host is left alone: that is the incident.
+                    container.start()
+                    changes.append(f"started {host.container}")
+                if host.manager == "systemd":
+                    self._wait_systemd(container)
+                    if self._install_unit(container, host):
+                        changes.append(f"installed {UNIT} on {host.name}")
+
+            for host in state.hosts:  # fewer hosts asked for than the lab has
+                if host.name not in wanted:
+                    self._remove_container(host.container)
+                    changes.append(f"removed {host.container}")
+            state.hosts = new_hosts
+            changes += self._ensure_monitoring(state, started)
+            state.save(self.state_path)
+            if self._write_inventory(state):
+                changes.append(f"wrote {self.inventory_path}")
+            if created:
+                self._wait_healthy([h for h in new_hosts if h.container in created])
+        except BaseException:
+            # Leave nothing half-made: undo what this call created.
+            for name in created:
+                self._remove_container(name)
+            for server in started:
+                server.stop()
+            if fresh:
+                self._forget()
+            raise
+        return changes
+
+    def _ensure_monitoring(self, state: LabState, started: list[Server]) -> list[str]:
+        changes = []
+        taken = {h.port for h in state.hosts}
+        if state.alertmanager_port is None:
+            state.alertmanager_port = free_port(taken)
+        taken.add(state.alertmanager_port)
+        if state.prometheus_port is None:
+            state.prometheus_port = free_port(taken)
+
+        alertmanager = self._alertmanager(state)
+        am_changed = alertmanager.write_config(alertmanager_config(state.webhook_url))
+        if not alertmanager.running():
+            self.progress(f"starting Alertmanager on {alertmanager.url}")
+            alertmanager.start()
+            started.append(alertmanager)
+            state.alertmanager_pid = alertmanager.pid
+            changes.append("started Alertmanager")
+        elif am_changed:
+            alertmanager.reload()
+            changes.append("reloaded Alertmanager")
+
+        prometheus = self._prometheus(state)
+        targets = [ScrapeTarget(h.name, SERVICE, h.manager, h.port) for h in state.hosts]
+        rules = self.dir / "prometheus" / "rules.yml"
+        prom_changed = prometheus.write_config(
+            prometheus_config(targets, state.alertmanager_port, rules), {"rules.yml": rules_text()}
+        )
+        if not prometheus.running():
+            self.progress(f"starting Prometheus on {prometheus.url}")
+            prometheus.start()
+            started.append(prometheus)
+            state.prometheus_pid = prometheus.pid
+            changes.append("started Prometheus")
+        elif prom_changed:
+            prometheus.reload()
+            changes.append("reloaded Prometheus")
+        return changes
+
+    def _write_inventory(self, state: LabState) -> bool:
+        text = yaml.safe_dump(inventory(state), sort_keys=False)
+        header = "# Written by `runbook lab up`: the lab's hosts and their services. Do not edit.\n"
+        if self.inventory_path.is_file() and self.inventory_path.read_text(encoding="utf-8") == header + text:
+            return False
+        self.inventory_path.parent.mkdir(parents=True, exist_ok=True)
+        self.inventory_path.write_text(header + text, encoding="utf-8")
+        return True
+
+    def _remove_container(self, name: str) -> bool:
+        container = self._container(name)
+        if container is None:
+            return False
+        container.remove(force=True)
+        return True
+
+    def _forget(self) -> None:
+        for path in (self.state_path, self.inventory_path):
+            path.unlink(missing_ok=True)
+
+    def down(self) -> list[str]:
+        """Remove every container, process and file the lab made."""
+        import shutil
+
+        state = self.state()
+        removed = []
+        for server in (self._prometheus(state), self._alertmanager(state)):
+            if server.port and server.stop():
+                removed.append(f"stopped {server.kind}")
+        # Containers by label too, so a lost state file still cleans up.
+        try:
+            client = self.client
+        except Unavailable:
+            if state.hosts:
+                raise
+            client = None
+        if client is not None:
+            for container in client.containers.list(all=True, filters={"label": LABEL}):
+                container.remove(force=True)
+                removed.append(f"removed {container.name}")
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+            removed.append(f"removed {self.dir}")
+        return removed
+
+    def host(self, name: str) -> LabHost:
+        state = self.state()
+        if not state.hosts:
+            raise BadInput("the lab is not up", hint="runbook lab up")
+        for host in state.hosts:
+            if host.name == name:
+                return host
+        raise BadInput(f"unknown lab host {name!r} (lab hosts: {', '.join(h.name for h in state.hosts)})")
+
+    def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
+        if fault not in FAULTS:
+            raise BadInput(f"unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
+        host = self.host(host_name)
+        url = f"http://127.0.0.1:{host.port}/faults/{fault}"
+        try:
+            http_json(url, method="POST", body=params or {}, timeout=5)
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace").strip()
+            raise BadInput(f"the demo service on {host.name} refused {fault}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            # crash/crash-loop exit right after answering; a dropped reply is expected.
+            if fault not in ("crash", "crash-loop"):
+                raise Unavailable(
+                    f"the demo service on {host.name} is not answering ({exc}); is it already down?"
+                ) from exc
+        return {"host": host.name, "fault": fault, "params": params or {}}
+
+    def status(self) -> dict:
+        state = self.state()
+        if not state.hosts:
+            return {"up": False, "hosts": [], "state_dir": str(self.dir)}
+        hosts = []
+        for host in state.hosts:
+            healthy, detail = probe_health(host)
+            container = self._container(host.container)
+            hosts.append(
+                {
+                    "name": host.name,
+                    "manager": host.manager,
+                    "container": host.container,
+                    "container_status": container.status if container else "missing",
+                    "service": SERVICE,
+                    "health_url": host.health_url,
+                    "metrics_url": host.metrics_url,
+                    "healthy": healthy,
+                    "health": detail,
+                }
+            )
+        prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
+        return {
+            "up": True,
+            "hosts": hosts,
+            "prometheus": {"url": prometheus.url, "running": prometheus.running()},
+            "alertmanager": {"url": alertmanager.url, "running": alertmanager.running()},
+            "inventory": str(self.inventory_path),
+            "state_dir": str(self.dir),
+        }
+
+
+def probe_health(host: LabHost, timeout: float = 1.0) -> tuple[bool, str]:
+    """(healthy, one-word detail) from the service's /health."""
+    try:
+        body = http_json(host.health_url, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read() or b"{}")
+        except ValueError:
+            body = {}
+        return False, body.get("status") or f"http {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError):
+        return False, "down"
+    status = (body or {}).get("status", "unknown")
+    return status == "healthy", status
+
+
+def inventory(state: LabState) -> dict:
+    """The lab as an Ansible inventory: one service description per host drives every role."""
+    systemd_hosts, docker_hosts = {}, {}
+    for host in state.hosts:
+        service = {
+            "name": SERVICE,
+            "manager": host.manager,
+            "health_url": host.health_url,
+            "health_jmespath": "components[?status=='unhealthy'] | length(@) == `0`",
+            "metrics_url": host.metrics_url,
+            "port": host.port,
+            "logs": [f"{LOG_DIR}/*.log"],
+            "database": {"type": "sqlite", "path": f"{STATE_SUBDIR}/queue.db", "backups": f"{STATE_SUBDIR}/backups"},
+        }
+        if host.manager == "systemd":
+            service["unit"] = UNIT
+            service["user"] = "runbook-demo"
+            systemd_hosts[host.name] = {
+                "ansible_connection": "community.docker.docker",
+                "ansible_host": host.container,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "runbook_services": [service],
+            }
+        else:
+            # The docker path: the controller is the Docker host and manages the container.
+            service["container"] = host.container
+            docker_hosts[host.name] = {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                "runbook_services": [service],
+            }
+    return {
+        "all": {
+            "vars": {
+                "runbook_prometheus_url": f"http://127.0.0.1:{state.prometheus_port}",
+                "runbook_alertmanager_url": f"http://127.0.0.1:{state.alertmanager_port}",
+                "ansible_pipelining": True,
+            },
+            "children": {
+                "lab": {
+                    "children": {
+                        "lab_systemd": {"hosts": systemd_hosts},
+                        "lab_docker": {"hosts": docker_hosts},
+                    }
+                }
+            },
+        }
+    }

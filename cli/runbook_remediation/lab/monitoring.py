@@ -1,0 +1,213 @@
+"""Prometheus and Alertmanager for the lab: real servers, plain processes, 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from runbook_remediation.errors import Unavailable
+
+PROMETHEUS_BIN = "prometheus"
+ALERTMANAGER_BIN = "prometheus-alertmanager"
+
+
+@dataclass
+class ScrapeTarget:
+    host: str  # inventory host name, also the ``host`` label alerts carry
+    service: str
+    manager: str
+    port: int
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0):
+    """Small JSON helper for the lab's own loopback calls."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback URLs we built
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        payload = response.read()
+    return json.loads(payload) if payload else None
+
+
+def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules_file: Path) -> dict:
+    return {
+        # 1 s scrape and evaluation: the lab should show an outage within seconds.
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
+        "rule_files": [str(rules_file)],
+        "scrape_configs": [
+            {
+                "job_name": "runbook-demo",
+                "static_configs": [
+                    {
+                        "targets": [f"127.0.0.1:{t.port}"],
+                        "labels": {"host": t.host, "service": t.service, "manager": t.manager},
+                    }
+                    for t in targets
+                ],
+            }
+        ],
+    }
+
+
+def alertmanager_config(webhook_url: str | None = None) -> dict:
+    receiver: dict = {"name": "runbook"}
+    if webhook_url:
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    return {
+        "route": {
+            "receiver": "runbook",
+            "group_by": ["alertname", "host", "service"],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        # A critical alert makes its warning twin redundant for the same target.
+        "inhibit_rules": [
+            {
+                "source_matchers": ["severity=critical"],
+                "target_matchers": ["severity=warning"],
+                "equal": ["alertname", "host", "service"],
+            }
+        ],
+        "receivers": [receiver],
+    }
+
+
+def rules_text() -> str:
+    return resources.files("runbook_remediation.lab").joinpath("files/prometheus-rules.yml").read_text("utf-8")
+
+
+def _pid_alive(pid: int | None, marker: str) -> bool:
+    """True when ``pid`` runs and its command line contains ``marker`` (guards PID reuse)."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+    return marker in cmdline and ") Z" not in stat
+
+
+def stop_process(pid: int | None, marker: str, timeout: float = 10.0) -> bool:
+    """SIGTERM, wait, SIGKILL. Returns True when a process was stopped."""
+    if not _pid_alive(pid, marker):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _pid_alive(pid, marker):
+        time.sleep(0.1)
+    if _pid_alive(pid, marker):
+        os.kill(pid, signal.SIGKILL)
+    try:  # reap it when it is our own child (tests start the lab in-process)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    return True
+
+
+class Server:
+    """One monitoring server process whose files live under ``directory``."""
+
+    def __init__(self, kind: str, directory: Path, port: int, pid: int | None = None):
+        self.kind = kind  # "prometheus" | "alertmanager"
+        self.directory = directory
+        self.port = port
+        self.pid = pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / f"{self.kind}.yml"
+
+    def running(self) -> bool:
+        return _pid_alive(self.pid, str(self.config_path))
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:  # noqa: S310
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def write_config(self, config: dict, extra_files: dict[str, str] | None = None) -> bool:
+        """Write the config (and companions). Returns True when anything changed."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        changed = False
+        files = {self.config_path.name: yaml.safe_dump(config, sort_keys=False)}
+        files.update(extra_files or {})
+        for name, text in files.items():
+            path = self.directory / name
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+                changed = True
+        return changed
+
+    def argv(self) -> list[str]:
+        data = self.directory / "data"
+        if self.kind == "prometheus":
+            binary = shutil.which(PROMETHEUS_BIN)
+            return [
+                binary or PROMETHEUS_BIN,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={data}",
+                "--storage.tsdb.retention.time=6h",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ]
+        binary = shutil.which(ALERTMANAGER_BIN)
+        return [
+            binary or ALERTMANAGER_BIN,
+            f"--config.file={self.config_path}",
+            f"--storage.path={data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            # Without this Alertmanager also listens on 0.0.0.0:9094 for clustering.
+            "--cluster.listen-address=",
+        ]
+
+    def start(self, timeout: float = 30.0) -> None:
+        binary = PROMETHEUS_BIN if self.kind == "prometheus" else ALERTMANAGER_BIN
+        if shutil.which(binary) is None:
+            raise Unavailable(f"{binary} is not installed", hint="run scripts/bootstrap")
+        log = (self.directory / f"{self.kind}.log").open("ab")
+        process = subprocess.Popen(
+            self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        log.close()
+        self.pid = process.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = (self.directory / f"{self.kind}.log").read_text(errors="replace").strip().splitlines()[-1:]
+                raise Unavailable(f"{self.kind} exited at start: {tail[0] if tail else 'no output'}")
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise Unavailable(f"{self.kind} did not become ready on {self.url} within {timeout:.0f} s")
+
+    def reload(self) -> None:
+        request = urllib.request.Request(f"{self.url}/-/reload", method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+                pass
+        except urllib.error.HTTPError as exc:
+            raise Unavailable(f"{self.kind} rejected its new configuration: {exc.read().decode().strip()}") from exc
+
+    def stop(self) -> bool:
+        return stop_process(self.pid, str(self.config_path))
