@@ -86,6 +86,19 @@ def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) ->
 
 
 @lab.command()
+@click.option("--host", "host_name", required=True, help="Lab host to heal.")
+@click.pass_obj
+@handle_errors
+def heal(ctx: Context, host_name: str) -> None:
+    """Undo every injected fault on a host (after a drill) and wait until it is healthy."""
+    action = _lab(ctx).heal(host_name)
+    if ctx.terminal.json:
+        ctx.terminal.data({"host": host_name, "action": action})
+    else:
+        ctx.terminal.status(f"{action}; {host_name} is healthy")
+
+
+@lab.command()
 @click.pass_obj
 @handle_errors
 def down(ctx: Context) -> None:

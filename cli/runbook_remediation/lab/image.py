@@ -16,7 +16,7 @@ from pathlib import Path
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import cache_dir
 
-IMAGE_VERSION = "1"
+IMAGE_VERSION = "2"
 IMAGE = f"runbook-lab-systemd:bookworm-{IMAGE_VERSION}"
 SUITE = "bookworm"
 
@@ -24,6 +24,8 @@ SUITE = "bookworm"
 PACKAGES = (
     "python3",
     "python3-apt",
+    "python3-jmespath",  # health_check's JMESPath runs on the target
+    "python3-psutil",  # community.general.pids and process selection
     "systemd",
     "systemd-sysv",
     "dbus",

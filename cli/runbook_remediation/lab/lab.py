@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import shutil
 import socket
 import tarfile
 import time
@@ -164,8 +167,18 @@ def _tar_bytes(files: dict[str, tuple[str, int]]) -> bytes:
     return buffer.getvalue()
 
 
+def lab_name() -> str:
+    """Which lab: ``RUNBOOK_LAB_NAME`` (default ``lab``). Tests use their own, so they
+    never touch a user's lab; container names and labels carry it."""
+    name = os.environ.get("RUNBOOK_LAB_NAME", "lab")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,30}", name):
+        raise BadInput(f"RUNBOOK_LAB_NAME must be lowercase letters, digits and dashes, not {name!r}")
+    return name
+
+
 class Lab:
     def __init__(self, state_dir: Path, progress=lambda _msg: None):
+        self.name = lab_name()
         self.dir = state_dir / "lab"
         self.state_path = self.dir / "lab.json"
         self.inventory_path = self.dir / "inventory.yml"
@@ -173,6 +186,9 @@ class Lab:
         self._client = None
 
     # --- helpers --------------------------------------------------------------
+    def _container_name(self, host: str) -> str:
+        return f"runbook-{host}" if self.name == "lab" else f"runbook-{self.name}-{host}"
+
     @property
     def client(self):
         if self._client is None:
@@ -228,7 +244,7 @@ class Lab:
                 LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755",
             },
             volumes=self._systemd_mounts(),
-            labels={LABEL: "1", f"{LABEL}.host": host.name, f"{LABEL}.manager": "systemd"},
+            labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "systemd"},
         )
 
     def _create_docker_service(self, host: LabHost):
@@ -244,8 +260,54 @@ class Lab:
             stop_signal="SIGTERM",
             tmpfs={LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755"},
             volumes={str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}},
-            labels={LABEL: "1", f"{LABEL}.host": host.name, f"{LABEL}.manager": "docker"},
+            labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "docker"},
         )
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.dir / "compose"
+
+    @property
+    def compose_project(self) -> str:
+        return f"runbook-{self.name}"
+
+    def compose_file(self, host: LabHost) -> dict:
+        """The Compose v2 project holding the lab's Compose-managed demo service."""
+        return {
+            "name": self.compose_project,
+            "services": {
+                SERVICE: {
+                    "image": lab_image.IMAGE,
+                    "container_name": host.container,
+                    "command": [
+                        "python3", DEMO_PATH, "--port", str(host.port), "--name", SERVICE, "--log-dir", LOG_DIR,
+                        "--db", f"{STATE_SUBDIR}/queue.db", "--faults-file", f"{STATE_SUBDIR}/faults",
+                    ],
+                    "network_mode": "host",
+                    "stop_signal": "SIGTERM",
+                    "stop_grace_period": "10s",
+                    "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
+                    "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
+                    "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+                }
+            },
+        }
+
+    def _create_compose_service(self, host: LabHost):
+        import subprocess
+
+        self.compose_dir.mkdir(parents=True, exist_ok=True)
+        compose_path = self.compose_dir / "compose.yaml"
+        compose_path.write_text(yaml.safe_dump(self.compose_file(host), sort_keys=False), encoding="utf-8")
+        result = subprocess.run(
+            ["docker", "compose", "--project-directory", str(self.compose_dir), "up", "--detach", "--no-build",
+             "--pull", "never"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+            raise Unavailable(f"docker compose up failed: {lines[-1]}", hint="scripts/bootstrap installs Compose v2")
+        return self.client.containers.get(host.container)
 
     def _wait_systemd(self, container, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -295,7 +357,7 @@ class Lab:
                 lab_image.build_image(client, self.progress)
                 changes.append(f"built image {lab_image.IMAGE}")
             taken = {h.port for h in state.hosts}
-            wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker"]
+            wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker", "lab-compose"]
             by_name = {h.name: h for h in state.hosts}
             new_hosts: list[LabHost] = []
             for name in wanted:
@@ -303,8 +365,8 @@ class Lab:
                 if host is None:
                     port = free_port(taken)
                     taken.add(port)
-                    manager = "docker" if name == "lab-docker" else "systemd"
-                    host = LabHost(name=name, container=f"runbook-{name}", manager=manager, port=port)
+                    manager = {"lab-docker": "docker", "lab-compose": "compose"}.get(name, "systemd")
+                    host = LabHost(name=name, container=self._container_name(name), manager=manager, port=port)
                 new_hosts.append(host)
 
             for host in new_hosts:
@@ -313,8 +375,10 @@ class Lab:
                     self.progress(f"creating {host.name} ({host.manager})")
                     if host.manager == "systemd":
                         container = self._create_systemd_host(host)
-                    else:
+                    elif host.manager == "docker":
                         container = self._create_docker_service(host)
+                    else:
+                        container = self._create_compose_service(host)
                     created.append(host.container)
                     changes.append(f"created {host.container}")
                 elif container.status != "running":
@@ -388,7 +452,7 @@ class Lab:
         return changes
 
     def _write_inventory(self, state: LabState) -> bool:
-        text = yaml.safe_dump(inventory(state), sort_keys=False)
+        text = yaml.safe_dump(inventory(state, self.compose_dir, self.compose_project), sort_keys=False)
         header = "# Written by `runbook lab up`: the lab's hosts and their services. Do not edit.\n"
         if self.inventory_path.is_file() and self.inventory_path.read_text(encoding="utf-8") == header + text:
             return False
@@ -409,8 +473,6 @@ class Lab:
 
     def down(self) -> list[str]:
         """Remove every container, process and file the lab made."""
-        import shutil
-
         state = self.state()
         removed = []
         for server in (self._prometheus(state), self._alertmanager(state)):
@@ -424,7 +486,7 @@ class Lab:
                 raise
             client = None
         if client is not None:
-            for container in client.containers.list(all=True, filters={"label": LABEL}):
+            for container in client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
                 container.remove(force=True)
                 removed.append(f"removed {container.name}")
         if self.dir.exists():
@@ -458,6 +520,32 @@ class Lab:
                     f"the demo service on {host.name} is not answering ({exc}); is it already down?"
                 ) from exc
         return {"host": host.name, "fault": fault, "params": params or {}}
+
+    def heal(self, host_name: str) -> str:
+        """Undo every fault on a host after a drill: clear start-up faults, restart fresh."""
+        host = self.host(host_name)
+        container = self._container(host.container)
+        if host.manager == "systemd" and container is not None and container.status == "running":
+            self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
+            self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
+            self._exec(container, ["systemctl", "restart", UNIT])
+            action = f"restarted {UNIT} on {host.name}"
+        else:
+            # A crash-looping container cannot be exec'd into: make it again from scratch.
+            if container is not None:
+                container.remove(force=True)
+            create = {
+                "systemd": self._create_systemd_host,
+                "docker": self._create_docker_service,
+                "compose": self._create_compose_service,
+            }[host.manager]
+            container = create(host)
+            if host.manager == "systemd":
+                self._wait_systemd(container)
+                self._install_unit(container, host)
+            action = f"recreated {host.container}"
+        self._wait_healthy([host])
+        return action
 
     def status(self) -> dict:
         state = self.state()
@@ -507,9 +595,9 @@ def probe_health(host: LabHost, timeout: float = 1.0) -> tuple[bool, str]:
     return status == "healthy", status
 
 
-def inventory(state: LabState) -> dict:
+def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
     """The lab as an Ansible inventory: one service description per host drives every role."""
-    systemd_hosts, docker_hosts = {}, {}
+    systemd_hosts, docker_hosts, compose_hosts = {}, {}, {}
     for host in state.hosts:
         service = {
             "name": SERVICE,
@@ -531,9 +619,14 @@ def inventory(state: LabState) -> dict:
                 "runbook_services": [service],
             }
         else:
-            # The docker path: the controller is the Docker host and manages the container.
+            # Docker and Compose: the controller is the Docker host and manages the container.
             service["container"] = host.container
-            docker_hosts[host.name] = {
+            if host.manager == "compose":
+                service["project_src"] = str(compose_dir)
+                service["project"] = compose_project
+                service["compose_service"] = SERVICE
+            target = docker_hosts if host.manager == "docker" else compose_hosts
+            target[host.name] = {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                 "runbook_services": [service],
@@ -550,6 +643,7 @@ def inventory(state: LabState) -> dict:
                     "children": {
                         "lab_systemd": {"hosts": systemd_hosts},
                         "lab_docker": {"hosts": docker_hosts},
+                        "lab_compose": {"hosts": compose_hosts},
                     }
                 }
             },

@@ -1,0 +1,411 @@
+"""The one place that builds ansible-runner arguments and runs a scenario playbook.
+
+Everything a scenario does happens in the playbook; this module only starts
+``ansible-playbook`` through ansible-runner, shows live progress on stderr, and hands
+every event to the callers (``results.Collector`` turns them into per-host results).
+
+Choices, and why:
+
+- ``quiet=True``: ansible's own output goes only to ``artifacts/<id>/stdout``; the
+  terminal gets our rendering of the events. ``json_mode`` is left off: the events our
+  ``event_handler`` receives are the same with or without it (it only changes what is
+  written to the stdout stream and file), and a text ``stdout`` file is what an engineer
+  opens when a run failed.
+- ``cancel_callback``: SIGINT/SIGTERM set a flag (the previous handlers are restored
+  after the run). ansible-playbook runs in its own session on a pty, so Ctrl-C reaches
+  only us; ansible-runner polls the flag and kills the playbook's process group.
+- ``timeout``: ansible-runner's job timeout; the run ends with status ``timeout``.
+- ``private_data_dir``: ``$RUNBOOK_STATE_DIR/runs/<timestamp>-<scenario>`` (mode 0700),
+  one per run, kept so every run can be looked at afterwards.
+
+The environment (an allow-list)
+    ansible-runner seeds the child's environment with a copy of ``os.environ`` (see
+    ``BaseConfig.prepare_env``) and writes the whole of it to ``artifacts/<id>/command``.
+    So the runner is prepared first (``interface.init_runner``), then its environment is
+    replaced before the run: a variable inherited unchanged from ours is kept only when it
+    is on :data:`ALLOWED_ENV` or starts with one of :data:`ALLOWED_PREFIXES`; variables
+    ansible-runner itself sets or changes (its callback plugin, ``AWX_ISOLATED_DATA_DIR``,
+    ``RUNNER_*``, the fact cache) stay, and ours (:func:`our_env`) win. Nothing touches
+    this process's own ``os.environ``. ansible-runner's default of
+    ``ANSIBLE_HOST_KEY_CHECKING=False`` is removed again unless the user set it, so SSH host
+    keys are checked as ansible-playbook would check them.
+
+Secrets
+    Never put a secret in ``extravars`` or the environment: ansible-runner writes both to
+    disk (``env/extravars``, ``env/envvars`` and ``artifacts/<id>/command``). Secrets
+    belong in the inventory's vault-encrypted vars or a lookup the playbook makes; the CLI
+    passes none today.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from rich.markup import escape
+
+from runbook_remediation.errors import BadInput, Unavailable
+
+# User environment passed on to ansible-playbook; everything else stays behind.
+ALLOWED_ENV = frozenset(
+    {
+        "PATH", "HOME", "USER", "LANG", "TERM", "TZ", "SSH_AUTH_SOCK",
+        "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "KUBECONFIG",
+    }
+)
+ALLOWED_PREFIXES = ("LC_", "ANSIBLE_", "RUNBOOK_")
+# Set by us from the collection we found, never inherited.
+OWN_ENV = frozenset({"ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS"})
+# How often (seconds) ansible-runner looks at the cancel flag and the timeout when
+# ansible-playbook is silent (its default is 5 s, too slow for Ctrl-C).
+POLL_SECONDS = 0.2
+
+EventHandler = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to run: validated by :func:`validate` before anything starts."""
+
+    scenario: str  # kebab-case name, used to name the run directory
+    playbook: str  # FQCN, e.g. runbook.remediation.service_down
+    inventory: Path
+    limit: str | None = None
+    extravars: dict = field(default_factory=dict)
+    check: bool = False
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How ansible-playbook ended (not what it found: that is ``results``)."""
+
+    status: str  # successful | failed | timeout | canceled
+    rc: int
+    artifacts: Path  # <private_data_dir>/artifacts/<ident>: stdout, job_events, command
+    private_data_dir: Path
+    elapsed: float
+
+    @property
+    def cancelled(self) -> bool:
+        return self.status == "canceled"
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timeout"
+
+
+# --- input ------------------------------------------------------------------------------
+
+def parse_extra_vars(values: Iterable[str]) -> dict:
+    """``-e`` values as ansible-playbook reads them, merged left to right.
+
+    ``k=v [k2=v2 ...]`` (values stay strings, as ansible keeps them), a JSON/YAML object
+    ``{...}``, or ``@file.yml`` holding one.
+    """
+    merged: dict = {}
+    for value in values:
+        text = value.strip()
+        if not text:
+            raise BadInput("-e takes KEY=VALUE, a JSON/YAML object or @FILE, not an empty string")
+        if text.startswith("@"):
+            merged.update(_vars_file(Path(text[1:]).expanduser()))
+        elif text.startswith("{"):
+            merged.update(_vars_object(text, f"-e {value!r}"))
+        else:
+            merged.update(_key_values(text))
+    return merged
+
+
+def _vars_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"-e @{path}: cannot read it ({exc.strerror or exc})") from exc
+    return _vars_object(text, f"-e @{path}")
+
+
+def _vars_object(text: str, where: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{where} is not valid JSON/YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise BadInput(f"{where} must hold a mapping of variables, not {type(data).__name__}")
+    for key in data:
+        _check_name(key, where)
+    return data
+
+
+def _key_values(text: str) -> dict:
+    try:
+        tokens = shlex.split(text)
+    except ValueError as exc:
+        raise BadInput(f"-e {text!r}: {exc}") from exc
+    pairs = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep:
+            raise BadInput(f"-e takes KEY=VALUE, a JSON/YAML object or @FILE, not {token!r}")
+        _check_name(key, f"-e {text!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _check_name(key, where: str) -> None:
+    if not isinstance(key, str) or not key.isidentifier():
+        raise BadInput(f"{where}: {key!r} is not a valid variable name")
+
+
+def validate(request: Request) -> None:
+    """Refuse bad input before anything runs (nothing is changed on bad input)."""
+    if not request.inventory.exists():
+        raise BadInput(f"inventory {request.inventory} not found")
+    if request.limit is not None and not request.limit.strip():
+        raise BadInput("--limit is empty: name a host, a group or a pattern")
+    if request.timeout is not None and request.timeout <= 0:
+        raise BadInput("--timeout must be a positive number of seconds")
+    _check_secrets_free(request.extravars)
+
+
+def _check_secrets_free(extravars: Mapping) -> None:
+    """Extra vars end up on disk in the run directory; they must be JSON-serialisable data."""
+    try:
+        json.dumps(extravars)
+    except (TypeError, ValueError) as exc:
+        raise BadInput(f"extra vars must be plain data: {exc}") from exc
+
+
+# --- environment ------------------------------------------------------------------------
+
+def is_allowed(name: str) -> bool:
+    """Whether the user's variable ``name`` may reach ansible-playbook."""
+    if name in OWN_ENV:
+        return False
+    return name in ALLOWED_ENV or name.startswith(ALLOWED_PREFIXES)
+
+
+def find_ansible_playbook(path: str) -> str:
+    """The ansible-playbook that belongs to this Python (a venv's bin), else the first on PATH."""
+    here = Path(sys.executable).parent
+    if (here / "ansible-playbook").is_file():
+        return str(here)
+    found = shutil.which("ansible-playbook", path=path)
+    if not found:
+        raise Unavailable(
+            "ansible-playbook not found",
+            hint="install ansible-core in the runbook environment (pip install runbook-remediation)",
+        )
+    return str(Path(found).parent)
+
+
+def our_env(collections_path: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the CLI always sets in the child."""
+    user_path = environ.get("PATH", os.defpath)
+    bin_dir = find_ansible_playbook(user_path)
+    parts = [bin_dir] + [p for p in user_path.split(os.pathsep) if p and p != bin_dir]
+    return {
+        "PATH": os.pathsep.join(parts),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path,
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+
+
+def restrict_env(prepared: Mapping[str, str], inherited: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment: ansible-runner's ``prepared`` one, minus what was only inherited.
+
+    A variable whose value equals the one in ``inherited`` came from our environment and
+    passes only if :func:`is_allowed`; anything ansible-runner added or changed stays;
+    ``ours`` wins over both.
+    """
+    env = {}
+    for name, value in prepared.items():
+        only_inherited = name in inherited and inherited[name] == value
+        if not only_inherited or is_allowed(name):
+            env[name] = value
+    for name in OWN_ENV:
+        env.pop(name, None)
+    if "ANSIBLE_HOST_KEY_CHECKING" not in inherited:
+        env.pop("ANSIBLE_HOST_KEY_CHECKING", None)  # ansible-runner defaults it to False
+    env.update(ours)
+    return env
+
+
+# --- the run ----------------------------------------------------------------------------
+
+def new_run_dir(base: Path, scenario: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now()).strftime("%Y%m%dT%H%M%S")
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for attempt in range(1, 1000):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        path = base / f"{stamp}-{scenario}{suffix}"
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise Unavailable(f"cannot make a run directory under {base}")
+
+
+def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, str]) -> dict:
+    """The arguments for ansible-runner (pure: tested without running anything)."""
+    kwargs = {
+        "private_data_dir": str(private_data_dir),
+        "ident": private_data_dir.name,
+        "playbook": request.playbook,
+        "inventory": str(request.inventory.resolve()),
+        "envvars": dict(ours),
+        "settings": {"pexpect_timeout": POLL_SECONDS},
+        "quiet": True,
+        "json_mode": False,
+        "rotate_artifacts": 0,
+    }
+    if request.limit:
+        kwargs["limit"] = request.limit.strip()
+    if request.extravars:
+        kwargs["extravars"] = dict(request.extravars)
+    if request.check:
+        kwargs["cmdline"] = "--check"
+    if request.timeout:
+        kwargs["timeout"] = int(request.timeout)
+    return kwargs
+
+
+class _Cancel:
+    """SIGINT/SIGTERM set a flag that ansible-runner polls; handlers restored on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, on_cancel: Callable[[], None] = lambda: None):
+        self.requested = False
+        self._on_cancel = on_cancel
+        self._previous: dict = {}
+
+    def _handler(self, signum, frame):
+        if not self.requested:
+            self.requested = True
+            self._on_cancel()
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __enter__(self) -> _Cancel:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+
+def run(
+    request: Request,
+    collections_path: str,
+    runs_dir: Path,
+    handlers: Iterable[EventHandler] = (),
+    on_cancel: Callable[[], None] = lambda: None,
+) -> RunInfo:
+    """Run the playbook; every event goes to each of ``handlers`` as it arrives."""
+    from ansible_runner.interface import init_runner
+
+    validate(request)
+    inherited = dict(os.environ)
+    ours = our_env(collections_path, inherited)
+    private_data_dir = new_run_dir(runs_dir, request.scenario)
+    handlers = list(handlers)
+
+    def event_handler(event: dict) -> bool:
+        for handler in handlers:
+            handler(event)
+        return True  # keep every event in artifacts/<id>/job_events
+
+    started = time.monotonic()
+    with _Cancel(on_cancel) as cancel:
+        runner = init_runner(
+            **runner_kwargs(request, private_data_dir, ours),
+            event_handler=event_handler,
+            cancel_callback=cancel,
+        )
+        runner.config.env = restrict_env(runner.config.env, inherited, ours)
+        status, rc = runner.run()
+    return RunInfo(
+        status=status,
+        rc=rc if rc is not None else -1,
+        artifacts=Path(runner.config.artifact_dir),
+        private_data_dir=private_data_dir,
+        elapsed=time.monotonic() - started,
+    )
+
+
+# --- progress ---------------------------------------------------------------------------
+
+_HOST_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+_COLOURS = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red", "skipped": "dim",
+            "ignored": "dim"}
+
+
+class Progress:
+    """Live progress on stderr: the task name when it starts, then one line per host."""
+
+    def __init__(self, console, verbose_skips: bool = True):
+        self.console = console
+        self.verbose_skips = verbose_skips
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_task_start":
+            self.console.print(f"[bold]{escape(_task_name(data))}[/bold]", markup=True)
+        elif kind in _HOST_EVENTS:
+            self._host_line(kind, data)
+
+    def _host_line(self, kind: str, data: dict) -> None:
+        res = data.get("res") or {}
+        state = _HOST_EVENTS[kind]
+        if state == "ok" and res.get("changed"):
+            state = "changed"
+        if state == "failed" and data.get("ignore_errors"):
+            state = "ignored"
+        if state == "skipped" and not self.verbose_skips:
+            return
+        duration = data.get("duration")
+        elapsed = f"{duration:.1f}s" if isinstance(duration, int | float) else ""
+        colour = _COLOURS[state]
+        line = (f"  {escape(str(data.get('host', '?'))):<14} {escape(_task_name(data))}  "
+                f"[{colour}]{state}[/{colour}]  [dim]{elapsed}[/dim]")
+        message = first_line(res.get("msg")) if state in ("failed", "unreachable") else ""
+        if message:
+            line += f"\n      [{colour}]{escape(message)}[/{colour}]"
+        self.console.print(line, markup=True)
+
+
+def _task_name(data: dict) -> str:
+    return str(data.get("task") or data.get("name") or "(unnamed task)").strip()
+
+
+def first_line(value, limit: int = 300) -> str:
+    """A message fit for one line of a terminal."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,224 @@
+# Copyright (c) 2026, runbook.remediation maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Pure evaluation logic of the health_check module (no I/O, easy to unit test).
+
+Private to this collection (the leading underscore): no compatibility promise.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+JMESPATH_IMPORT_ERROR = None
+try:
+    import jmespath
+    from jmespath.exceptions import JMESPathError
+except ImportError:
+    HAS_JMESPATH = False
+    JMESPATH_IMPORT_ERROR = traceback.format_exc()
+
+    class JMESPathError(Exception):
+        """Placeholder so that ``except JMESPathError`` stays valid without jmespath."""
+else:
+    HAS_JMESPATH = True
+
+DEFAULT_HEALTHY_STATUSES = ('healthy',)
+
+# Results of StabilityWindow.record()
+CONTINUE = 'continue'
+DONE = 'done'
+EXHAUSTED = 'exhausted'
+
+
+def status_matches(status, expected):
+    """True when the HTTP ``status`` is one of the ``expected`` codes."""
+    if status is None:
+        return False
+    try:
+        return int(status) in {int(code) for code in expected}
+    except (TypeError, ValueError):
+        return False
+
+
+def compile_expression(expression):
+    """Compile a JMESPath expression; ValueError with the parser's text when it is invalid."""
+    if not HAS_JMESPATH:
+        raise RuntimeError('the jmespath Python library is required')
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as exc:
+        raise ValueError(' '.join(str(exc).split())) from exc
+
+
+def is_truthy(value):
+    """Truthiness of an expression result: false, null, 0 and empty string/list/object are false."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, (str, list, dict, tuple)):
+        return len(value) > 0
+    return True
+
+
+def evaluate_expression(compiled, data):
+    """Evaluate a compiled JMESPath expression over ``data``: (truthy, value).
+
+    A runtime error in the expression (a type error in a function call, say) is
+    reported as a ValueError with JMESPath's message.
+    """
+    try:
+        value = compiled.search(data)
+    except JMESPathError as exc:
+        raise ValueError(' '.join(str(exc).split())) from exc
+    return is_truthy(value), value
+
+
+def resolve_path(data, path):
+    """Follow a dot-separated ``path`` (``components``, ``details.checks``, ``checks.0``).
+
+    Integer parts index lists. Returns None when any part is missing. An empty
+    path returns ``data`` itself.
+    """
+    current = data
+    for part in [p for p in (path or '').split('.') if p]:
+        if isinstance(current, dict):
+            if part not in current:
+                return None
+            current = current[part]
+        elif isinstance(current, list):
+            try:
+                current = current[int(part)]
+            except (ValueError, IndexError):
+                return None
+        else:
+            return None
+    return current
+
+
+def _component_status(value):
+    """The status of one component entry: a dict with ``status``, or a bare string."""
+    if isinstance(value, dict):
+        status = value.get('status')
+    else:
+        status = value
+    if status is None or isinstance(status, (dict, list)):
+        return None
+    return str(status)
+
+
+def failing_components(data, path='components', healthy_statuses=DEFAULT_HEALTHY_STATUSES):
+    """Components under ``path`` whose status is not one of ``healthy_statuses``.
+
+    Understands a list of objects (``[{"name": "db", "status": "down"}]``) and a
+    mapping of name to object or to a status string (``{"db": {"status": "down"}}``).
+    Status comparison ignores case. A component without a status counts as failing.
+    Returns a list of ``{"name": ..., "status": ...}`` in document order.
+    """
+    healthy = {str(s).lower() for s in healthy_statuses}
+    components = resolve_path(data, path)
+    entries = []
+    if isinstance(components, dict):
+        entries = list(components.items())
+    elif isinstance(components, list):
+        for index, item in enumerate(components):
+            name = None
+            if isinstance(item, dict):
+                name = item.get('name', item.get('id'))
+            entries.append((name if name is not None else '%s[%d]' % (path or 'components', index), item))
+    failing = []
+    for name, value in entries:
+        status = _component_status(value)
+        if status is None or status.lower() not in healthy:
+            failing.append({'name': str(name), 'status': status})
+    return failing
+
+
+def evaluate_response(status, body, expected_status, expression=None,
+                      components_path='components', healthy_statuses=DEFAULT_HEALTHY_STATUSES):
+    """Judge one HTTP response.
+
+    ``body`` is the parsed JSON body or None. ``expression`` is a compiled JMESPath
+    expression or None. Returns a dict with ``healthy`` (bool), ``error`` (why it is
+    unhealthy, or None) and ``failing_components`` (always reported, never decisive
+    on its own: use an expression to make components count).
+    """
+    failing = failing_components(body, components_path, healthy_statuses) if body is not None else []
+    result = {'healthy': True, 'error': None, 'failing_components': failing}
+    if not status_matches(status, expected_status):
+        result['healthy'] = False
+        result['error'] = 'HTTP status %s, expected %s' % (
+            status, ' or '.join(str(code) for code in expected_status))
+    elif expression is not None:
+        if body is None:
+            result['healthy'] = False
+            result['error'] = 'response body is not JSON, so the jmespath expression cannot be evaluated'
+        else:
+            try:
+                truthy, value = evaluate_expression(expression, body)
+            except ValueError as exc:
+                result['healthy'] = False
+                result['error'] = 'jmespath expression failed: %s' % exc
+            else:
+                if not truthy:
+                    result['healthy'] = False
+                    result['error'] = 'jmespath expression %r is %s' % (
+                        getattr(expression, 'expression', ''), _short_json(value))
+    if not result['healthy'] and failing:
+        result['error'] += '; failing components: %s' % format_components(failing)
+    return result
+
+
+def _short_json(value):
+    if value is None:
+        return 'null'
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
+def format_components(components):
+    """``db (down), cache (degraded)``"""
+    return ', '.join('%s (%s)' % (c['name'], c['status'] if c['status'] is not None else 'no status')
+                     for c in components)
+
+
+def matches_expectation(healthy, expect):
+    """Whether one endpoint's health satisfies ``expect`` (healthy, unhealthy or any)."""
+    if expect == 'any':
+        return True
+    return healthy if expect == 'healthy' else not healthy
+
+
+class StabilityWindow:
+    """Counts consecutive good probe rounds.
+
+    ``required``: consecutive good rounds needed (``stable_probes``).
+    ``max_failures``: bad rounds tolerated before giving up (``retries``).
+    A bad round resets the streak. record() returns DONE, CONTINUE or EXHAUSTED.
+    """
+
+    def __init__(self, required=1, max_failures=0):
+        if required < 1:
+            raise ValueError('required must be at least 1')
+        if max_failures < 0:
+            raise ValueError('max_failures must not be negative')
+        self.required = required
+        self.max_failures = max_failures
+        self.streak = 0
+        self.failures = 0
+        self.rounds = 0
+
+    def record(self, ok):
+        self.rounds += 1
+        if ok:
+            self.streak += 1
+            return DONE if self.streak >= self.required else CONTINUE
+        self.streak = 0
+        self.failures += 1
+        return EXHAUSTED if self.failures > self.max_failures else CONTINUE

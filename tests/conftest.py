@@ -1,0 +1,87 @@
+"""Shared fixtures: the collection on ANSIBLE_COLLECTIONS_PATH and the test lab.
+
+The lab used by tests is the product's own lab code (`runbook lab`), under its own
+name and state directory, so a developer's lab is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from runbook_remediation.collection import find_collection
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collections_path():
+    """FQCN playbooks and roles resolve to this checkout in every ansible subprocess."""
+    path = find_collection().env_collections_path()
+    os.environ["ANSIBLE_COLLECTIONS_PATH"] = path
+    return path
+
+
+@pytest.fixture(scope="session")
+def lab_env(tmp_path_factory):
+    """Environment for the session's test lab (name + state dir)."""
+    state = tmp_path_factory.mktemp("lab-state")
+    return {"RUNBOOK_LAB_NAME": os.environ.get("RUNBOOK_LAB_NAME", "test"), "RUNBOOK_STATE_DIR": str(state)}
+
+
+@pytest.fixture(scope="session")
+def lab(lab_env):
+    """A running lab with two systemd hosts and the docker-path service."""
+    from runbook_remediation.lab.lab import Lab
+
+    saved = {k: os.environ.get(k) for k in lab_env}
+    os.environ.update(lab_env)
+    the_lab = Lab(Path(lab_env["RUNBOOK_STATE_DIR"]))
+    try:
+        the_lab.up(hosts=2)
+        yield the_lab
+    finally:
+        the_lab.down()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.2, what: str = "condition"):
+    """Poll until predicate() is truthy; return its value or fail with `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def restore_host(the_lab, name: str) -> None:
+    """Bring a lab host's demo service back after a test broke it (`runbook lab heal`)."""
+    the_lab.heal(name)
+    host = the_lab.host(name)
+    wait_for(lambda: http_status(host.health_url) == 200, what=f"{name} healthy again")
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
