@@ -176,11 +176,11 @@ def validate(request: Request) -> None:
         raise BadInput("--limit is empty: name a host, a group or a pattern")
     if request.timeout is not None and request.timeout <= 0:
         raise BadInput("--timeout must be a positive number of seconds")
-    _check_secrets_free(request.extravars)
+    _check_plain_data(request.extravars)
 
 
-def _check_secrets_free(extravars: Mapping) -> None:
-    """Extra vars end up on disk in the run directory; they must be JSON-serialisable data."""
+def _check_plain_data(extravars: Mapping) -> None:
+    """ansible-runner hands extra vars to ansible-playbook as JSON: dates and the like cannot pass."""
     try:
         json.dumps(extravars)
     except (TypeError, ValueError) as exc:

@@ -63,9 +63,13 @@ def cli(ctx: click.Context, output: str, debug: bool) -> None:
 
 
 def _register() -> None:
-    from runbook_remediation.commands import lab
+    from runbook_remediation.commands import lab, run
+    from runbook_remediation.commands import list as list_command
 
     cli.add_command(lab.lab)
+    cli.add_command(list_command.list_)
+    cli.add_command(run.run)
+    cli.add_command(run.diagnose)
 
 
 _register()

@@ -1,0 +1,230 @@
+"""Runner events in, per-host scenario results and the run's exit code out.
+
+Every scenario playbook ends each host with a ``Record the scenario result`` task
+(``set_fact: runbook_result``), so that host's ``runner_on_ok`` event carries
+``res.ansible_facts.runbook_result``. A host can also end without one: unreachable, or a
+task failed before the result; its entry is then made from the failure event's ``msg``.
+
+Which hosts failed or were unreachable comes from the ``playbook_on_stats`` event when
+there is one (a failure rescued by a ``block`` is not a failure), else from the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from runbook_remediation.errors import BadInput, ExitCode, RunbookError
+
+RESULT_FACT = "runbook_result"
+OUTCOMES = ("healthy", "remediated", "failed", "escalate", "planned")
+UNREACHABLE = "unreachable"  # made here for a host that could not be reached
+
+# The overall outcome is the first of these that any host has.
+PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
+    ("escalate", ExitCode.ESCALATE),
+    ("failed", ExitCode.FAILED),
+    (UNREACHABLE, ExitCode.UNAVAILABLE),
+    ("remediated", ExitCode.REMEDIATED),
+    ("planned", ExitCode.REMEDIATED),
+    ("healthy", ExitCode.NOTHING_TO_DO),
+)
+
+# ansible-playbook refuses to start without hosts before it emits any event but this
+# verbose line; it is the one piece of ansible's text we read.
+_NO_HOSTS_TEXT = ("no hosts to target", "no hosts matched")
+
+
+class NoHostsMatched(BadInput):
+    """The inventory and limit left no host to run on: nothing was changed."""
+
+
+class RunBroken(RunbookError):
+    """ansible-playbook stopped before any host ran (a bad playbook, inventory or var)."""
+
+
+def overall(outcomes: Iterable[str]) -> tuple[str, ExitCode]:
+    """The run's outcome and exit code from its hosts' outcomes."""
+    seen = set(outcomes)
+    for outcome, code in PRECEDENCE:
+        if outcome in seen:
+            return outcome, code
+    if seen:  # only outcomes we do not know: summarize() never lets one through
+        return "failed", ExitCode.FAILED
+    raise NoHostsMatched("no host matched")
+
+
+class Collector:
+    """Feed it every runner event (it is an ``event_handler``); read it after the run."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, None] = {}  # every host seen, in order
+        self.results: dict[str, dict] = {}
+        self.failures: dict[str, dict] = {}  # host -> {"task", "message"} of its last failure
+        self.unreachable: dict[str, dict] = {}
+        self.last_task: dict[str, str] = {}
+        self.stats: dict | None = None
+        self.no_hosts_matched = False
+        self.errors: list[str] = []  # ansible's own [ERROR] lines outside any task
+
+    def __call__(self, event: dict) -> None:
+        self.add(event)
+
+    def add(self, event: dict) -> None:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        if kind == "playbook_on_stats":
+            self.stats = data
+        elif kind == "playbook_on_no_hosts_matched":
+            self.no_hosts_matched = True
+        elif kind == "verbose":
+            text = (event.get("stdout") or "").strip()
+            if text.startswith(("[ERROR]", "ERROR!")):
+                self.errors.append(text.split(":", 1)[-1].strip() if text.startswith("[ERROR]") else text[6:].strip())
+        elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
+            self._host_event(kind, data)
+
+    def _host_event(self, kind: str, data: dict) -> None:
+        host = data.get("host")
+        if not host:
+            return
+        self.hosts.setdefault(host, None)
+        task = str(data.get("task") or "").strip()
+        self.last_task[host] = task
+        res = data.get("res") or {}
+        if kind == "runner_on_ok":
+            fact = (res.get("ansible_facts") or {}).get(RESULT_FACT)
+            if isinstance(fact, dict):
+                self.results[host] = fact
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.failures[host] = {"task": task, "message": _message(res, "failed")}
+        elif kind == "runner_on_unreachable":
+            self.unreachable[host] = {"task": task, "message": _message(res, "unreachable")}
+
+
+def _message(res: dict, fallback: str) -> str:
+    msg = res.get("msg")
+    if not msg and res.get("stderr"):
+        msg = res["stderr"]
+    if not msg:
+        return fallback
+    return " ".join(str(msg).split())
+
+
+@dataclass
+class Summary:
+    scenario: str
+    hosts: dict[str, dict]
+    outcome: str
+    exit_code: ExitCode
+    broken: set[str] = field(default_factory=set)  # hosts whose run broke (no usable result)
+
+    def as_dict(self, artifacts=None) -> dict:
+        return {
+            "scenario": self.scenario,
+            "outcome": self.outcome,
+            "exit_code": int(self.exit_code),
+            "hosts": self.hosts,
+            "artifacts": str(artifacts) if artifacts is not None else None,
+        }
+
+    def diagnose_exit_code(self) -> ExitCode:
+        """``runbook diagnose``: 0 when every host was diagnosed, whatever was found."""
+        outcomes = {self.hosts[h]["outcome"] for h in self.broken}
+        if "failed" in outcomes:
+            return ExitCode.FAILED
+        if UNREACHABLE in outcomes:
+            return ExitCode.UNAVAILABLE
+        return ExitCode.REMEDIATED
+
+
+def summarize(
+    collector: Collector, scenario: str, service: str | None = None, check: bool = False, rc: int = 0
+) -> Summary:
+    """Per-host results and the overall outcome. Raises when no host ran at all.
+
+    ``rc`` is ansible-playbook's exit status: it only matters when no host ran.
+    """
+    stats = collector.stats or {}
+    hosts = dict(collector.hosts)
+    for key in ("processed", "failures", "dark"):
+        for host in stats.get(key) or {}:
+            hosts.setdefault(host, None)
+    if not hosts:
+        _raise_nothing_ran(collector, rc)
+    if collector.stats is not None:
+        failed, dark = set(stats.get("failures") or {}), set(stats.get("dark") or {})
+    else:
+        failed, dark = set(collector.failures), set(collector.unreachable)
+
+    entries: dict[str, dict] = {}
+    broken: set[str] = set()
+    for host in sorted(hosts):
+        base = {"scenario": scenario, "service": service, "host": host}
+        result = collector.results.get(host)
+        problem = collector.unreachable.get(host) if host in dark else collector.failures.get(host)
+        if result is not None:
+            entry = _normalise(result, base, check)
+            if entry["outcome"] not in OUTCOMES:
+                entry["message"] = f"the playbook reported an unknown outcome {entry['outcome']!r}: {entry['message']}"
+                entry["outcome"] = "failed"
+                broken.add(host)
+            elif (host in failed or host in dark) and entry["outcome"] not in ("failed", "escalate"):
+                detail = problem["message"] if problem else "a task failed"
+                entry["message"] = f"task {(problem or {}).get('task', '?')!r} failed after the result: {detail}"
+                entry["outcome"] = "failed"
+                broken.add(host)
+        elif host in dark:
+            entry = _made(base, UNREACHABLE, problem, check, "unreachable")
+            broken.add(host)
+        elif host in failed:
+            entry = _made(base, "failed", problem, check, "failed")
+            broken.add(host)
+        else:
+            last = collector.last_task.get(host) or "?"
+            entry = _made(base, "failed", {"task": last, "message": f"ended without a result (last task: {last})"},
+                          check, "failed")
+            broken.add(host)
+        entries[host] = entry
+    outcome, code = overall(entry["outcome"] for entry in entries.values())
+    return Summary(scenario=scenario, hosts=entries, outcome=outcome, exit_code=code, broken=broken)
+
+
+def _normalise(result: dict, base: dict, check: bool) -> dict:
+    entry = {**base, **{k: v for k, v in result.items() if v is not None}}
+    entry["outcome"] = str(entry.get("outcome") or "")
+    entry["message"] = str(entry.get("message") or "")
+    for key in ("findings", "actions"):
+        value = entry.get(key) or []
+        entry[key] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    for key in ("verification", "evidence"):
+        if not isinstance(entry.get(key), dict):
+            entry[key] = {}
+    entry["check_mode"] = bool(entry.get("check_mode", check))
+    return entry
+
+
+def _made(base: dict, outcome: str, problem: dict | None, check: bool, fallback: str) -> dict:
+    problem = problem or {}
+    return {
+        **base,
+        "outcome": outcome,
+        "message": problem.get("message") or fallback,
+        "task": problem.get("task"),
+        "findings": [],
+        "actions": [],
+        "verification": {},
+        "evidence": {},
+        "check_mode": check,
+    }
+
+
+def _raise_nothing_ran(collector: Collector, rc: int) -> None:
+    text = " ".join(collector.errors)
+    if collector.no_hosts_matched or any(marker in text.lower() for marker in _NO_HOSTS_TEXT):
+        raise NoHostsMatched(f"no host matched: {text}" if text else "no host matched")
+    if text:
+        raise RunBroken(f"ansible-playbook stopped before any host ran: {text}")
+    if rc:
+        raise RunBroken(f"ansible-playbook exited with status {rc} before any host ran")
+    raise NoHostsMatched("no host matched")
