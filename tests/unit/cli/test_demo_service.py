@@ -1,0 +1,470 @@
+"""The lab's demo service, run for real as a subprocess and broken on purpose.
+
+Every test starts its own process on a free port with its own log dir, database and faults
+file, polls with deadlines instead of sleeping, and kills the process in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SERVICE = Path(__file__).resolve().parents[3] / "cli" / "runbook_remediation" / "lab" / "demo_service.py"
+
+METRIC_NAMES = (
+    "http_requests_total",
+    "demo_errors_total",
+    "http_request_duration_seconds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+    "process_cpu_seconds_total",
+    "demo_filesystem_size_bytes",
+    "demo_filesystem_avail_bytes",
+    "demo_fault_active",
+    "demo_queue_items",
+    "demo_info",
+)
+FAULT_NAMES = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak", "fd-leak", "log-flood")
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"(,|$)')
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll until predicate() is truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A strict-enough parser of the text exposition format: every line must be valid."""
+    types: dict[str, str] = {}
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in {"counter", "gauge", "histogram", "summary", "untyped"}
+            types[name] = kind
+            continue
+        match = SAMPLE.match(line)
+        assert match, f"bad exposition line: {line!r}"
+        name, label_text, value = match.groups()
+        labels: list[tuple[str, str]] = []
+        if label_text:
+            consumed = 0
+            for label in LABEL.finditer(label_text):
+                assert label.start() == consumed, f"bad labels in {line!r}"
+                consumed = label.end()
+                labels.append((label.group(1), label.group(2)))
+            assert consumed == len(label_text), f"bad labels in {line!r}"
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+        assert family in types, f"sample {name} has no TYPE line"
+        samples[(name, frozenset(labels))] = float(value)
+    return samples
+
+
+def metric(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    found = [value for (n, ls), value in samples.items() if n == name and wanted <= ls]
+    assert found, f"no sample {name}{labels}"
+    return sum(found)
+
+
+@dataclass
+class Demo:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_dir: Path
+    db: Path
+    faults_file: Path
+
+    @property
+    def app_log(self) -> Path:
+        return self.log_dir / "app.log"
+
+    def log_text(self) -> str:
+        return self.app_log.read_text(encoding="utf-8", errors="replace") if self.app_log.exists() else ""
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any, Any]:
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw, headers = resp.status, resp.read(), resp.headers
+        except urllib.error.HTTPError as exc:
+            status, raw, headers = exc.code, exc.read(), exc.headers
+        text = raw.decode()
+        content_type = headers.get("Content-Type", "")
+        return status, (json.loads(text) if content_type.startswith("application/json") else text), headers
+
+    def health(self, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+        status, body, _ = self.request("GET", "/health", timeout=timeout)
+        return status, body
+
+    def component(self, name: str, timeout: float = 5.0) -> dict[str, str]:
+        _, body = self.health(timeout)
+        return next(c for c in body["components"] if c["name"] == name)
+
+    def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        status, text, _ = self.request("GET", "/metrics")
+        assert status == 200
+        return parse_metrics(text)
+
+    def wait_exit(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        def ready() -> bool:
+            assert self.proc.poll() is None, f"service exited {self.proc.returncode}: {self.log_text()}"
+            try:
+                return self.health(timeout=1.0)[0] in (200, 503)
+            except (OSError, urllib.error.URLError):
+                return False
+
+        wait_for(ready, timeout, "the service to answer /health")
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., Demo]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def _launch(
+        *extra: str,
+        port: int | None = None,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        fd_limit: int | None = None,
+        plain: bool = False,
+    ) -> Demo:
+        port = port or free_port()
+        log_dir, db, faults_file = tmp_path / "log", tmp_path / "queue.db", tmp_path / "faults"
+        argv = [sys.executable, str(SERVICE)]
+        if not plain:
+            argv += ["--port", str(port), "--log-dir", str(log_dir), "--db", str(db), "--faults-file", str(faults_file)]
+        preexec = None
+        if fd_limit is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+            def preexec() -> None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, hard))
+
+        with open(tmp_path / f"stderr-{len(procs)}.txt", "wb") as stderr:
+            proc = subprocess.Popen(
+                [*argv, *extra],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, **(env or {})},
+                preexec_fn=preexec,  # only sets an rlimit, safe enough before exec
+            )
+        procs.append(proc)
+        demo = Demo(proc, port, log_dir, db, faults_file)
+        if wait:
+            demo.wait_ready()
+        return demo
+
+    yield _launch
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_healthy_service(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    status, body = demo.health()
+    assert status == 200
+    assert body["status"] in ("healthy", "degraded")  # "degraded" only if this machine's disk is > 80 % full
+    assert body["service"] == "demo"
+    assert body["pid"] == demo.proc.pid
+    assert isinstance(body["version"], str)
+    assert body["uptime_seconds"] >= 0
+    components = {c["name"]: c for c in body["components"]}
+    assert list(components) == ["api", "database", "disk", "files"]
+    for name in ("api", "database", "files"):
+        assert components[name]["status"] == "healthy", components[name]
+    assert all(c["detail"] for c in components.values())
+
+    status, body, _ = demo.request("GET", "/api/work")
+    assert (status, body) == (200, {"ok": True})
+    assert f"INFO starting demo on 127.0.0.1:{demo.port} pid {demo.proc.pid}" in demo.log_text()
+    assert demo.request("GET", "/nope")[0] == 404
+    assert demo.request("POST", "/health", body={})[0] == 405
+
+
+def test_metrics_exposition(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    status, text, headers = demo.request("GET", "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name} " in text, name
+        assert f"# HELP {name} " in text, name
+    samples = parse_metrics(text)
+
+    # The workload runs without outside load.
+    wait_for(lambda: metric(demo.metrics(), "http_requests_total", status="200") >= 5, 5, "synthetic requests")
+    buckets = [(labels, v) for (n, labels), v in samples.items() if n == "http_request_duration_seconds_bucket"]
+    bounds = sorted(dict(labels)["le"] for labels, _ in buckets)
+    assert len(bounds) == 12 and "+Inf" in bounds
+    assert metric(samples, "http_request_duration_seconds_bucket", le="+Inf") == metric(
+        samples, "http_request_duration_seconds_count", handler="/api/work"
+    )
+    for error_type in ("upstream_error", "too_many_open_files", "disk_full", "database_error"):
+        assert metric(samples, "demo_errors_total", error_type=error_type) == 0
+    for fault in FAULT_NAMES:
+        assert metric(samples, "demo_fault_active", fault=fault) == 0
+    assert metric(samples, "demo_queue_items") == 100
+    assert metric(samples, "demo_info", service="demo") == 1
+    assert metric(samples, "demo_filesystem_size_bytes", path=str(demo.log_dir)) > 0
+    assert metric(samples, "process_resident_memory_bytes") > 0
+    assert metric(samples, "process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert abs(metric(samples, "process_start_time_seconds") - time.time()) < 60
+
+
+def test_environment_configures_and_command_line_wins(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "DEMO_PORT": str(port),
+        "DEMO_LOG_DIR": str(tmp_path / "log"),
+        "DEMO_NAME": "from-env",
+        "DEMO_WORKLOAD_RPS": "0",
+        "DEMO_FAULT": "error-rate:rate=1",
+    }
+    demo = launch("--name", "from-cli", env=env, port=port, plain=True)
+    _, body = demo.health()
+    assert body["service"] == "from-cli"
+    assert [c["name"] for c in body["components"]] == ["api", "disk", "files"]  # no --db, no database
+    assert demo.request("GET", "/faults")[1]["active"] == {"error-rate": {"rate": 1.0}}
+    samples = demo.metrics()
+    assert metric(samples, "http_requests_total") == 0  # workload disabled
+    assert demo.request("GET", "/api/work")[0] == 500
+    assert metric(demo.metrics(), "http_requests_total", status="500") == 1
+
+
+def test_error_rate_fault(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    before = metric(demo.metrics(), "http_requests_total", status="500")
+    status, body, _ = demo.request("POST", "/faults/error-rate", {"rate": 0.2})
+    assert (status, body["params"]) == (201, {"rate": 0.2})
+    assert demo.request("POST", "/faults/error-rate", {"rate": 0.2})[0] == 200  # already active
+
+    wait_for(lambda: metric(demo.metrics(), "http_requests_total", status="500") > before + 2, 10, "500s")
+    wait_for(lambda: demo.component("api")["status"] == "degraded", 10, "api degraded")
+    samples = demo.metrics()
+    assert metric(samples, "demo_errors_total", error_type="upstream_error") > 0
+    assert metric(samples, "demo_fault_active", fault="error-rate") == 1
+    assert "ERROR /api/work failed: upstream_error" in demo.log_text()
+
+    assert demo.request("DELETE", "/faults/error-rate")[1] == {"cleared": "error-rate", "was_active": True}
+    assert metric(demo.metrics(), "demo_fault_active", fault="error-rate") == 0
+
+
+def test_latency_fault(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    before = metric(demo.metrics(), "http_request_duration_seconds_sum")
+    assert demo.request("POST", "/faults/latency", {"seconds": 0.3})[0] == 201
+    wait_for(lambda: metric(demo.metrics(), "http_request_duration_seconds_sum") > before + 2, 10, "latency sum")
+    slow = metric(demo.metrics(), "http_request_duration_seconds_bucket", le="0.25")
+    total = metric(demo.metrics(), "http_request_duration_seconds_count")
+    assert slow < total
+    started = time.monotonic()
+    assert demo.request("GET", "/api/work")[0] == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_crash_fault(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    status, body, _ = demo.request("POST", "/faults/crash")
+    assert (status, body["activated"]) == (201, "crash")
+    assert demo.wait_exit(5) == 1
+    assert "FATAL crash fault injected" in demo.log_text()
+
+
+def test_crash_loop_from_faults_file(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    (tmp_path / "faults").write_text("# injected by the lab\n\ncrash-loop  # stays until cleaned\n", encoding="utf-8")
+    for _ in range(2):
+        started = time.monotonic()
+        demo = launch(wait=False)
+        assert demo.wait_exit(5) == 1
+        assert time.monotonic() - started < 2.5
+    assert demo.log_text().count("FATAL crash-loop") == 2
+
+
+def test_crash_loop_at_runtime_persists(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    assert demo.request("POST", "/faults/crash-loop")[0] == 201
+    assert demo.wait_exit(5) == 1
+    assert "crash-loop" in demo.faults_file.read_text(encoding="utf-8")
+    again = launch(wait=False)
+    assert again.wait_exit(5) == 1
+    demo.faults_file.write_text("", encoding="utf-8")  # the remediation cleans the file
+    launch().wait_ready()
+
+
+def test_fd_leak_exhausts_descriptors(launch: Callable[..., Demo]) -> None:
+    demo = launch(fd_limit=128)
+    assert metric(demo.metrics(), "process_max_fds") == 128
+    assert demo.request("POST", "/faults/fd-leak", {"per_second": 1000})[0] == 201
+
+    def unhealthy() -> tuple[int, dict[str, Any]] | None:
+        try:
+            status, body = demo.health(timeout=3)
+        except (OSError, urllib.error.URLError):
+            return None  # a connection that arrived exactly at exhaustion
+        files = next(c for c in body["components"] if c["name"] == "files")
+        return (status, body) if status == 503 and files["status"] == "unhealthy" else None
+
+    _, body = wait_for(unhealthy, 15, "files unhealthy and 503")
+    assert body["status"] == "unhealthy"
+    wait_for(lambda: "Too many open files" in demo.log_text(), 5, "EMFILE in app.log")
+    assert "ERROR OSError: [Errno 24] Too many open files" in demo.log_text()
+    assert metric(demo.metrics(), "demo_errors_total", error_type="too_many_open_files") > 0
+
+    assert demo.request("DELETE", "/faults")[1] == {"cleared": ["fd-leak"]}
+    wait_for(lambda: metric(demo.metrics(), "process_open_fds") < 64, 5, "leaked fds closed")
+
+
+def test_memory_leak_grows_rss(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    before = metric(demo.metrics(), "process_resident_memory_bytes")
+    assert demo.request("POST", "/faults/memory-leak", {"mb_per_second": 100, "max_mb": 80})[0] == 201
+    grown = 60 * 1024 * 1024
+    wait_for(lambda: metric(demo.metrics(), "process_resident_memory_bytes") > before + grown, 10, "RSS growth")
+    assert demo.request("DELETE", "/faults/memory-leak")[0] == 200
+
+
+def test_log_flood_grows_app_log(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    before = demo.app_log.stat().st_size
+    assert demo.request("POST", "/faults/log-flood", {"mb_per_second": 10})[0] == 201
+    wait_for(lambda: demo.app_log.stat().st_size > before + 2 * 1024 * 1024, 10, "app.log growth")
+    assert demo.request("DELETE", "/faults/log-flood")[0] == 200
+    assert demo.health()[0] == 200
+
+
+def test_corrupt_database(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    # Enough rows that the table spans many pages and page 2 is an interior b-tree page.
+    with sqlite3.connect(demo.db, timeout=10) as conn:
+        conn.executemany(
+            "INSERT INTO queue_items (status, payload, created_at) VALUES ('pending', ?, 'now')",
+            [("x" * 200,) for _ in range(500)],
+        )
+    conn.close()
+    with open(demo.db, "r+b") as fh:
+        header = fh.read(100)
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        fh.seek(page_size)  # page 2, like dd bs=$page_size seek=1 conv=notrunc
+        fh.write(b"\xde\xad\xbe\xef" * (page_size // 4))
+
+    def corrupt() -> dict[str, str] | None:
+        status, body = demo.health()
+        database = next(c for c in body["components"] if c["name"] == "database")
+        return database if status == 503 and database["status"] == "unhealthy" else None
+
+    database = wait_for(corrupt, 10, "database unhealthy")
+    assert database["detail"]
+    wait_for(lambda: metric(demo.metrics(), "demo_errors_total", error_type="database_error") > 0, 5, "db errors")
+
+
+def test_hang_fault(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    assert demo.request("POST", "/faults/hang")[0] == 201
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        demo.health(timeout=0.5)
+    status, body, _ = demo.request("GET", "/faults", timeout=2)
+    assert (status, body["active"]) == (200, {"hang": {}})
+    assert demo.request("DELETE", "/faults/hang", timeout=2)[0] == 200
+    assert demo.health(timeout=2)[0] == 200
+
+
+def test_sigterm_exits_cleanly(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    started = time.monotonic()
+    demo.proc.send_signal(signal.SIGTERM)
+    assert demo.wait_exit(5) == 0
+    assert time.monotonic() - started < 2
+    assert "INFO stopped" in demo.log_text()
+
+
+def test_sighup_reopens_log(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    rotated = demo.app_log.with_name("app.log.1")
+    demo.app_log.rename(rotated)
+    demo.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: demo.app_log.exists() and "reopened" in demo.log_text(), 5, "a new app.log")
+    assert demo.proc.poll() is None
+
+
+def test_port_in_use(launch: Callable[..., Demo]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        demo = launch(port=port, wait=False)
+        assert demo.wait_exit(5) == 1
+    assert f"ERROR EADDRINUSE: 127.0.0.1:{port} already in use" in demo.log_text()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        ("/faults/no-such-fault", {}, 404),
+        ("/faults/error-rate", {"rate": 2}, 400),
+        ("/faults/error-rate", {"rate": "lots"}, 400),
+        ("/faults/latency", {"seconds": -1}, 400),
+        ("/faults/latency", {"bogus": 1}, 400),
+        ("/faults/fd-leak", [1, 2], 400),
+        ("/faults/hang", b"{not json", 400),
+    ],
+)
+def test_fault_api_rejects(launch: Callable[..., Demo], path: str, body: Any, expected: int) -> None:
+    demo = launch("--workload-rps", "0")
+    status, payload, _ = demo.request("POST", path, body)
+    assert status == expected
+    assert payload["error"]
+    assert demo.request("GET", "/faults")[1]["active"] == {}
+
+
+def test_bad_startup_fault_is_a_usage_error(launch: Callable[..., Demo]) -> None:
+    demo = launch("--fault", "latency:seconds=soon", wait=False)
+    assert demo.wait_exit(5) == 2
+    assert "bad start-up fault" in demo.log_text()
