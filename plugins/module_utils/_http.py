@@ -296,7 +296,8 @@ class HttpClient:
                 body = b''
             finally:
                 err.close()
-        except Exception as err:  # pylint: disable=broad-except  # noqa: BLE001 - classified below
+        # Anything else open_url() raises is classified into a typed HttpError.
+        except Exception as err:  # pylint: disable=broad-except
             raise classify_error(method, url, err, self.timeout) from err
         elapsed = time.monotonic() - start
 

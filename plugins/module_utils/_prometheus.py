@@ -249,8 +249,8 @@ def series_trend(sample):
     if not points:
         return trend
     (t_first, first), (t_last, last) = points[0], points[-1]
-    trend.update(first=first, last=last, delta=last - first,
-                 min=min(v for _, v in points), max=max(v for _, v in points))
+    values = [value for dummy, value in points]
+    trend.update(first=first, last=last, delta=last - first, min=min(values), max=max(values))
     if t_last != t_first:
         trend['per_second'] = (last - first) / (t_last - t_first)
     return trend
@@ -272,7 +272,8 @@ def apply_threshold(result_type, samples, raw, op, limit):
     if op not in THRESHOLD_OPERATORS:
         raise ValueError('threshold op must be one of %s' % ', '.join(THRESHOLD_OPERATORS))
     breaching = []
-    for sample, values in zip(samples, raw):
+    for index, sample in enumerate(samples):
+        values = raw[index]
         if result_type == 'matrix':
             hits = [[ts, sample_value(v)] for ts, v in values if breaches(v, op, limit)]
             if hits:

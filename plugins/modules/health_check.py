@@ -2,6 +2,7 @@
 # Copyright (c) 2026, runbook.remediation maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# ruff: noqa: E402 - Ansible wants the imports after DOCUMENTATION, EXAMPLES and RETURN
 
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ requirements:
   - jmespath (only for O(jmespath))
 
 author:
-  - runbook.remediation maintainers
+  - runbook.remediation maintainers (@runbook-remediation)
 """
 
 EXAMPLES = r"""
@@ -332,7 +333,7 @@ def main():
     argument_spec.update(http_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[('url', 'urls')] + HTTP_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=[('url', 'urls'), *HTTP_MUTUALLY_EXCLUSIVE],
         required_one_of=[('url', 'urls')],
         required_together=HTTP_REQUIRED_TOGETHER,
         supports_check_mode=True,

@@ -2,6 +2,7 @@
 # Copyright (c) 2026, runbook.remediation maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# ruff: noqa: E402 - Ansible wants the imports after DOCUMENTATION, EXAMPLES and RETURN
 
 from __future__ import annotations
 
@@ -46,11 +47,11 @@ options:
   labels:
     description:
       - Label filters; every one must match.
-      - A value matches exactly; a value that starts with V(~) is a regular expression for the rest of the value, anchored
-        at both ends as in PromQL, for example V(~api|web).
+      - A value matches exactly; a value that starts with V(~) is a regular expression for the rest of the value,
+        anchored at both ends as in PromQL, for example V(~api|web).
       - An empty value matches alerts without that label.
-      - With O(source=alertmanager) exact matches are sent to Alertmanager as C(filter) matchers; regular expressions are
-        applied by the module.
+      - With O(source=alertmanager) exact matches are sent to Alertmanager as C(filter) matchers; regular expressions
+        are applied by the module.
     type: dict
     default: {}
   alertname:
@@ -72,7 +73,8 @@ options:
     description:
       - Keep only alerts that are active, that is, neither silenced nor inhibited (Alertmanager) or firing
         (Prometheus), whatever O(state) says.
-      - Combining it with a O(state) that excludes active alerts (V(suppressed), V(unprocessed), V(pending)) is an error.
+      - Combining it with a O(state) that excludes active alerts (V(suppressed), V(unprocessed), V(pending)) is an
+        error.
     type: bool
     default: false
 
@@ -89,7 +91,7 @@ seealso:
   - module: runbook.remediation.health_check
 
 author:
-  - runbook.remediation maintainers
+  - runbook.remediation maintainers (@runbook-remediation)
 """
 
 EXAMPLES = r"""
@@ -217,7 +219,7 @@ def effective_states(module, source, state, active_only):
     if source == 'prometheus' and state in ALERTMANAGER_ONLY:
         module.fail_json(msg='prometheus_alerts: state=%s applies to source=alertmanager; for Prometheus use '
                              'firing, pending or all' % state)
-    if active_only and state in ALERTMANAGER_ONLY + ('pending',):
+    if active_only and state in (*ALERTMANAGER_ONLY, 'pending'):
         module.fail_json(msg='prometheus_alerts: active_only=true keeps only active alerts, which state=%s excludes; '
                              'drop one of the two' % state)
     if active_only:

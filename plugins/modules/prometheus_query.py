@@ -2,6 +2,7 @@
 # Copyright (c) 2026, runbook.remediation maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
+# ruff: noqa: E402 - Ansible wants the imports after DOCUMENTATION, EXAMPLES and RETURN
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ seealso:
   - module: runbook.remediation.health_check
 
 author:
-  - runbook.remediation maintainers
+  - runbook.remediation maintainers (@runbook-remediation)
 """
 
 EXAMPLES = r"""
@@ -255,7 +256,8 @@ def resolve_times(module, params, now):
     start = parse('start', prom.parse_time, now)
     end = parse('end', prom.parse_time, now) if params['end'] is not None else float(now)
     if end < start:
-        module.fail_json(msg='prometheus_query: start (%s) lies after end (%s)' % (params['start'], params['end'] or 'now'))
+        module.fail_json(msg='prometheus_query: start (%s) lies after end (%s)'
+                             % (params['start'], params['end'] or 'now'))
     step = parse('step', prom.parse_duration) if params['step'] is not None else prom.default_step(start, end)
     points = (end - start) / step
     if points > prom.MAX_POINTS:
@@ -282,7 +284,7 @@ def main():
     argument_spec.update(http_argument_spec())
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[('time', 'start'), ('time', 'end'), ('time', 'step')] + HTTP_MUTUALLY_EXCLUSIVE,
+        mutually_exclusive=[('time', 'start'), ('time', 'end'), ('time', 'step'), *HTTP_MUTUALLY_EXCLUSIVE],
         required_if=[('type', 'range', ['start'])],
         required_together=HTTP_REQUIRED_TOGETHER,
         supports_check_mode=True,

@@ -179,7 +179,7 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = do_POST = _handle  # noqa: N815
+            do_GET = do_POST = _handle
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

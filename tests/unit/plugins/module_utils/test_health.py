@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.runbook.remediation.plugins.module_utils import _health as health
 
 

@@ -8,7 +8,6 @@ import ssl
 import urllib.error
 
 import pytest
-
 from ansible_collections.runbook.remediation.plugins.module_utils import _http
 
 
@@ -61,8 +60,8 @@ def test_excerpt_text_is_one_short_line():
     [
         (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), _http.HttpConnectionError,
          "connection refused"),
-        (urllib.error.URLError(socket.timeout("timed out")), _http.HttpTimeout, "no response within 2.5s"),
-        (socket.timeout("timed out"), _http.HttpTimeout, "no response within 2.5s"),
+        (urllib.error.URLError(TimeoutError("timed out")), _http.HttpTimeout, "no response within 2.5s"),
+        (TimeoutError("timed out"), _http.HttpTimeout, "no response within 2.5s"),
         (urllib.error.URLError(socket.gaierror(-2, "Name or service not known")), _http.HttpConnectionError,
          "cannot resolve host name (Name or service not known)"),
         (urllib.error.URLError(ssl.SSLError(1, "wrong version number")), _http.HttpTLSError, "TLS error"),
@@ -77,7 +76,7 @@ def test_excerpt_text_is_one_short_line():
 )
 def test_classify_error(err, kind, reason):
     exc = _http.classify_error("GET", "http://h/x", err, timeout=2.5)
-    assert type(exc) is kind
+    assert exc.__class__ is kind
     assert reason in exc.reason
     assert str(exc).startswith("GET http://h/x: ")
 

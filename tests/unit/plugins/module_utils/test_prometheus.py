@@ -4,7 +4,6 @@ import math
 import re
 
 import pytest
-
 from ansible_collections.runbook.remediation.plugins.module_utils import _prometheus as prom
 from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpClient
 
@@ -140,7 +139,7 @@ def test_normalize_rejects(data):
 
 
 def test_series_trend():
-    _, samples = prom.normalize_result(MATRIX)
+    samples = prom.normalize_result(MATRIX)[1]
     trends = [prom.series_trend(s) for s in samples]
     assert trends[0] == {"metric": {"name": "api"}, "points": 3, "first": 10.0, "last": 30.0, "delta": 20.0,
                          "per_second": 1.0, "min": 10.0, "max": 30.0}
@@ -372,5 +371,5 @@ def test_alertmanager_client_errors(http_server, reply, kind, match):
 
 
 def test_alertmanager_client_unreachable(closed_port_url):
-    with pytest.raises(prom.ApiUnreachable, match="^Alertmanager at .* is unreachable: connection refused$"):
+    with pytest.raises(prom.ApiUnreachable, match=r"^Alertmanager at .* is unreachable: connection refused$"):
         prom.AlertmanagerClient(HttpClient(base_url=closed_port_url)).alerts()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.runbook.remediation.plugins.module_utils import _health
 from ansible_collections.runbook.remediation.plugins.modules import health_check
 
@@ -178,7 +177,8 @@ def test_expect_unhealthy_fails_when_healthy(run, http_server):
     url = route(http_server, (200, HEALTHY))
     result = run(url=url, expect="unhealthy")
     assert result.failed
-    assert result.msg == f"health_check: expected unhealthy, but still healthy (1 of 1 endpoints healthy after 1 attempt): {url}"
+    assert result.msg == (
+        f"health_check: expected unhealthy, but still healthy (1 of 1 endpoints healthy after 1 attempt): {url}")
 
 
 def test_expect_unhealthy_waits_for_the_outage(run, http_server):

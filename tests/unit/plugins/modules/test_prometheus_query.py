@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from ansible_collections.runbook.remediation.plugins.modules import prometheus_query
 
 VECTOR = {
@@ -24,7 +23,8 @@ MATRIX = {
     },
 }
 EMPTY = {"status": "success", "data": {"resultType": "vector", "result": []}}
-BAD_DATA = {"status": "error", "errorType": "bad_data", "error": 'invalid parameter "query": 1:3: parse error: unexpected'}
+BAD_DATA = {"status": "error", "errorType": "bad_data",
+            "error": 'invalid parameter "query": 1:3: parse error: unexpected'}
 
 
 @pytest.fixture
