@@ -2,7 +2,6 @@
 # Copyright (c) 2026, runbook.remediation maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-# ruff: noqa: E402 - Ansible wants the imports after DOCUMENTATION, EXAMPLES and RETURN
 
 from __future__ import annotations
 

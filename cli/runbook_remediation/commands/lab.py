@@ -127,4 +127,3 @@ def _print_status(ctx: Context, status: dict) -> None:
     ctx.terminal.out.print(f"Prometheus:   {status['prometheus']['url']}")
     ctx.terminal.out.print(f"Alertmanager: {status['alertmanager']['url']}")
     ctx.terminal.out.print(f"Inventory:    {status['inventory']}")
-

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The incident lab's demo service: a small, real HTTP service that the lab breaks on purpose.
 
 It runs as a systemd unit inside the lab's Debian containers and as a plain Docker container,
@@ -131,7 +130,7 @@ def validate_params(name: str, raw: dict[str, Any]) -> dict[str, float]:
 
 def parse_fault_spec(text: str) -> tuple[str, dict[str, float]]:
     """Parse ``NAME`` or ``NAME:k=v,k=v`` into a validated (name, params) pair."""
-    name, _, rest = text.strip().partition(":")
+    name, _sep, rest = text.strip().partition(":")
     raw: dict[str, Any] = {}
     for item in (part.strip() for part in rest.split(",")):
         if not item:
@@ -502,7 +501,7 @@ class DemoService:
                         self.note_emfile(exc)
                         credit = 0.0
                         token.wait(FD_LEAK_HOLD_SECONDS)
-                        for _ in range(min(FD_LEAK_HEADROOM, len(fds))):
+                        for _freed in range(min(FD_LEAK_HEADROOM, len(fds))):
                             os.close(fds.pop())
                         token.wait(FD_LEAK_HOLD_SECONDS)
                 token.wait(TICK)
@@ -542,30 +541,34 @@ class DemoService:
             return
         try:
             os.makedirs(os.path.dirname(os.path.abspath(self.db_path)), exist_ok=True)
-            with contextlib.closing(sqlite3.connect(self.db_path, timeout=5.0)) as conn, conn:  # close + commit
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS queue_items ("
-                    "id INTEGER PRIMARY KEY, status TEXT NOT NULL, payload TEXT, created_at TEXT)"
-                )
-                (count,) = conn.execute("SELECT count(*) FROM queue_items").fetchone()
-                if count == 0:
-                    now = utc_stamp()
-                    rows = [("pending", json.dumps({"job": i, "attempts": 0}), now) for i in range(1, 101)]
-                    conn.executemany("INSERT INTO queue_items (status, payload, created_at) VALUES (?, ?, ?)", rows)
-                    self.log.log("INFO", f"seeded {len(rows)} queue items in {self.db_path}")
+            # closing() closes the connection; the inner `with conn` commits the transaction.
+            with contextlib.closing(sqlite3.connect(self.db_path, timeout=5.0)) as conn:
+                with conn:
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS queue_items ("
+                        "id INTEGER PRIMARY KEY, status TEXT NOT NULL, payload TEXT, created_at TEXT)"
+                    )
+                    (count,) = conn.execute("SELECT count(*) FROM queue_items").fetchone()
+                    if count == 0:
+                        now = utc_stamp()
+                        rows = [("pending", json.dumps({"job": i, "attempts": 0}), now) for i in range(1, 101)]
+                        conn.executemany("INSERT INTO queue_items (status, payload, created_at) VALUES (?, ?, ?)", rows)
+                        self.log.log("INFO", f"seeded {len(rows)} queue items in {self.db_path}")
         except (OSError, sqlite3.Error) as exc:
             # Keep running: a broken database is an incident to observe, not a reason not to start.
             self.log.log("ERROR", f"database init failed for {self.db_path}: {type(exc).__name__}: {exc}")
 
     def _touch_db(self) -> None:
-        with contextlib.closing(self._db_connect()) as conn, conn:  # close + commit
-            (top,) = conn.execute("SELECT max(id) FROM queue_items").fetchone()
-            if top:
-                item = random.randint(1, top)  # noqa: S311 - workload simulation, not cryptography
-                row = conn.execute("SELECT status FROM queue_items WHERE id = ?", (item,)).fetchone()
-                if row is not None:
-                    status = NEXT_QUEUE_STATUS.get(row[0], "pending")
-                    conn.execute("UPDATE queue_items SET status = ? WHERE id = ?", (status, item))
+        # closing() closes the connection; the inner `with conn` commits the transaction.
+        with contextlib.closing(self._db_connect()) as conn:
+            with conn:
+                (top,) = conn.execute("SELECT max(id) FROM queue_items").fetchone()
+                if top:
+                    item = random.randint(1, top)  # noqa: S311 - workload simulation, not cryptography
+                    row = conn.execute("SELECT status FROM queue_items WHERE id = ?", (item,)).fetchone()
+                    if row is not None:
+                        status = NEXT_QUEUE_STATUS.get(row[0], "pending")
+                        conn.execute("UPDATE queue_items SET status = ? WHERE id = ?", (status, item))
 
     def do_work(self) -> tuple[int, dict[str, Any]]:
         """One simulated request, shared by /api/work and the synthetic workload."""
@@ -908,7 +911,7 @@ class Handler(BaseHTTPRequestHandler):
         name = path[len("/faults/") :] if path.startswith("/faults/") else ""
         if not name:
             if method == "GET":
-                known = {fault: {k: d for k, (d, _) in spec.items()} for fault, spec in FAULTS.items()}
+                known = {fault: {k: d for k, (d, _check) in spec.items()} for fault, spec in FAULTS.items()}
                 self._json(200, {"active": service.faults.snapshot(), "known": known})
             elif method == "DELETE":
                 cleared = service.faults.clear_all()

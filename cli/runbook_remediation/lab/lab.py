@@ -95,7 +95,7 @@ class LabState:
 
 def free_port(taken: set[int] = frozenset()) -> int:
     """A port nobody listens on right now (host networking: never hard-code one)."""
-    for _ in range(50):
+    for _attempt in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -119,7 +119,7 @@ def docker_client():
         client = docker.from_env(timeout=60)
         client.ping()
     except DockerException as exc:
-        reason = str(exc).split("(")[0].strip() or exc.__class__.__name__
+        reason = str(exc).split("(", 1)[0].strip() or exc.__class__.__name__
         raise Unavailable(
             f"cannot reach the Docker engine: {reason}", hint="start dockerd (scripts/bootstrap does it)"
         ) from exc

@@ -169,7 +169,11 @@ class Server:
                 f"--storage.tsdb.path={data}",
                 "--storage.tsdb.retention.time=6h",
                 f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.external-url=http://127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
+                # Resend firing alerts every second: the first notification can go out
+                # before Prometheus has found Alertmanager, and the default waits 1 min.
+                "--rules.alert.resend-delay=1s",
             ]
         binary = shutil.which(ALERTMANAGER_BIN)
         return [
@@ -177,6 +181,7 @@ class Server:
             f"--config.file={self.config_path}",
             f"--storage.path={data}",
             f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--web.external-url=http://127.0.0.1:{self.port}",
             # Without this Alertmanager also listens on 0.0.0.0:9094 for clustering.
             "--cluster.listen-address=",
         ]

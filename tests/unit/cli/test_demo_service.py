@@ -75,7 +75,7 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
         if line.startswith("# HELP "):
             continue
         if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
+            _hash, _kind_word, name, kind = line.split(" ")
             assert kind in {"counter", "gauge", "histogram", "summary", "untyped"}
             types[name] = kind
             continue
@@ -134,15 +134,15 @@ class Demo:
         return status, (json.loads(text) if content_type.startswith("application/json") else text), headers
 
     def health(self, timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-        status, body, _ = self.request("GET", "/health", timeout=timeout)
+        status, body, _headers = self.request("GET", "/health", timeout=timeout)
         return status, body
 
     def component(self, name: str, timeout: float = 5.0) -> dict[str, str]:
-        _, body = self.health(timeout)
+        _status, body = self.health(timeout)
         return next(c for c in body["components"] if c["name"] == name)
 
     def metrics(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        status, text, _ = self.request("GET", "/metrics")
+        status, text, _headers = self.request("GET", "/metrics")
         assert status == 200
         return parse_metrics(text)
 
@@ -221,7 +221,7 @@ def test_healthy_service(launch: Callable[..., Demo]) -> None:
         assert components[name]["status"] == "healthy", components[name]
     assert all(c["detail"] for c in components.values())
 
-    status, body, _ = demo.request("GET", "/api/work")
+    status, body, _headers = demo.request("GET", "/api/work")
     assert (status, body) == (200, {"ok": True})
     assert f"INFO starting demo on 127.0.0.1:{demo.port} pid {demo.proc.pid}" in demo.log_text()
     assert demo.request("GET", "/nope")[0] == 404
@@ -241,7 +241,7 @@ def test_metrics_exposition(launch: Callable[..., Demo]) -> None:
     # The workload runs without outside load.
     wait_for(lambda: metric(demo.metrics(), "http_requests_total", status="200") >= 5, 5, "synthetic requests")
     buckets = [(labels, v) for (n, labels), v in samples.items() if n == "http_request_duration_seconds_bucket"]
-    bounds = sorted(dict(labels)["le"] for labels, _ in buckets)
+    bounds = sorted(dict(labels)["le"] for labels, _value in buckets)
     assert len(bounds) == 12 and "+Inf" in bounds
     assert metric(samples, "http_request_duration_seconds_bucket", le="+Inf") == metric(
         samples, "http_request_duration_seconds_count", handler="/api/work"
@@ -268,7 +268,7 @@ def test_environment_configures_and_command_line_wins(launch: Callable[..., Demo
         "DEMO_FAULT": "error-rate:rate=1",
     }
     demo = launch("--name", "from-cli", env=env, port=port, plain=True)
-    _, body = demo.health()
+    _status, body = demo.health()
     assert body["service"] == "from-cli"
     assert [c["name"] for c in body["components"]] == ["api", "disk", "files"]  # no --db, no database
     assert demo.request("GET", "/faults")[1]["active"] == {"error-rate": {"rate": 1.0}}
@@ -281,7 +281,7 @@ def test_environment_configures_and_command_line_wins(launch: Callable[..., Demo
 def test_error_rate_fault(launch: Callable[..., Demo]) -> None:
     demo = launch()
     before = metric(demo.metrics(), "http_requests_total", status="500")
-    status, body, _ = demo.request("POST", "/faults/error-rate", {"rate": 0.2})
+    status, body, _headers = demo.request("POST", "/faults/error-rate", {"rate": 0.2})
     assert (status, body["params"]) == (201, {"rate": 0.2})
     assert demo.request("POST", "/faults/error-rate", {"rate": 0.2})[0] == 200  # already active
 
@@ -311,7 +311,7 @@ def test_latency_fault(launch: Callable[..., Demo]) -> None:
 
 def test_crash_fault(launch: Callable[..., Demo]) -> None:
     demo = launch()
-    status, body, _ = demo.request("POST", "/faults/crash")
+    status, body, _headers = demo.request("POST", "/faults/crash")
     assert (status, body["activated"]) == (201, "crash")
     assert demo.wait_exit(5) == 1
     assert "FATAL crash fault injected" in demo.log_text()
@@ -319,7 +319,7 @@ def test_crash_fault(launch: Callable[..., Demo]) -> None:
 
 def test_crash_loop_from_faults_file(launch: Callable[..., Demo], tmp_path: Path) -> None:
     (tmp_path / "faults").write_text("# injected by the lab\n\ncrash-loop  # stays until cleaned\n", encoding="utf-8")
-    for _ in range(2):
+    for _restart in range(2):
         started = time.monotonic()
         demo = launch(wait=False)
         assert demo.wait_exit(5) == 1
@@ -351,7 +351,7 @@ def test_fd_leak_exhausts_descriptors(launch: Callable[..., Demo]) -> None:
         files = next(c for c in body["components"] if c["name"] == "files")
         return (status, body) if status == 503 and files["status"] == "unhealthy" else None
 
-    _, body = wait_for(unhealthy, 15, "files unhealthy and 503")
+    _status, body = wait_for(unhealthy, 15, "files unhealthy and 503")
     assert body["status"] == "unhealthy"
     wait_for(lambda: "Too many open files" in demo.log_text(), 5, "EMFILE in app.log")
     assert "ERROR OSError: [Errno 24] Too many open files" in demo.log_text()
@@ -385,7 +385,7 @@ def test_corrupt_database(launch: Callable[..., Demo]) -> None:
     with sqlite3.connect(demo.db, timeout=10) as conn:
         conn.executemany(
             "INSERT INTO queue_items (status, payload, created_at) VALUES ('pending', ?, 'now')",
-            [("x" * 200,) for _ in range(500)],
+            [("x" * 200,) for _row in range(500)],
         )
     conn.close()
     with open(demo.db, "r+b") as fh:
@@ -410,7 +410,7 @@ def test_hang_fault(launch: Callable[..., Demo]) -> None:
     assert demo.request("POST", "/faults/hang")[0] == 201
     with pytest.raises((TimeoutError, urllib.error.URLError)):
         demo.health(timeout=0.5)
-    status, body, _ = demo.request("GET", "/faults", timeout=2)
+    status, body, _headers = demo.request("GET", "/faults", timeout=2)
     assert (status, body["active"]) == (200, {"hang": {}})
     assert demo.request("DELETE", "/faults/hang", timeout=2)[0] == 200
     assert demo.health(timeout=2)[0] == 200
@@ -458,7 +458,7 @@ def test_port_in_use(launch: Callable[..., Demo]) -> None:
 )
 def test_fault_api_rejects(launch: Callable[..., Demo], path: str, body: Any, expected: int) -> None:
     demo = launch("--workload-rps", "0")
-    status, payload, _ = demo.request("POST", path, body)
+    status, payload, _headers = demo.request("POST", path, body)
     assert status == expected
     assert payload["error"]
     assert demo.request("GET", "/faults")[1]["active"] == {}
