@@ -52,11 +52,20 @@ TIME_HELP = "use RFC 3339 (2024-05-01T12:00:00Z), unix seconds, 'now' or a relat
 # --------------------------------------------------------------------------- errors
 
 class PrometheusError(Exception):
-    """Base class. ``str(exc)`` is one actionable line."""
+    """Base class. ``str(exc)`` is one actionable line.
+
+    ``kind`` tells a playbook what to do about it: V(unavailable) (the server is
+    down or unreachable), V(input) (the query or a parameter is wrong), V(server)
+    (the server failed on a valid request).
+    """
+
+    kind = 'server'
 
 
 class ApiUnreachable(PrometheusError):
     """Nothing usable answered at the URL (refused, timeout, TLS, DNS)."""
+
+    kind = 'unavailable'
 
     def __init__(self, service, url, reason):
         self.service = service
@@ -72,6 +81,7 @@ class QueryError(PrometheusError):
         self.error_type = error_type
         self.error = error
         self.status = status
+        self.kind = 'input' if error_type in ('bad_data', None) else 'server'
         if error_type in ('bad_data', None):
             text = 'Prometheus rejected the query: %s' % error
         elif error_type in ('timeout', 'canceled'):

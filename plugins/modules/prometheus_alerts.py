@@ -125,6 +125,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+error_kind:
+  description:
+    - Why the module failed, for a playbook to decide what to do. V(input) when the query or a parameter is
+      wrong (for example invalid PromQL), V(unavailable) when the server does not answer, V(server) when it failed
+      on a valid request.
+  type: str
+  returned: failure
+  sample: input
 alerts:
   description:
     - The matching alerts, sorted by name, start time and fingerprint.
@@ -214,13 +222,13 @@ def effective_states(module, source, state, active_only):
     """The alert states to keep, after checking that state suits the source."""
     if source == 'alertmanager' and state in PROMETHEUS_ONLY:
         module.fail_json(msg='prometheus_alerts: state=%s applies to source=prometheus; for Alertmanager use '
-                             'active, suppressed, unprocessed or all' % state)
+                             'active, suppressed, unprocessed or all' % state, error_kind='input')
     if source == 'prometheus' and state in ALERTMANAGER_ONLY:
         module.fail_json(msg='prometheus_alerts: state=%s applies to source=alertmanager; for Prometheus use '
-                             'firing, pending or all' % state)
+                             'firing, pending or all' % state, error_kind='input')
     if active_only and state in (*ALERTMANAGER_ONLY, 'pending'):
         module.fail_json(msg='prometheus_alerts: active_only=true keeps only active alerts, which state=%s excludes; '
-                             'drop one of the two' % state)
+                             'drop one of the two' % state, error_kind='input')
     if active_only:
         state = 'active'
     return state
@@ -262,15 +270,15 @@ def main():
     )
     params = module.params
     if not is_http_url(params['url']):
-        module.fail_json(msg="prometheus_alerts: url '%s' is not an http(s) URL" % params['url'])
+        module.fail_json(msg="prometheus_alerts: url '%s' is not an http(s) URL" % params['url'], error_kind='input')
     if params['timeout'] <= 0:
-        module.fail_json(msg='prometheus_alerts: timeout must be more than 0 seconds, got %s' % params['timeout'])
+        module.fail_json(msg='prometheus_alerts: timeout must be more than 0 seconds, got %s' % params['timeout'], error_kind='input')
 
     state = effective_states(module, params['source'], params['state'], params['active_only'])
     try:
         exact, regexes = prom.split_label_filters(params['labels'])
     except ValueError as exc:
-        module.fail_json(msg='prometheus_alerts: %s' % exc, exception=traceback.format_exc())
+        module.fail_json(msg='prometheus_alerts: %s' % exc, error_kind='input', exception=traceback.format_exc())
     alertnames = [name for name in params['alertname'] or [] if name]
 
     http = HttpClient.from_module_params(params, base_url=params['url'])
@@ -280,7 +288,7 @@ def main():
         else:
             alerts = prometheus_alerts(prom.PrometheusClient(http), state, exact, regexes, alertnames)
     except prom.PrometheusError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+        module.fail_json(msg=str(exc), error_kind=exc.kind, exception=traceback.format_exc())
 
     alerts = prom.sort_alerts(alerts)
     module.exit_json(changed=False, alerts=alerts, count=len(alerts))

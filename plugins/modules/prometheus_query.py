@@ -148,6 +148,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+error_kind:
+  description:
+    - Why the module failed, for a playbook to decide what to do. V(input) when the query or a parameter is
+      wrong (for example invalid PromQL), V(unavailable) when the server does not answer, V(server) when it failed
+      on a valid request.
+  type: str
+  returned: failure
+  sample: input
 result_type:
   description:
     - The type of the result as Prometheus reports it, V(vector) or V(scalar) or V(string) for instant queries and
@@ -246,7 +254,7 @@ def resolve_times(module, params, now):
         try:
             return parser(params[name], *args)
         except ValueError as exc:
-            module.fail_json(msg='prometheus_query: %s: %s' % (name, exc), exception=traceback.format_exc())
+            module.fail_json(msg='prometheus_query: %s: %s' % (name, exc), error_kind='input', exception=traceback.format_exc())
 
     if params['type'] == 'instant':
         at = parse('time', prom.parse_time, now) if params['time'] is not None else None
@@ -256,12 +264,12 @@ def resolve_times(module, params, now):
     end = parse('end', prom.parse_time, now) if params['end'] is not None else float(now)
     if end < start:
         module.fail_json(msg='prometheus_query: start (%s) lies after end (%s)'
-                             % (params['start'], params['end'] or 'now'))
+                             % (params['start'], params['end'] or 'now'), error_kind='input')
     step = parse('step', prom.parse_duration) if params['step'] is not None else prom.default_step(start, end)
     points = (end - start) / step
     if points > prom.MAX_POINTS:
         module.fail_json(msg='prometheus_query: %d points per series exceed the limit of %d: raise step (at least %ss)'
-                         % (points, prom.MAX_POINTS, prom.default_step(start, end)))
+                         % (points, prom.MAX_POINTS, prom.default_step(start, end)), error_kind='input')
     return {'start': start, 'end': end, 'step': step}
 
 
@@ -290,11 +298,11 @@ def main():
     )
     params = module.params
     if not is_http_url(params['url']):
-        module.fail_json(msg="prometheus_query: url '%s' is not an http(s) URL" % params['url'])
+        module.fail_json(msg="prometheus_query: url '%s' is not an http(s) URL" % params['url'], error_kind='input')
     if params['timeout'] <= 0:
-        module.fail_json(msg='prometheus_query: timeout must be more than 0 seconds, got %s' % params['timeout'])
+        module.fail_json(msg='prometheus_query: timeout must be more than 0 seconds, got %s' % params['timeout'], error_kind='input')
     if not params['query'].strip():
-        module.fail_json(msg='prometheus_query: query is empty')
+        module.fail_json(msg='prometheus_query: query is empty', error_kind='input')
 
     times = resolve_times(module, params, time.time())
     client = prom.PrometheusClient(HttpClient.from_module_params(params, base_url=params['url']))
@@ -306,9 +314,10 @@ def main():
         data = payload.get('data') or {}
         result_type, samples = prom.normalize_result(data)
     except prom.PrometheusError as exc:
-        module.fail_json(msg=str(exc), exception=traceback.format_exc())
+        module.fail_json(msg=str(exc), error_kind=exc.kind, exception=traceback.format_exc())
     except ValueError as exc:
         module.fail_json(msg='prometheus_query: unexpected answer from Prometheus at %s: %s' % (params['url'], exc),
+                         error_kind='server',
                          exception=traceback.format_exc())
 
     for warning in payload.get('warnings') or []:

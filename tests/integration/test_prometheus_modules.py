@@ -348,6 +348,7 @@ def test_invalid_promql_shows_prometheus_error(run, lab, query):
     failed, result = run(prometheus_query, url=lab["prometheus"], query=query)
     assert failed
     assert result["msg"].startswith("Prometheus rejected the query: ")
+    assert result["error_kind"] == "input"
     # the text after the prefix is Prometheus' own (it mentions the parse problem)
     assert re.search(r"parse error|expected type range vector", result["msg"]), result["msg"]
 
@@ -357,6 +358,7 @@ def test_unreachable_prometheus(run):
     failed, result = run(prometheus_query, url=url, query="up")
     assert failed
     assert result["msg"] == f"Prometheus at {url} is unreachable: connection refused"
+    assert result["error_kind"] == "unavailable"
 
 
 def test_alertmanager_url_given_as_prometheus(run, lab):
@@ -449,3 +451,4 @@ def test_unreachable_alertmanager(run):
     failed, result = run(prometheus_alerts, url=url)
     assert failed
     assert result["msg"] == f"Alertmanager at {url} is unreachable: connection refused"
+    assert result["error_kind"] == "unavailable"
