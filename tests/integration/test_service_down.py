@@ -233,3 +233,29 @@ def test_unknown_service_is_bad_input(lab):
     code, payload = run_json("run", "service-down", "-l", "lab-1", "--service", "nope")
     assert code == 2, payload
     assert "unknown service 'nope'" in payload["hosts"]["lab-1"]["message"]
+
+
+def test_invalid_promql_is_bad_input_and_touches_nothing(lab):
+    code, payload = run_json("run", "service-down", "-l", "lab-1", "-e", "runbook_verify_promql=up{host=")
+    assert code == 2, payload
+    message = payload["hosts"]["lab-1"]["message"]
+    assert message.startswith("invalid input: Prometheus rejected the query"), message
+
+
+def test_prometheus_down_is_unavailable(lab):
+    code, payload = run_json(
+        "run", "service-down", "-l", "lab-1",
+        "-e", "runbook_verify_promql=up", "-e", "runbook_prometheus_url=http://127.0.0.1:9",
+    )
+    assert code == 5, payload
+    assert "Prometheus at http://127.0.0.1:9 is unreachable" in payload["hosts"]["lab-1"]["message"]
+
+
+def test_promql_verification_after_a_restart(lab, clean_budget):
+    crash(lab, "lab-1")
+    code, payload = run_json(
+        "run", "service-down", "-l", "lab-1", "-e", 'runbook_verify_promql=up{host="lab-1"} == 1'
+    )
+    assert code == 0, payload
+    verification = payload["hosts"]["lab-1"]["verification"]
+    assert verification["healthy"] is True and verification["promql_samples"] >= 1
