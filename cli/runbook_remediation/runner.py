@@ -13,8 +13,11 @@ Choices, and why:
   opens when a run failed.
 - ``cancel_callback``: SIGINT/SIGTERM set a flag (the previous handlers are restored
   after the run). ansible-playbook runs in its own session on a pty, so Ctrl-C reaches
-  only us; ansible-runner polls the flag and kills the playbook's process group.
-- ``timeout``: ansible-runner's job timeout; the run ends with status ``timeout``.
+  only us; ansible-runner polls the flag, we kill ansible's process tree, it reaps the rest.
+  What already runs on a target through a connection (ssh, ``docker exec``) is not ours
+  to kill: ssh's remote side gets a hangup, a ``docker exec`` process runs to its end.
+- ``timeout``: enforced by the same callback (ansible-runner's own job timeout would
+  leave ansible's workers running, see :class:`_Stop`); the run ends with status ``timeout``.
 - ``private_data_dir``: ``$RUNBOOK_STATE_DIR/runs/<timestamp>-<scenario>`` (mode 0700),
   one per run, kept so every run can be looked at afterwards.
 
@@ -28,7 +31,11 @@ The environment (an allow-list)
     ``RUNNER_*``, the fact cache) stay, and ours (:func:`our_env`) win. Nothing touches
     this process's own ``os.environ``. ansible-runner's default of
     ``ANSIBLE_HOST_KEY_CHECKING=False`` is removed again unless the user set it, so SSH host
-    keys are checked as ansible-playbook would check them.
+    keys are checked as ansible-playbook would check them. We always set
+    ``ANSIBLE_COLLECTIONS_PATH`` (the collection we found first), ``ANSIBLE_NOCOLOR=1``,
+    ``ANSIBLE_RETRY_FILES_ENABLED=0``, and put the directory of the ansible-playbook that
+    belongs to this Python first on ``PATH``; ``ANSIBLE_STDOUT_CALLBACK`` is
+    ansible-runner's (the user's is kept as ``ORIGINAL_STDOUT_CALLBACK``).
 
 Secrets
     Never put a secret in ``extravars`` or the environment: ansible-runner writes both to
@@ -44,6 +51,7 @@ import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -214,9 +222,9 @@ def our_env(collections_path: str, environ: Mapping[str, str]) -> dict[str, str]
     """What the CLI always sets in the child."""
     user_path = environ.get("PATH", os.defpath)
     bin_dir = find_ansible_playbook(user_path)
-    parts = [bin_dir] + [p for p in user_path.split(os.pathsep) if p and p != bin_dir]
+    parts = [bin_dir] + [p for p in user_path.split(os.pathsep) if p]
     return {
-        "PATH": os.pathsep.join(parts),
+        "PATH": os.pathsep.join(dict.fromkeys(parts)),
         "ANSIBLE_COLLECTIONS_PATH": collections_path,
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_NOCOLOR": "1",
@@ -279,30 +287,52 @@ def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, s
         kwargs["extravars"] = dict(request.extravars)
     if request.check:
         kwargs["cmdline"] = "--check"
-    if request.timeout:
-        kwargs["timeout"] = int(request.timeout)
+    # request.timeout is enforced by _Stop, not by ansible-runner's own job timeout: that
+    # one kills only ansible-playbook's process group and leaves the workers running.
     return kwargs
 
 
-class _Cancel:
-    """SIGINT/SIGTERM set a flag that ansible-runner polls; handlers restored on exit."""
+class _Stop:
+    """The ``cancel_callback``: Ctrl-C/SIGTERM or the timeout stop ansible-playbook.
+
+    Signal handlers only set a flag (restored on exit). ansible-runner polls this object
+    every :data:`POLL_SECONDS` and, once it says True, SIGKILLs ansible-playbook's process
+    group. Ansible's workers ``setsid()`` into groups of their own, which that misses (a
+    module's ``sleep`` would outlive the run), so the groups of every descendant of
+    ansible-playbook are killed first.
+    """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, on_cancel: Callable[[], None] = lambda: None):
-        self.requested = False
+    def __init__(self, timeout: float | None = None, on_cancel: Callable[[], None] = lambda: None):
+        self.reason: str | None = None  # "canceled" | "timeout"
+        self.playbook_pid: int | None = None
+        self._deadline = time.monotonic() + timeout if timeout else None
         self._on_cancel = on_cancel
         self._previous: dict = {}
+        self._killed = False
+
+    def event(self, event: dict) -> None:
+        """Events carry ansible-playbook's pid (its callback runs in the main process)."""
+        if self.playbook_pid is None and isinstance(event.get("pid"), int):
+            self.playbook_pid = event["pid"]
 
     def _handler(self, signum, frame):
-        if not self.requested:
-            self.requested = True
+        if self.reason is None:
+            self.reason = "canceled"
             self._on_cancel()
 
     def __call__(self) -> bool:
-        return self.requested
+        if self.reason is None and self._deadline is not None and time.monotonic() > self._deadline:
+            self.reason = "timeout"
+        if self.reason is None:
+            return False
+        if not self._killed:
+            self._killed = True
+            kill_descendants(self.playbook_pid)
+        return True
 
-    def __enter__(self) -> _Cancel:
+    def __enter__(self) -> _Stop:
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handler)
         return self
@@ -310,6 +340,64 @@ class _Cancel:
     def __exit__(self, *exc) -> None:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
+
+
+def _process_parents() -> dict[int, int]:
+    """{pid: ppid} of every process we can see (/proc, else ps)."""
+    parents: dict[int, int] = {}
+    proc = Path("/proc")
+    if proc.is_dir():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 1 and fields[1].isdigit():
+                parents[int(entry.name)] = int(fields[1])
+        return parents
+    try:
+        listing = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True,
+                                 check=False, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return parents
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            parents[int(parts[0])] = int(parts[1])
+    return parents
+
+
+def kill_descendants(pid: int | None) -> list[int]:
+    """SIGKILL the process groups of ``pid``'s descendants (never our own group).
+
+    Returns the groups killed.
+    """
+    if not pid:
+        return []
+    children: dict[int, list[int]] = {}
+    for child, parent in _process_parents().items():
+        children.setdefault(parent, []).append(child)
+    groups: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            groups.add(os.getpgid(current))
+        except OSError:
+            continue
+    groups -= {0, 1, os.getpgrp()}
+    killed = []
+    for group in sorted(groups):
+        try:
+            os.killpg(group, signal.SIGKILL)
+            killed.append(group)
+        except OSError:
+            continue
+    return killed
 
 
 def run(
@@ -326,24 +414,24 @@ def run(
     inherited = dict(os.environ)
     ours = our_env(collections_path, inherited)
     private_data_dir = new_run_dir(runs_dir, request.scenario)
-    handlers = list(handlers)
-
-    def event_handler(event: dict) -> bool:
-        for handler in handlers:
-            handler(event)
-        return True  # keep every event in artifacts/<id>/job_events
-
     started = time.monotonic()
-    with _Cancel(on_cancel) as cancel:
+    with _Stop(request.timeout, on_cancel) as stop:
+        handlers = [stop.event, *handlers]
+
+        def event_handler(event: dict) -> bool:
+            for handler in handlers:
+                handler(event)
+            return True  # keep every event in artifacts/<id>/job_events
+
         runner = init_runner(
             **runner_kwargs(request, private_data_dir, ours),
             event_handler=event_handler,
-            cancel_callback=cancel,
+            cancel_callback=stop,
         )
         runner.config.env = restrict_env(runner.config.env, inherited, ours)
         status, rc = runner.run()
     return RunInfo(
-        status=status,
+        status=stop.reason or status,
         rc=rc if rc is not None else -1,
         artifacts=Path(runner.config.artifact_dir),
         private_data_dir=private_data_dir,
@@ -390,7 +478,9 @@ class Progress:
         duration = data.get("duration")
         elapsed = f"{duration:.1f}s" if isinstance(duration, int | float) else ""
         colour = _COLOURS[state]
-        line = (f"  {escape(str(data.get('host', '?'))):<14} {escape(_task_name(data))}  "
+        task = _task_name(data)
+        task = task if len(task) <= 60 else task[:59] + "…"
+        line = (f"  {escape(str(data.get('host', '?'))):<14} {escape(task)}  "
                 f"[{colour}]{state}[/{colour}]  [dim]{elapsed}[/dim]")
         message = first_line(res.get("msg")) if state in ("failed", "unreachable") else ""
         if message:

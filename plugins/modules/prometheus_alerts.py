@@ -272,7 +272,8 @@ def main():
     if not is_http_url(params['url']):
         module.fail_json(msg="prometheus_alerts: url '%s' is not an http(s) URL" % params['url'], error_kind='input')
     if params['timeout'] <= 0:
-        module.fail_json(msg='prometheus_alerts: timeout must be more than 0 seconds, got %s' % params['timeout'], error_kind='input')
+        module.fail_json(msg='prometheus_alerts: timeout must be more than 0 seconds, got %s' % params['timeout'],
+                         error_kind='input')
 
     state = effective_states(module, params['source'], params['state'], params['active_only'])
     try:

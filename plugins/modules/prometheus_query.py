@@ -254,7 +254,8 @@ def resolve_times(module, params, now):
         try:
             return parser(params[name], *args)
         except ValueError as exc:
-            module.fail_json(msg='prometheus_query: %s: %s' % (name, exc), error_kind='input', exception=traceback.format_exc())
+            module.fail_json(msg='prometheus_query: %s: %s' % (name, exc), error_kind='input',
+                             exception=traceback.format_exc())
 
     if params['type'] == 'instant':
         at = parse('time', prom.parse_time, now) if params['time'] is not None else None
@@ -300,7 +301,8 @@ def main():
     if not is_http_url(params['url']):
         module.fail_json(msg="prometheus_query: url '%s' is not an http(s) URL" % params['url'], error_kind='input')
     if params['timeout'] <= 0:
-        module.fail_json(msg='prometheus_query: timeout must be more than 0 seconds, got %s' % params['timeout'], error_kind='input')
+        module.fail_json(msg='prometheus_query: timeout must be more than 0 seconds, got %s' % params['timeout'],
+                         error_kind='input')
     if not params['query'].strip():
         module.fail_json(msg='prometheus_query: query is empty', error_kind='input')
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook_remediation.lab.lab import free_port
 from tests.conftest import http_status, restore_host, wait_for
 
 pytestmark = pytest.mark.lab
@@ -214,6 +215,8 @@ def test_unreachable_host_is_unavailable(lab, tmp_path):
     inventory.write_text(
         "all:\n  hosts:\n    ghost:\n      ansible_connection: community.docker.docker\n"
         "      ansible_host: runbook-no-such-container\n"
+        "      runbook_services:\n        - {name: demo, manager: systemd, unit: demo.service,"
+        " health_url: 'http://127.0.0.1:8080/health'}\n"
     )
     result = runbook("run", "service-down", "-i", str(inventory))
     assert result.returncode == 5, result.stdout + result.stderr
@@ -243,12 +246,12 @@ def test_invalid_promql_is_bad_input_and_touches_nothing(lab):
 
 
 def test_prometheus_down_is_unavailable(lab):
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
     code, payload = run_json(
-        "run", "service-down", "-l", "lab-1",
-        "-e", "runbook_verify_promql=up", "-e", "runbook_prometheus_url=http://127.0.0.1:9",
+        "run", "service-down", "-l", "lab-1", "-e", "runbook_verify_promql=up", "-e", f"runbook_prometheus_url={url}"
     )
     assert code == 5, payload
-    assert "Prometheus at http://127.0.0.1:9 is unreachable" in payload["hosts"]["lab-1"]["message"]
+    assert f"Prometheus at {url} is unreachable" in payload["hosts"]["lab-1"]["message"]
 
 
 def test_promql_verification_after_a_restart(lab, clean_budget):
@@ -259,3 +262,48 @@ def test_promql_verification_after_a_restart(lab, clean_budget):
     assert code == 0, payload
     verification = payload["hosts"]["lab-1"]["verification"]
     assert verification["healthy"] is True and verification["promql_samples"] >= 1
+
+
+CACHE_UNIT = """[Unit]
+Description=a dependency of the demo service (test)
+StartLimitIntervalSec=0
+[Service]
+User=runbook-demo
+ExecStart=/usr/bin/python3 /opt/runbook-demo/demo_service.py --port {port} --name cache \\
+  --log-dir /var/log/runbook-demo/cache --workload-rps 0
+Restart=no
+"""
+
+
+def test_failed_dependency_is_restarted_first(lab, clean_budget):
+    """Seed 003: when a dependency is down too, restart it first, then the service."""
+    host = lab.host("lab-1")
+    container = lab.client.containers.get(host.container)
+    port = free_port({h.port for h in lab.state().hosts})
+    container.exec_run(["sh", "-c", f"cat > /etc/systemd/system/runbook-cache.service <<'EOF'\n"
+                        f"{CACHE_UNIT.format(port=port)}EOF\n"])
+    container.exec_run(["systemctl", "daemon-reload"])
+    try:
+        assert container.exec_run(["systemctl", "start", "runbook-cache.service"]).exit_code == 0
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, what="cache up")
+        services = [
+            {"name": "demo", "manager": "systemd", "unit": "runbook-demo.service", "health_url": host.health_url,
+             "depends_on": ["cache"]},
+            {"name": "cache", "manager": "systemd", "unit": "runbook-cache.service",
+             "health_url": f"http://127.0.0.1:{port}/health"},
+        ]
+        container.exec_run(["systemctl", "kill", "-s", "KILL", "runbook-cache.service"])
+        crash(lab, "lab-1")
+        code, payload = run_json(
+            "run", "service-down", "-l", "lab-1", "--service", "demo", "-e", json.dumps({"runbook_services": services})
+        )
+        assert code == 0, payload
+        actions = payload["hosts"]["lab-1"]["actions"]
+        assert actions[0].startswith("restarted dependency cache"), actions
+        assert actions[1].startswith("restarted demo"), actions
+        assert http_status(f"http://127.0.0.1:{port}/health") == 200
+        assert http_status(host.health_url) == 200
+    finally:
+        container.exec_run(["systemctl", "stop", "runbook-cache.service"])
+        container.exec_run(["rm", "-f", "/etc/systemd/system/runbook-cache.service"])
+        container.exec_run(["systemctl", "daemon-reload"])

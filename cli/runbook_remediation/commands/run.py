@@ -224,7 +224,8 @@ def _print_host(out, host: str, entry: dict, diagnose: bool) -> None:
         out.print(f"  verification: {escape(_inline(entry['verification']))}", markup=True)
     if diagnose and entry["evidence"]:
         out.print("  evidence:")
-        text = yaml.safe_dump(entry["evidence"], sort_keys=False, default_flow_style=False, allow_unicode=True)
+        text = yaml.safe_dump(entry["evidence"], sort_keys=False, default_flow_style=False, allow_unicode=True,
+                              width=4096)
         for line in text.rstrip().splitlines():
             out.print(f"    {escape(line)}", markup=True)
     out.print("")
@@ -236,4 +237,3 @@ def _inline(mapping: dict) -> str:
         text = value if isinstance(value, str) else runner.first_line(value, limit=120)
         parts.append(f"{key}={text}")
     return ", ".join(parts)
-

@@ -1,0 +1,60 @@
+"""The collection builds, its tarball holds collection content only, and it installs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        ["ansible-galaxy", "collection", "build", str(REPO), "--output-path", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return next(out.glob("runbook-remediation-*.tar.gz"))
+
+
+def test_tarball_holds_collection_content_only(tarball):
+    with tarfile.open(tarball) as tar:
+        names = set(tar.getnames())
+    for wanted in (
+        "MANIFEST.json", "README.md", "meta/runtime.yml", "meta/scenarios.yml", "playbooks/service_down.yml",
+        "plugins/modules/health_check.py", "roles/service_restart/meta/argument_specs.yml",
+        "roles/service_restart/README.md",
+    ):
+        assert wanted in names, wanted
+    for unwanted in ("cli", "pyproject.toml", "scripts", "bench", ".venv", "molecule", "tests/integration"):
+        assert not any(n == unwanted or n.startswith(unwanted + "/") for n in names), unwanted
+
+
+def test_tarball_installs_and_its_content_resolves(tarball, tmp_path):
+    dest = tmp_path / "collections"
+    # Only the installed copy (and the `ansible` package's bundled collections) are
+    # visible: the checkout's development link must not satisfy the install.
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(dest), "ANSIBLE_NOCOLOR": "1"}
+    install = subprocess.run(
+        ["ansible-galaxy", "collection", "install", str(tarball), "-p", str(dest), "--no-deps"],
+        capture_output=True, text=True, check=False, env=env,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    assert (dest / "ansible_collections/runbook/remediation/MANIFEST.json").is_file(), install.stdout
+    doc = subprocess.run(["ansible-doc", "-t", "module", "runbook.remediation.health_check"],
+                         capture_output=True, text=True, check=False, env=env)
+    assert doc.returncode == 0 and str(dest) in doc.stdout, doc.stderr
+    role = subprocess.run(["ansible-doc", "-t", "role", "runbook.remediation.service_restart"],
+                          capture_output=True, text=True, check=False, env=env)
+    assert role.returncode == 0 and "service_restart_budget_max" in role.stdout, role.stderr
+    syntax = subprocess.run(
+        ["ansible-playbook", "runbook.remediation.service_down", "--syntax-check", "-i", "localhost,"],
+        capture_output=True, text=True, check=False, env=env,
+    )
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
