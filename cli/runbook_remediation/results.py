@@ -20,11 +20,18 @@ RESULT_FACT = "runbook_result"
 OUTCOMES = ("healthy", "remediated", "failed", "escalate", "planned")
 UNREACHABLE = "unreachable"  # made here for a host that could not be reached
 
+# A failed result may say why (``error_kind``): bad input, or a prerequisite (Prometheus,
+# the Docker engine) that did not answer. Nothing was touched in either case.
+INVALID = "invalid"  # failed because of the inventory or the variables
+UNAVAILABLE = "unavailable"  # failed because something it needs did not answer
+
 # The overall outcome is the first of these that any host has.
 PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
     ("escalate", ExitCode.ESCALATE),
     ("failed", ExitCode.FAILED),
+    (INVALID, ExitCode.BAD_INPUT),
     (UNREACHABLE, ExitCode.UNAVAILABLE),
+    (UNAVAILABLE, ExitCode.UNAVAILABLE),
     ("remediated", ExitCode.REMEDIATED),
     ("planned", ExitCode.REMEDIATED),
     ("healthy", ExitCode.NOTHING_TO_DO),
@@ -41,6 +48,13 @@ class NoHostsMatched(BadInput):
 
 class RunBroken(RunbookError):
     """ansible-playbook stopped before any host ran (a bad playbook, inventory or var)."""
+
+
+def rank(entry: dict) -> str:
+    """The key a host's result is ranked by: its outcome, refined by ``error_kind``."""
+    if entry.get("outcome") == "failed":
+        return {"input": INVALID, "unavailable": UNAVAILABLE}.get(entry.get("error_kind"), "failed")
+    return entry.get("outcome", "failed")
 
 
 def overall(outcomes: Iterable[str]) -> tuple[str, ExitCode]:
@@ -186,7 +200,9 @@ def summarize(
                           check, "failed")
             broken.add(host)
         entries[host] = entry
-    outcome, code = overall(entry["outcome"] for entry in entries.values())
+    outcome, code = overall(rank(entry) for entry in entries.values())
+    if outcome in (INVALID, UNAVAILABLE):  # reported as failed; the exit code says why
+        outcome = "failed"
     return Summary(scenario=scenario, hosts=entries, outcome=outcome, exit_code=code, broken=broken)
 
 

@@ -257,7 +257,7 @@ def test_prometheus_down_is_unavailable(lab):
 def test_promql_verification_after_a_restart(lab, clean_budget):
     crash(lab, "lab-1")
     code, payload = run_json(
-        "run", "service-down", "-l", "lab-1", "-e", 'runbook_verify_promql=up{host="lab-1"} == 1'
+        "run", "service-down", "-l", "lab-1", "-e", json.dumps({"runbook_verify_promql": 'up{host="lab-1"} == 1'})
     )
     assert code == 0, payload
     verification = payload["hosts"]["lab-1"]["verification"]

@@ -70,10 +70,28 @@ def collect(*events) -> results.Collector:
         (["unreachable", "remediated"], ("unreachable", ExitCode.UNAVAILABLE)),
         (["unreachable", "failed"], ("failed", ExitCode.FAILED)),
         (["unreachable", "escalate"], ("escalate", ExitCode.ESCALATE)),
+        (["invalid"], ("invalid", ExitCode.BAD_INPUT)),
+        (["invalid", "failed"], ("failed", ExitCode.FAILED)),
+        (["invalid", "unreachable"], ("invalid", ExitCode.BAD_INPUT)),
+        (["unavailable", "healthy"], ("unavailable", ExitCode.UNAVAILABLE)),
     ],
 )
 def test_overall_outcome_and_exit_code(outcomes, expected):
     assert results.overall(outcomes) == expected
+
+
+@pytest.mark.parametrize(
+    ("error_kind", "code"),
+    [("input", ExitCode.BAD_INPUT), ("unavailable", ExitCode.UNAVAILABLE), ("remediation", ExitCode.FAILED),
+     (None, ExitCode.FAILED)],
+)
+def test_error_kind_of_a_failed_result_decides_the_exit_code(error_kind, code):
+    collector = results.Collector()
+    extra = {"error_kind": error_kind} if error_kind else {}
+    collector(recorded("lab-1", "failed", **extra))
+    summary = results.summarize(collector, "service-down")
+    assert summary.exit_code == code
+    assert summary.outcome == "failed"  # the outcome stays one of the contract's
 
 
 def test_overall_without_hosts_is_bad_input():

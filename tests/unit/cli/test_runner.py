@@ -296,8 +296,10 @@ def test_real_run_ctrl_c_cancels_and_restores_the_handler(runbook_env, inventory
     timer.start()
     started = time.monotonic()
     try:
-        info, _collector = run_fixture(runbook_env, inventory, scenario="slow", limit="local-1",
-                              extravars={"fixture_sleep": 30, "fixture_pid_file": str(tmp_path / "sleep.pid")})
+        info, _collector = run_fixture(
+            runbook_env, inventory, scenario="slow", limit="local-1",
+            extravars={"fixture_sleep": 30, "fixture_pid_file": str(tmp_path / "sleep.pid")},
+        )
     finally:
         timer.cancel()
     assert info.status == "canceled" and info.cancelled
