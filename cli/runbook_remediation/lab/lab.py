@@ -48,6 +48,10 @@ FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak",
 # whole tree makes systemd remount the host's cgroups read-only (TESTBED.md).
 CGROUP_CONTROLLERS = ("systemd", "unified", "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer")
 LOG_FS_SIZE = "64m"  # a small log filesystem, so a log flood really fills it
+# Limits like a real deployment's, small enough that the fd-leak and memory-leak faults
+# reach them in seconds (the remediations raise them).
+NOFILE_LIMIT = 1024
+MEMORY_LIMIT = "128m"
 
 
 @dataclass
@@ -144,6 +148,9 @@ ExecStart=/usr/bin/python3 {DEMO_PATH} --port {port} --name {SERVICE} --log-dir 
   --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults
 StateDirectory=runbook-demo
 LogsDirectory=runbook-demo
+LimitNOFILE={NOFILE_LIMIT}
+MemoryMax={MEMORY_LIMIT.upper()}
+MemorySwapMax=0
 # No automatic restart: the lab exists to show the remediation doing it.
 Restart=no
 TimeoutStopSec=10
@@ -235,7 +242,8 @@ class Lab:
             detach=True,
             network_mode="host",
             cgroupns="host",
-            cap_add=["SYS_ADMIN"],
+            # SYSLOG: dmesg works as on a real host (the kernel log names OOM-killed units).
+            cap_add=["SYS_ADMIN", "SYSLOG"],
             stop_signal="SIGRTMIN+3",
             tmpfs={
                 "/run": "rw",
@@ -248,6 +256,8 @@ class Lab:
         )
 
     def _create_docker_service(self, host: LabHost):
+        from docker.types import Ulimit
+
         return self.client.containers.run(
             lab_image.IMAGE,
             command=[
@@ -258,6 +268,9 @@ class Lab:
             detach=True,
             network_mode="host",
             stop_signal="SIGTERM",
+            mem_limit=MEMORY_LIMIT,
+            memswap_limit=MEMORY_LIMIT,
+            ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
             tmpfs={LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755"},
             volumes={str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}},
             labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "docker"},
@@ -286,6 +299,9 @@ class Lab:
                     "network_mode": "host",
                     "stop_signal": "SIGTERM",
                     "stop_grace_period": "10s",
+                    "mem_limit": MEMORY_LIMIT,
+                    "memswap_limit": MEMORY_LIMIT,
+                    "ulimits": {"nofile": {"soft": NOFILE_LIMIT, "hard": NOFILE_LIMIT}},
                     "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
                     "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
                     "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
