@@ -452,17 +452,19 @@ _COLOURS = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": 
 
 
 class Progress:
-    """Live progress on stderr: the task name when it starts, then one line per host."""
+    """Live progress on stderr: one line per host and task that ran (host, task, status,
+    elapsed). ``verbose`` adds a header when each task starts and the skipped tasks."""
 
-    def __init__(self, console, verbose_skips: bool = True):
+    def __init__(self, console, verbose: bool = False):
         self.console = console
-        self.verbose_skips = verbose_skips
+        self.verbose = verbose
 
     def __call__(self, event: dict) -> None:
         kind = event.get("event")
         data = event.get("event_data") or {}
         if kind == "playbook_on_task_start":
-            self.console.print(f"[bold]{escape(_task_name(data))}[/bold]", markup=True)
+            if self.verbose:
+                self.console.print(f"[bold]{escape(_task_name(data))}[/bold]", markup=True)
         elif kind in _HOST_EVENTS:
             self._host_line(kind, data)
 
@@ -473,7 +475,7 @@ class Progress:
             state = "changed"
         if state == "failed" and data.get("ignore_errors"):
             state = "ignored"
-        if state == "skipped" and not self.verbose_skips:
+        if state == "skipped" and not self.verbose:
             return
         duration = data.get("duration")
         elapsed = f"{duration:.1f}s" if isinstance(duration, int | float) else ""

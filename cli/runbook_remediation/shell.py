@@ -19,9 +19,10 @@ from runbook_remediation.terminal import Terminal
 class Context:
     """What every command gets: the terminal and the global settings."""
 
-    def __init__(self, output: str, debug: bool):
+    def __init__(self, output: str, debug: bool, verbose: bool = False):
         self.terminal = Terminal(output=output, debug=debug)
         self.debug = debug
+        self.verbose = verbose
 
 
 def handle_errors(func):
@@ -50,16 +51,17 @@ def handle_errors(func):
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="Output format for data on stdout. Env: RUNBOOK_OUTPUT.",
 )
+@click.option("--verbose", "-v", is_flag=True, help="Show every task as it starts, skipped too. Env: RUNBOOK_VERBOSE.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors. Env: RUNBOOK_DEBUG.")
 @click.version_option(__version__, prog_name="runbook")
 @click.pass_context
-def cli(ctx: click.Context, output: str, debug: bool) -> None:
+def cli(ctx: click.Context, output: str, verbose: bool, debug: bool) -> None:
     """Incident-response runbooks as tested, idempotent Ansible automation.
 
     Exit codes: 0 remediated/ok, 1 failed, 2 bad input, 3 escalate, 4 nothing to do
     (healthy), 5 a prerequisite unavailable, 130 cancelled.
     """
-    ctx.obj = Context(output=output, debug=debug)
+    ctx.obj = Context(output=output, debug=debug, verbose=verbose)
 
 
 def _register() -> None:

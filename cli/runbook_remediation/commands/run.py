@@ -120,7 +120,7 @@ def _execute(ctx: Context, name: str, selection: Selection, *, check: bool, diag
         f"{scenario.name}: running {scenario.fqcn} on {request.limit or 'all hosts'} of {request.inventory}{mode}"
     )
     collector = results.Collector()
-    progress = runner.Progress(ctx.terminal.err)
+    progress = runner.Progress(ctx.terminal.err, verbose=ctx.verbose)
     info = runner.run(
         request,
         collections_path=collection.env_collections_path(),

@@ -183,9 +183,7 @@ def test_our_env_puts_this_pythons_ansible_first(monkeypatch):
 
 # --- progress ---------------------------------------------------------------------------------
 
-def test_progress_lines():
-    buffer = io.StringIO()
-    progress = runner.Progress(Console(file=buffer, no_color=True, width=200))
+def feed_progress(progress):
     progress({"event": "playbook_on_task_start", "event_data": {"task": "Restart [demo]"}})
     progress({"event": "runner_on_ok", "event_data": {"host": "lab-1", "task": "Restart [demo]",
                                                       "duration": 1.234, "res": {"changed": True}}})
@@ -193,6 +191,11 @@ def test_progress_lines():
                                                           "res": {"msg": "unit\nnot found"}}})
     progress({"event": "runner_on_skipped", "event_data": {"host": "lab-3", "task": "Restart [demo]"}})
     progress({"event": "runner_item_on_ok", "event_data": {"host": "lab-1", "task": "Restart [demo]"}})
+
+
+def test_progress_lines_verbose():
+    buffer = io.StringIO()
+    feed_progress(runner.Progress(Console(file=buffer, no_color=True, width=200), verbose=True))
     lines = buffer.getvalue().splitlines()
     assert lines[0] == "Restart [demo]"
     assert lines[1].split() == ["lab-1", "Restart", "[demo]", "changed", "1.2s"]
@@ -200,6 +203,15 @@ def test_progress_lines():
     assert lines[3].strip() == "unit not found"
     assert lines[4].split() == ["lab-3", "Restart", "[demo]", "skipped"]
     assert len(lines) == 5
+
+
+def test_progress_lines_default_show_what_ran_only():
+    buffer = io.StringIO()
+    feed_progress(runner.Progress(Console(file=buffer, no_color=True, width=200)))
+    lines = buffer.getvalue().splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith("      ")] == ["lab-1", "lab-2"]
+    assert lines[2].strip() == "unit not found"
+    assert len(lines) == 3
 
 
 # --- real runs (ansible-playbook on localhost) -----------------------------------------------
