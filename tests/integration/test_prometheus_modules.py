@@ -8,14 +8,11 @@ in-process, exactly as in the unit tests, but over real HTTP.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,43 +21,13 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 
 
-# --------------------------------------------------------------------------- collection import path
+from tests.collection_loader import install_collection_loader  # noqa: E402
 
-
-def _collections_root(repo: Path = REPO) -> Path:
-    """A directory holding ``ansible_collections/runbook/remediation`` -> this checkout."""
-    if repo.parent.name == "runbook" and repo.parent.parent.name == "ansible_collections":
-        return repo.parent.parent.parent
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    root = cache / "runbook-remediation" / "test-collections" / hashlib.sha256(str(repo).encode()).hexdigest()[:12]
-    link = root / "ansible_collections" / "runbook" / "remediation"
-    if not (link.is_symlink() and link.resolve() == repo):
-        link.parent.mkdir(parents=True, exist_ok=True)
-        tmp = link.with_name(f".remediation-{os.getpid()}")
-        if tmp.is_symlink():
-            tmp.unlink()
-        tmp.symlink_to(repo, target_is_directory=True)
-        os.replace(tmp, link)
-    return root
-
-
-def _install_collection_loader() -> None:
-    from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
-
-    if _AnsibleCollectionFinder._find_existing_finder() is not None:
-        return
-    root = str(_collections_root())
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    _AnsibleCollectionFinder(paths=[root], scan_sys_paths=True)._install()
-
-
-_install_collection_loader()
+install_collection_loader()
 
 from ansible_collections.runbook.remediation.plugins.modules import (  # noqa: E402
     prometheus_alerts,
