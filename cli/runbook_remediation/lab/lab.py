@@ -439,33 +439,31 @@ class Lab:
             state.prometheus_port = free_port(taken)
 
         alertmanager = self._alertmanager(state)
-        am_changed = alertmanager.write_config(alertmanager_config(state.webhook_url))
-        if not alertmanager.running():
-            self.progress(f"starting Alertmanager on {alertmanager.url}")
-            alertmanager.start()
-            started.append(alertmanager)
-            state.alertmanager_pid = alertmanager.pid
-            changes.append("started Alertmanager")
-        elif am_changed:
-            alertmanager.reload()
-            changes.append("reloaded Alertmanager")
+        changed = alertmanager.write_config(alertmanager_config(state.webhook_url))
+        changes.append(self._ensure_running(alertmanager, changed, started))
+        state.alertmanager_pid = alertmanager.pid
 
         prometheus = self._prometheus(state)
         targets = [ScrapeTarget(h.name, SERVICE, h.manager, h.port) for h in state.hosts]
         rules = self.dir / "prometheus" / "rules.yml"
-        prom_changed = prometheus.write_config(
+        changed = prometheus.write_config(
             prometheus_config(targets, state.alertmanager_port, rules), {"rules.yml": rules_text()}
         )
-        if not prometheus.running():
-            self.progress(f"starting Prometheus on {prometheus.url}")
-            prometheus.start()
-            started.append(prometheus)
-            state.prometheus_pid = prometheus.pid
-            changes.append("started Prometheus")
-        elif prom_changed:
-            prometheus.reload()
-            changes.append("reloaded Prometheus")
-        return changes
+        changes.append(self._ensure_running(prometheus, changed, started))
+        state.prometheus_pid = prometheus.pid
+        return [change for change in changes if change]
+
+    def _ensure_running(self, server: Server, config_changed: bool, started: list[Server]) -> str | None:
+        """Start the server, or reload it when its configuration changed. Says what it did."""
+        if not server.running():
+            self.progress(f"starting {server.title} on {server.url}")
+            server.start()
+            started.append(server)
+            return f"started {server.title}"
+        if config_changed:
+            server.reload()
+            return f"reloaded {server.title}"
+        return None
 
     def _write_inventory(self, state: LabState) -> bool:
         text = yaml.safe_dump(inventory(state, self.compose_dir, self.compose_project), sort_keys=False)

@@ -133,6 +133,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def title(self) -> str:
+        return {"prometheus": "Prometheus", "alertmanager": "Alertmanager"}[self.kind]
+
+    @property
     def config_path(self) -> Path:
         return self.directory / f"{self.kind}.yml"
 
