@@ -25,6 +25,21 @@ class Context:
         self.verbose = verbose
 
 
+def output_option(func):
+    """``--output/-o`` on a command too (``runbook lab status -o json``), not only on
+    the root group; the command's value wins."""
+
+    def remember(ctx: click.Context, _param, value):
+        if value:
+            ctx.find_object(Context).terminal.output = value
+        return value
+
+    return click.option(
+        "--output", "-o", type=click.Choice(["text", "json"]), default=None, expose_value=False,
+        callback=remember, is_eager=True, help="Output format for data on stdout (text or json).",
+    )(func)
+
+
 def handle_errors(func):
     """Turn RunbookError into a one-line message and its exit code."""
 

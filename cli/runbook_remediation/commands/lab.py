@@ -7,7 +7,7 @@ import click
 from runbook_remediation.errors import BadInput
 from runbook_remediation.lab.lab import FAULTS, Lab
 from runbook_remediation.paths import state_dir
-from runbook_remediation.shell import Context, handle_errors
+from runbook_remediation.shell import Context, handle_errors, output_option
 
 
 def _lab(ctx: Context) -> Lab:
@@ -24,6 +24,7 @@ def lab() -> None:
 
 @lab.command()
 @click.option("--hosts", type=int, default=2, show_default=True, help="Number of systemd target hosts.")
+@output_option
 @click.pass_obj
 @handle_errors
 def up(ctx: Context, hosts: int) -> None:
@@ -41,6 +42,7 @@ def up(ctx: Context, hosts: int) -> None:
 
 
 @lab.command()
+@output_option
 @click.pass_obj
 @handle_errors
 def status(ctx: Context) -> None:
@@ -75,6 +77,7 @@ def _parse_params(values: tuple[str, ...]) -> dict:
 @click.argument("fault", metavar="FAULT")
 @click.option("--host", "host_name", required=True, help="Lab host to break (see `runbook lab status`).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Fault parameter, e.g. rate=0.3.")
+@output_option
 @click.pass_obj
 @handle_errors
 def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) -> None:
@@ -87,6 +90,7 @@ def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) ->
 
 @lab.command()
 @click.option("--host", "host_name", required=True, help="Lab host to heal.")
+@output_option
 @click.pass_obj
 @handle_errors
 def heal(ctx: Context, host_name: str) -> None:
@@ -99,6 +103,7 @@ def heal(ctx: Context, host_name: str) -> None:
 
 
 @lab.command()
+@output_option
 @click.pass_obj
 @handle_errors
 def down(ctx: Context) -> None:

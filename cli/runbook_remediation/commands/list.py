@@ -7,7 +7,7 @@ from rich.table import Table
 
 from runbook_remediation import catalogue
 from runbook_remediation.collection import find_collection
-from runbook_remediation.shell import Context, handle_errors
+from runbook_remediation.shell import Context, handle_errors, output_option
 
 
 def as_dict(scenario: catalogue.Scenario) -> dict:
@@ -23,6 +23,7 @@ def as_dict(scenario: catalogue.Scenario) -> dict:
 
 
 @click.command(name="list")
+@output_option
 @click.pass_obj
 @handle_errors
 def list_(ctx: Context) -> None:

@@ -17,7 +17,7 @@ from runbook_remediation import catalogue, results, runner
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError, Unavailable
 from runbook_remediation.paths import state_dir
-from runbook_remediation.shell import Context, handle_errors
+from runbook_remediation.shell import Context, handle_errors, output_option
 
 _OUTCOME_COLOURS = {
     "healthy": "green",
@@ -151,6 +151,7 @@ def _execute(ctx: Context, name: str, selection: Selection, *, check: bool, diag
 @_selection_options
 @click.option("--check", is_flag=True, help="Check mode: report what would be done (outcome planned), change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Run a destructive scenario without asking for confirmation.")
+@output_option
 @click.pass_obj
 @handle_errors
 def run(ctx: Context, scenario: str, inventory, limit, extra_vars, service, timeout, check: bool, yes: bool) -> None:
@@ -168,6 +169,7 @@ def run(ctx: Context, scenario: str, inventory, limit, extra_vars, service, time
 @click.command()
 @click.argument("scenario")
 @_selection_options
+@output_option
 @click.pass_obj
 @handle_errors
 def diagnose(ctx: Context, scenario: str, inventory, limit, extra_vars, service, timeout) -> None:
