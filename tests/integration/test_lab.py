@@ -160,3 +160,18 @@ def test_down_removes_containers_processes_and_files(tmp_path, monkeypatch):
     assert not any(_pid_alive(pid, marker) for pid, marker in pids)
     assert not the_lab.dir.exists()
     assert the_lab.status() == {"up": False, "hosts": [], "state_dir": str(the_lab.dir)}
+
+
+def test_heal_undoes_faults_and_remediation_drop_ins(lab):
+    container = lab.client.containers.get(lab.host("lab-1").container)
+    dropin = "/etc/systemd/system/runbook-demo.service.d/runbook-memory.conf"
+    script = f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf '[Service]\\nMemoryMax=1G\\n' > {dropin}"
+    container.exec_run(["sh", "-c", script])
+    assert runbook("lab", "break", "crash-loop", "--host", "lab-1").returncode == 0
+    wait_for(lambda: http_status(lab.host("lab-1").health_url) is None, timeout=10, what="lab-1 down")
+    result = runbook("lab", "heal", "--host", "lab-1")
+    assert result.returncode == 0, result.stderr
+    assert http_status(lab.host("lab-1").health_url) == 200
+    assert container.exec_run(["test", "-e", dropin]).exit_code != 0
+    memory = container.exec_run(["systemctl", "show", "-p", "MemoryMax", "--value", "runbook-demo.service"])
+    assert memory.output.decode().strip() == str(128 * 1024 * 1024)

@@ -536,11 +536,17 @@ class Lab:
         return {"host": host.name, "fault": fault, "params": params or {}}
 
     def heal(self, host_name: str) -> str:
-        """Undo every fault on a host after a drill: clear start-up faults, restart fresh."""
+        """Reset a host after a drill: clear start-up faults and what remediations changed
+        (unit drop-ins, the Compose override), then restart it fresh."""
         host = self.host(host_name)
         container = self._container(host.container)
+        if host.manager == "compose":
+            for name in ("compose.override.yaml", "compose.override.yml"):
+                (self.compose_dir / name).unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
+            self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
+            self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
             self._exec(container, ["systemctl", "restart", UNIT])
             action = f"restarted {UNIT} on {host.name}"
