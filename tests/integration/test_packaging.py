@@ -29,7 +29,10 @@ def test_tarball_holds_collection_content_only(tarball):
     for wanted in (
         "MANIFEST.json", "README.md", "meta/runtime.yml", "meta/scenarios.yml", "playbooks/service_down.yml",
         "plugins/modules/health_check.py", "roles/service_restart/meta/argument_specs.yml",
-        "roles/service_restart/README.md",
+        "roles/service_restart/README.md", "docs/scenarios.md",
+        *(f"playbooks/{name}.yml" for name in ("disk_full", "fd_exhaustion", "oom_killed", "memory_leak")),
+        *(f"roles/{role}/README.md"
+          for role in ("log_rotate", "ulimit_raise", "memory_limit_raise", "scenario_report")),
     ):
         assert wanted in names, wanted
     for unwanted in ("cli", "pyproject.toml", "scripts", "bench", ".venv", "molecule", "tests/integration"):

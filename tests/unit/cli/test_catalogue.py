@@ -94,3 +94,12 @@ def test_get_and_for_alert(tmp_path):
     assert info.value.exit_code == ExitCode.BAD_INPUT
     assert info.value.message == "unknown scenario 'disk_full' (known: disk-full, service-down)"
     assert info.value.hint == "scenario names are kebab-case: disk-full"
+
+
+def test_docs_page_is_rendered_from_the_catalogue():
+    from runbook_remediation.docs import render
+
+    page = (REPO / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    assert page == render(SCENARIOS), (
+        "docs/scenarios.md is stale: python -m runbook_remediation.docs > docs/scenarios.md"
+    )
