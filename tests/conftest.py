@@ -6,8 +6,10 @@ name and state directory, so a developer's lab is never touched.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -81,6 +83,27 @@ def restore_host(the_lab, name: str) -> None:
     the_lab.heal(name)
     host = the_lab.host(name)
     wait_for(lambda: http_status(host.health_url) == 200, what=f"{name} healthy again")
+
+
+def runbook(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The `runbook` CLI as a user runs it, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "runbook_remediation", *args],
+        capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}, timeout=600,
+    )
+
+
+def run_json(*args: str, extra: dict | None = None) -> tuple[int, dict]:
+    """`runbook -o json ARGS [-e EXTRA]`: the exit code and the JSON it printed."""
+    argv = ["-o", "json", *args]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    result = runbook(*argv)
+    try:
+        payload = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON on stdout (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.returncode, payload
 
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -16,7 +14,7 @@ import uuid
 import pytest
 from docker.errors import NotFound
 
-from tests.conftest import http_status, restore_host, wait_for
+from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -25,20 +23,6 @@ DAY = 86400
 TMP = '{"log_rotate_tmp_patterns": ["/tmp/ggen-mcp-*"]}'
 
 
-def runbook(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook_remediation", *args],
-        capture_output=True, text=True, check=False, env=dict(os.environ), timeout=600,
-    )
-
-
-def run_json(*args: str) -> tuple[int, dict]:
-    result = runbook("-o", "json", *args)
-    try:
-        payload = json.loads(result.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.returncode, payload
 
 
 def sh(lab, name: str, script: str) -> tuple[int, str]:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import restore_host, run, wait_for
+from tests.conftest import restore_host, run, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -29,20 +27,6 @@ OVERRIDES = ("compose.override.yml", "compose.override.yaml", "docker-compose.ov
              "docker-compose.override.yaml")
 
 
-def runbook(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook_remediation", *args],
-        capture_output=True, text=True, check=False, env=dict(os.environ), timeout=600,
-    )
-
-
-def run_json(*args: str) -> tuple[int, dict]:
-    result = runbook("-o", "json", *args)
-    try:
-        payload = json.loads(result.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.returncode, payload
 
 
 def health(url: str) -> dict:

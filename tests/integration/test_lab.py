@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import http_status, restore_host, wait_for
+from tests.conftest import http_status, restore_host, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
-
-def runbook(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook_remediation", *args],
-        capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}, timeout=600,
-    )
 
 
 def test_up_is_healthy_and_status_reports_everything(lab):

@@ -9,16 +9,13 @@ the Docker host are removed when the module ends.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import http_status, restore_host, wait_for
+from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -39,23 +36,6 @@ TREND = {
 }
 
 
-def runbook(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook_remediation", *args],
-        capture_output=True, text=True, check=False, env=dict(os.environ), timeout=600,
-    )
-
-
-def run_json(*args: str, extra: dict | None = None) -> tuple[int, dict]:
-    argv = ["-o", "json", *args]
-    if extra:
-        argv += ["-e", json.dumps(extra)]
-    result = runbook(*argv)
-    try:
-        payload = json.loads(result.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.returncode, payload
 
 
 def container(lab, name: str):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from runbook_remediation.lab.lab import free_port
-from tests.conftest import http_status, restore_host, wait_for
+from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -19,20 +18,6 @@ pytestmark = pytest.mark.lab
 FAST = '{"service_restart_verify_timeout": 4, "service_restart_verify_interval": 1}'
 
 
-def runbook(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "runbook_remediation", *args],
-        capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}, timeout=600,
-    )
-
-
-def run_json(*args: str) -> tuple[int, dict]:
-    result = runbook("-o", "json", *args)
-    try:
-        payload = json.loads(result.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result.returncode, payload
 
 
 def crash(lab, name: str) -> None:
