@@ -23,8 +23,6 @@ DAY = 86400
 TMP = '{"log_rotate_tmp_patterns": ["/tmp/ggen-mcp-*"]}'
 
 
-
-
 def sh(lab, name: str, script: str) -> tuple[int, str]:
     """Run a shell script inside the host's container (the test's own setup and checks)."""
     container = lab.client.containers.get(lab.host(name).container)

@@ -27,8 +27,6 @@ OVERRIDES = ("compose.override.yml", "compose.override.yaml", "docker-compose.ov
              "docker-compose.override.yaml")
 
 
-
-
 def health(url: str) -> dict:
     """The /health body, also when it answers 503; {} when it does not answer."""
     try:

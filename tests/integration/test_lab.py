@@ -14,7 +14,6 @@ from tests.conftest import http_status, restore_host, runbook, wait_for
 pytestmark = pytest.mark.lab
 
 
-
 def test_up_is_healthy_and_status_reports_everything(lab):
     result = runbook("-o", "json", "lab", "status")
     assert result.returncode == 0, result.stderr

@@ -36,8 +36,6 @@ TREND = {
 }
 
 
-
-
 def container(lab, name: str):
     return lab.client.containers.get(lab.host(name).container)
 

@@ -18,8 +18,6 @@ pytestmark = pytest.mark.lab
 FAST = '{"service_restart_verify_timeout": 4, "service_restart_verify_interval": 1}'
 
 
-
-
 def crash(lab, name: str) -> None:
     host = lab.host(name)
     assert runbook("lab", "break", "crash", "--host", name).returncode == 0
