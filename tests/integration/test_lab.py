@@ -112,7 +112,7 @@ def test_unreachable_dockerd_is_one_line_and_leaves_nothing(tmp_path):
            "RUNBOOK_LAB_NAME": "test-nodocker"}
     result = runbook("lab", "up", env=env)
     assert result.returncode == 5, result.stderr
-    assert "cannot reach the Docker engine" in result.stderr.splitlines()[0]
+    assert result.stderr.splitlines()[0] == f"runbook: error: cannot reach the Docker engine at {env['DOCKER_HOST']}"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "state" / "lab" / "lab.json").exists()
 

@@ -123,9 +123,10 @@ def docker_client():
         client = docker.from_env(timeout=60)
         client.ping()
     except DockerException as exc:
-        reason = str(exc).split("(", 1)[0].strip() or exc.__class__.__name__
+        # docker-py's text nests the real cause in tuples; where it looked is what helps.
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         raise Unavailable(
-            f"cannot reach the Docker engine: {reason}", hint="start dockerd (scripts/bootstrap does it)"
+            f"cannot reach the Docker engine at {where}", hint="start dockerd (scripts/bootstrap does it)"
         ) from exc
     return client
 
