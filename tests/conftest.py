@@ -108,3 +108,12 @@ def run_json(*args: str, extra: dict | None = None) -> tuple[int, dict]:
 
 def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 cluster on 127.0.0.1 for the session (tests/postgres.py)."""
+    from tests.postgres import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster

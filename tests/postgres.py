@@ -1,0 +1,93 @@
+"""A throwaway PostgreSQL 15 cluster on 127.0.0.1 for tests (real server, free port).
+
+initdb refuses root, so the cluster belongs to the system ``postgres`` user; its
+directory lives under a temp dir that user can enter. Tests connect over TCP as the
+superuser ``runbook_admin`` (password auth) and make their own roles and databases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("RUNBOOK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+ADMIN = "runbook_admin"
+ADMIN_PASSWORD = "admin-s3cret-not-logged"
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Postgres:
+    """A running cluster: connection facts and a superuser connection factory."""
+
+    port: int
+    data_dir: Path
+    socket_dir: Path
+    host: str = "127.0.0.1"
+    user: str = ADMIN
+    password: str = ADMIN_PASSWORD
+
+    def connect(self, dbname: str = "postgres", user: str | None = None, password: str | None = None,
+                application_name: str = "runbook-tests"):
+        import psycopg2
+
+        conn = psycopg2.connect(host=self.host, port=self.port, dbname=dbname, user=user or self.user,
+                                password=password if password is not None else self.password,
+                                application_name=application_name, connect_timeout=5)
+        conn.autocommit = True
+        return conn
+
+    def execute(self, sql: str, dbname: str = "postgres", params=None) -> list[tuple]:
+        """Run one statement as the superuser; rows if it returns any."""
+        with contextlib.closing(self.connect(dbname)) as conn, conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def bin(self, name: str) -> str:
+        return str(PG_BIN / name)
+
+
+def _as_postgres(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True,
+                          check=True, **kwargs)
+
+
+@contextlib.contextmanager
+def running_cluster(max_connections: int = 100):
+    """Start a fresh cluster; stop it and remove its files on exit."""
+    if not (PG_BIN / "initdb").is_file():
+        raise RuntimeError(f"PostgreSQL 15 not found in {PG_BIN} (scripts/bootstrap installs it)")
+    base = Path(tempfile.mkdtemp(prefix="runbook-pg-"))
+    shutil.chown(base, "postgres", "postgres")
+    base.chmod(0o700)
+    data, sockets = base / "data", base / "sock"
+    pwfile = base / "pw"
+    pwfile.write_text(ADMIN_PASSWORD + "\n")
+    shutil.chown(pwfile, "postgres", "postgres")
+    port = free_port()
+    try:
+        _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", ADMIN, "--pwfile", str(pwfile),
+                      "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+        pwfile.unlink()
+        sockets.mkdir()
+        shutil.chown(sockets, "postgres", "postgres")
+        options = (f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c max_connections={max_connections} "
+                   "-c fsync=off -c full_page_writes=off")
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-o", options, "-w", "start"])
+        yield Postgres(port=port, data_dir=data, socket_dir=sockets)
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
+                            "-m", "immediate", "-w", "stop"], capture_output=True, check=False)
+        shutil.rmtree(base, ignore_errors=True)
