@@ -24,6 +24,8 @@ class Scenario:
     alerts: tuple[str, ...]
     destructive: bool
     managers: tuple[str, ...]
+    # Usual remediation time on the lab: triage ranks the quickest mitigation first.
+    typical_seconds: int = 30
 
     @property
     def fqcn(self) -> str:
@@ -48,6 +50,7 @@ def load(path: Path) -> list[Scenario]:
             alerts=tuple(entry.get("alerts", [])),
             destructive=bool(entry.get("destructive", False)),
             managers=tuple(entry.get("managers", [])),
+            typical_seconds=int(entry.get("typical_seconds", 30)),
         )
         if not _KEBAB.match(scenario.name) or scenario.playbook != scenario.name.replace("-", "_"):
             raise RunbookError(f"catalogue entry {scenario.name!r}: name must be kebab-case of its playbook")
