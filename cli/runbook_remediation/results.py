@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError
 
 RESULT_FACT = "runbook_result"
-OUTCOMES = ("healthy", "remediated", "failed", "escalate", "planned")
+# skipped: the safety envelope found another run on it (a duplicate alert); nothing done.
+OUTCOMES = ("healthy", "remediated", "failed", "escalate", "planned", "skipped")
 UNREACHABLE = "unreachable"  # made here for a host that could not be reached
 
 # A failed result may say why (``error_kind``): bad input, or a prerequisite (Prometheus,
@@ -35,6 +36,7 @@ PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
     ("remediated", ExitCode.REMEDIATED),
     ("planned", ExitCode.REMEDIATED),
     ("healthy", ExitCode.NOTHING_TO_DO),
+    ("skipped", ExitCode.NOTHING_TO_DO),
 )
 
 # ansible-playbook refuses to start without hosts before it emits any event but this

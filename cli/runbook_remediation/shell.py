@@ -80,13 +80,19 @@ def cli(ctx: click.Context, output: str, verbose: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from runbook_remediation.commands import lab, run
+    from runbook_remediation.commands import breaker, lab, run, watch
+    from runbook_remediation.commands import incident, postmortem, triage
     from runbook_remediation.commands import list as list_command
 
     cli.add_command(lab.lab)
     cli.add_command(list_command.list_)
     cli.add_command(run.run)
     cli.add_command(run.diagnose)
+    cli.add_command(triage.triage_)
+    cli.add_command(incident.incident)
+    cli.add_command(postmortem.postmortem)
+    cli.add_command(watch.watch)
+    cli.add_command(breaker.breaker)
 
 
 _register()

@@ -509,6 +509,18 @@ class Lab:
             removed.append(f"removed {self.dir}")
         return removed
 
+    def set_webhook(self, url: str | None) -> None:
+        """Point the lab's Alertmanager at a webhook receiver (``runbook watch``), or at
+        nothing again (``None``), and reload it."""
+        state = self.state()
+        if state.alertmanager_port is None:
+            raise BadInput("the lab is not up: run `runbook lab up` first")
+        state.webhook_url = url
+        alertmanager = self._alertmanager(state)
+        if alertmanager.write_config(alertmanager_config(url)) and alertmanager.running():
+            alertmanager.reload()
+        state.save(self.state_path)
+
     def host(self, name: str) -> LabHost:
         state = self.state()
         if not state.hosts:

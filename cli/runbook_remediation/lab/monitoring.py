@@ -72,7 +72,9 @@ def alertmanager_config(webhook_url: str | None = None) -> dict:
             "group_by": ["alertname", "host", "service"],
             "group_wait": "0s",
             "group_interval": "1s",
-            "repeat_interval": "1h",
+            # With a watcher attached, a still-firing alert comes back soon, so a failed
+            # remediation is retried (within the safety envelope's budget).
+            "repeat_interval": "10s" if webhook_url else "1h",
         },
         # A critical alert makes its warning twin redundant for the same target.
         "inhibit_rules": [

@@ -1,0 +1,342 @@
+# -*- coding: utf-8 -*-
+# Copyright: runbook.remediation contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The safety envelope's durable state: who may remediate what, now.
+
+One SQLite file shared by every entrance (the runbook CLI, ansible-playbook, AWX,
+ansible-rulebook): a remediation asks :meth:`Envelope.admit` before it acts and calls
+:meth:`Envelope.release` when it is done. Every decision is one ``BEGIN IMMEDIATE``
+transaction, so concurrent runs (ten duplicate alerts at once) see each other's leases.
+Stdlib only: the runbook CLI loads this file by path, outside Ansible.
+
+Tables
+  attempts   one row per admitted remediation: target, scenario, group, run id, alert
+             key, started/ended, outcome, lease expiry (an unfinished row whose lease has
+             not expired is "in progress": it holds the target and a slot of its group)
+  holds      a target+scenario that used its attempt budget: no action until ``until``
+  breakers   per scenario: consecutive failed verifications; open (``opened_at``) once
+             they reach the threshold, until a human resets it
+  decisions  every admission decision, for ``runbook breaker status`` and the timeline
+
+Decisions
+  act         admitted: a lease is held until release (or until it expires)
+  duplicate   the same alert (fingerprint + start) is being or was handled, or another
+              run holds the target now
+  cooldown    the target acted less than ``min_interval`` ago, or is held after its budget
+  escalate    this call exhausted the budget: a hold starts; tell a human
+  breaker     the scenario's circuit breaker is open
+  busy        the group's blast-radius slots (or the target, for another scenario) stayed
+              taken for ``wait`` seconds
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+
+SCHEMA_VERSION = 1
+
+# Outcomes that count against the attempt budget (the run touched, or tried to touch,
+# the target). A run that found the target healthy did nothing and costs nothing.
+COUNTED_OUTCOMES = ("remediated", "failed", "escalate")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    group_name TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    alert_key TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    outcome TEXT,
+    lease_expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_target ON attempts (target, scenario, started_at);
+CREATE INDEX IF NOT EXISTS attempts_group ON attempts (group_name, ended_at);
+CREATE TABLE IF NOT EXISTS holds (
+    target TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    until REAL NOT NULL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (target, scenario)
+);
+CREATE TABLE IF NOT EXISTS breakers (
+    scenario TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL DEFAULT 0,
+    opened_at REAL,
+    last_failure_at REAL,
+    reason TEXT
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    target TEXT NOT NULL,
+    scenario TEXT NOT NULL,
+    run_id TEXT,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+class EnvelopeError(Exception):
+    """The state file cannot be used (unwritable, corrupt, newer schema)."""
+
+
+def default_path(environ=None):
+    """``$RUNBOOK_ENVELOPE_DB``, else ``envelope.db`` in the runbook state directory
+    (``$RUNBOOK_STATE_DIR``, ``$XDG_STATE_HOME/runbook``, ``~/.local/state/runbook``)."""
+    env = os.environ if environ is None else environ
+    if env.get("RUNBOOK_ENVELOPE_DB"):
+        return os.path.expanduser(env["RUNBOOK_ENVELOPE_DB"])
+    if env.get("RUNBOOK_STATE_DIR"):
+        base = os.path.expanduser(env["RUNBOOK_STATE_DIR"])
+    else:
+        base = os.path.join(env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "runbook")
+    return os.path.join(base, "envelope.db")
+
+
+def allowed_in_group(group_size, max_share):
+    """How many targets of a group may be remediated at once: the share, rounded down,
+    never below one (a group of one can still be healed)."""
+    if group_size <= 1:
+        return 1
+    return max(1, math.floor(group_size * max_share + 1e-9))
+
+
+class Envelope(object):
+    def __init__(self, path, clock=time.time):
+        self.path = path
+        self.clock = clock
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o700)
+            self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA busy_timeout=30000")
+            self.conn.executescript(_SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                  (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise EnvelopeError("%s has schema version %s; this code knows %d" % (path, row[0], SCHEMA_VERSION))
+        except (OSError, sqlite3.Error) as exc:
+            raise EnvelopeError("cannot use the safety envelope state %s: %s" % (path, exc)) from exc
+
+    def close(self):
+        self.conn.close()
+
+    # --- one transaction ---------------------------------------------------------
+    def _transaction(self):
+        return _Transaction(self.conn)
+
+    def _log(self, now, target, scenario, run_id, decision, reason):
+        self.conn.execute(
+            "INSERT INTO decisions (at, target, scenario, run_id, decision, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            (now, target, scenario, run_id, decision, reason))
+
+    def admit(self, target, scenario, run_id, group=None, group_size=1, max_share=1.0, alert_key=None,
+              max_attempts=3, window=3600.0, min_interval=0.0, cooldown=3600.0, breaker_threshold=3,
+              lease_ttl=900.0, wait=0.0, poll=0.25, dry_run=False):
+        """Decide whether ``run_id`` may remediate ``scenario`` on ``target`` now.
+
+        Returns a dict: decision, reason, and the counts the decision used. With
+        ``wait`` > 0 a full group is waited on (polling) instead of answered ``busy``.
+        ``dry_run`` (check mode) decides without writing anything.
+        """
+        group = group or target
+        deadline = self.clock() + max(0.0, wait)
+        while True:
+            with self._transaction():
+                result = self._decide(target, scenario, run_id, group, group_size, max_share, alert_key,
+                                      max_attempts, window, min_interval, cooldown, breaker_threshold,
+                                      lease_ttl, dry_run)
+                if result["decision"] != "busy" or self.clock() >= deadline:
+                    if not dry_run:
+                        self._log(result["now"], target, scenario, run_id, result["decision"], result["reason"])
+                    result.pop("now")
+                    return result
+            time.sleep(poll)
+
+    def _decide(self, target, scenario, run_id, group, group_size, max_share, alert_key, max_attempts, window,
+                min_interval, cooldown, breaker_threshold, lease_ttl, dry_run):
+        now = self.clock()
+        db = self.conn
+
+        def answer(decision, reason, **extra):
+            extra.update({"decision": decision, "reason": reason, "now": now})
+            return extra
+
+        breaker = db.execute("SELECT failures, opened_at FROM breakers WHERE scenario = ?", (scenario,)).fetchone()
+        if breaker and breaker[1] is not None:
+            return answer("breaker", "the %s circuit breaker is open after %d failed verifications "
+                                     "(runbook breaker reset %s)" % (scenario, breaker[0], scenario))
+
+        mine = db.execute("SELECT id FROM attempts WHERE run_id = ? AND target = ? AND scenario = ? "
+                          "AND ended_at IS NULL", (run_id, target, scenario)).fetchone()
+        if mine:
+            return answer("act", "this run already holds %s" % target, attempt_id=mine[0])
+
+        holder = db.execute("SELECT run_id, scenario FROM attempts WHERE target = ? AND ended_at IS NULL "
+                            "AND lease_expires > ? ORDER BY started_at LIMIT 1", (target, now)).fetchone()
+        if holder and holder[1] == scenario:
+            return answer("duplicate", "run %s is remediating %s now" % (holder[0], target))
+        if holder:
+            return answer("busy", "run %s is remediating %s now (%s)" % (holder[0], target, holder[1]))
+
+        if alert_key:
+            seen = db.execute("SELECT run_id, outcome FROM attempts WHERE target = ? AND scenario = ? "
+                              "AND alert_key = ? AND outcome IN ('remediated', 'healthy') ORDER BY started_at DESC "
+                              "LIMIT 1", (target, scenario, alert_key)).fetchone()
+            if seen:
+                return answer("duplicate", "this alert was already handled by run %s (%s)" % (seen[0], seen[1]))
+
+        hold = db.execute("SELECT until, reason FROM holds WHERE target = ? AND scenario = ? AND until > ?",
+                          (target, scenario, now)).fetchone()
+        if hold:
+            return answer("cooldown", "%s is on hold for %s until %s: %s" % (
+                target, scenario, _iso(hold[0]), hold[1]), hold_until=hold[0])
+
+        recent = db.execute(
+            "SELECT count(*), max(started_at) FROM attempts WHERE target = ? AND scenario = ? AND started_at > ? "
+            "AND (outcome IS NULL OR outcome IN (?, ?, ?))",
+            (target, scenario, now - window, *COUNTED_OUTCOMES)).fetchone()
+        attempts, last = recent[0], recent[1]
+        if attempts >= max_attempts:
+            reason = "%d attempts on %s within %ds did not hold: escalating, no action until %s" % (
+                attempts, target, int(window), _iso(now + cooldown))
+            if not dry_run:
+                db.execute("INSERT OR REPLACE INTO holds (target, scenario, until, reason, created_at) "
+                           "VALUES (?, ?, ?, ?, ?)", (target, scenario, now + cooldown, reason, now))
+            return answer("escalate", reason, attempts=attempts, hold_until=now + cooldown)
+        if last is not None and min_interval > 0 and now - last < min_interval:
+            return answer("cooldown", "%s was remediated %.0fs ago (minimum interval %ds)" % (
+                target, now - last, int(min_interval)), attempts=attempts)
+
+        allowed = allowed_in_group(group_size, max_share)
+        busy = db.execute("SELECT count(DISTINCT target) FROM attempts WHERE group_name = ? AND ended_at IS NULL "
+                          "AND lease_expires > ? AND target != ?", (group, now, target)).fetchone()[0]
+        if busy >= allowed:
+            return answer("busy", "%d of %d allowed targets of group %s are being remediated (blast radius %g%% "
+                                  "of %d)" % (busy, allowed, group, max_share * 100, group_size),
+                          attempts=attempts, group_busy=busy, group_allowed=allowed)
+
+        attempt_id = None
+        if not dry_run:
+            cursor = db.execute(
+                "INSERT INTO attempts (target, scenario, group_name, run_id, alert_key, started_at, lease_expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (target, scenario, group, run_id, alert_key, now, now + lease_ttl))
+            attempt_id = cursor.lastrowid
+        return answer("act", "attempt %d of %d on %s within %ds" % (attempts + 1, max_attempts, target, int(window)),
+                      attempts=attempts + 1, group_busy=busy, group_allowed=allowed, attempt_id=attempt_id)
+
+    def release(self, target, scenario, run_id, outcome, breaker_threshold=3):
+        """End this run's attempt with its outcome; count a failed verification against
+        the scenario's breaker (a remediated one closes the streak)."""
+        with self._transaction():
+            now = self.clock()
+            updated = self.conn.execute(
+                "UPDATE attempts SET ended_at = ?, outcome = ? WHERE run_id = ? AND target = ? AND scenario = ? "
+                "AND ended_at IS NULL", (now, outcome, run_id, target, scenario)).rowcount
+            state = self._breaker_update(scenario, outcome, breaker_threshold, now)
+        state["released"] = updated > 0
+        return state
+
+    def _breaker_update(self, scenario, outcome, threshold, now):
+        db = self.conn
+        row = db.execute("SELECT failures, opened_at FROM breakers WHERE scenario = ?", (scenario,)).fetchone()
+        failures, opened_at = (row[0], row[1]) if row else (0, None)
+        if outcome == "failed":
+            failures += 1
+            if opened_at is None and failures >= threshold:
+                opened_at = now
+            db.execute("INSERT OR REPLACE INTO breakers (scenario, failures, opened_at, last_failure_at, reason) "
+                       "VALUES (?, ?, ?, ?, ?)", (scenario, failures, opened_at, now,
+                                                  "%d failed verifications in a row" % failures))
+        elif outcome == "remediated" and opened_at is None and failures:
+            failures = 0
+            db.execute("UPDATE breakers SET failures = 0 WHERE scenario = ?", (scenario,))
+        return {"breaker_failures": failures, "breaker_open": opened_at is not None}
+
+    def reset(self, scenario=None, target=None):
+        """A human's reset: close breakers and lift holds (all, or one scenario/target)."""
+        with self._transaction():
+            where, args = [], []
+            if scenario:
+                where.append("scenario = ?")
+                args.append(scenario)
+            clause = (" WHERE " + " AND ".join(where)) if where else ""
+            breakers = self.conn.execute("DELETE FROM breakers" + clause, args).rowcount  # noqa: S608 - fixed columns
+            if target:
+                where.append("target = ?")
+                args.append(target)
+            clause = (" WHERE " + " AND ".join(where)) if where else ""
+            holds = self.conn.execute("DELETE FROM holds" + clause, args).rowcount  # noqa: S608 - fixed columns
+        return {"breakers_closed": breakers, "holds_lifted": holds}
+
+    def status(self, recent=20):
+        now = self.clock()
+        db = self.conn
+        breakers = [
+            {"scenario": r[0], "failures": r[1], "open": r[2] is not None, "opened_at": _iso(r[2]),
+             "last_failure_at": _iso(r[3]), "reason": r[4]}
+            for r in db.execute("SELECT scenario, failures, opened_at, last_failure_at, reason FROM breakers "
+                                "ORDER BY scenario")]
+        holds = [
+            {"target": r[0], "scenario": r[1], "until": _iso(r[2]), "reason": r[3]}
+            for r in db.execute("SELECT target, scenario, until, reason FROM holds WHERE until > ? ORDER BY until",
+                                (now,))]
+        active = [
+            {"target": r[0], "scenario": r[1], "group": r[2], "run_id": r[3], "started_at": _iso(r[4])}
+            for r in db.execute("SELECT target, scenario, group_name, run_id, started_at FROM attempts "
+                                "WHERE ended_at IS NULL AND lease_expires > ? ORDER BY started_at", (now,))]
+        decisions = [
+            {"at": _iso(r[0]), "target": r[1], "scenario": r[2], "run_id": r[3], "decision": r[4], "reason": r[5]}
+            for r in db.execute("SELECT at, target, scenario, run_id, decision, reason FROM decisions "
+                                "ORDER BY id DESC LIMIT ?", (recent,))]
+        return {"path": self.path, "breakers": breakers, "holds": holds, "active": active, "decisions": decisions}
+
+    def attempts(self, target=None, scenario=None):
+        """Every attempt (oldest first), for tests, benchmarks and the timeline."""
+        query = "SELECT target, scenario, group_name, run_id, alert_key, started_at, ended_at, outcome FROM attempts"
+        where, args = [], []
+        if target:
+            where.append("target = ?")
+            args.append(target)
+        if scenario:
+            where.append("scenario = ?")
+            args.append(scenario)
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        keys = ("target", "scenario", "group", "run_id", "alert_key", "started_at", "ended_at", "outcome")
+        rows = self.conn.execute(query + " ORDER BY id", args)
+        return [dict(zip(keys, row)) for row in rows]  # noqa: B905 - rows have exactly these columns
+
+
+class _Transaction(object):
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): one writer decides at a time."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _iso(epoch):
+    if epoch is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
