@@ -30,6 +30,15 @@ def collections_path():
     return path
 
 
+@pytest.fixture(autouse=True)
+def own_envelope(tmp_path, monkeypatch):
+    """Each test starts with an empty safety envelope (budgets, holds, breakers): the
+    session's tests restart the same lab hosts far more often than its budget allows."""
+    path = tmp_path / "envelope.db"
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def lab_env(tmp_path_factory):
     """Environment for the session's test lab (name + state dir)."""

@@ -17,11 +17,15 @@ same for rulebook, CLI and AWX runs.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import yaml
 
 from runbook_remediation import catalogue
 from runbook_remediation.collection import find_collection
+
+# Where the generated rulebook lives in the collection.
+RULEBOOK = Path("extensions") / "eda" / "rulebooks" / "alertmanager.yml"
 
 HEADER = """\
 ---

@@ -27,9 +27,8 @@ from runbook_remediation import runner
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.paths import state_dir
+from runbook_remediation.rulebook import RULEBOOK
 from runbook_remediation.shell import Context, handle_errors
-
-RULEBOOK = Path("extensions") / "eda" / "rulebooks" / "alertmanager.yml"
 
 
 def _free_port() -> int:

@@ -1,0 +1,189 @@
+"""The safety envelope's decisions, on a real SQLite file, with a controllable clock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+
+import pytest
+from ansible_collections.runbook.remediation.plugins.module_utils import _envelope as envelope
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    store = envelope.Envelope(str(tmp_path / "envelope.db"), clock=clock)
+    yield store
+    store.close()
+
+
+def admit(store, run_id, target="web-1/api", scenario="service-down", **kwargs):
+    return store.admit(target, scenario, run_id, **kwargs)
+
+
+def test_first_run_acts_and_holds_a_lease(store):
+    decision = admit(store, "run-1")
+    assert decision["decision"] == "act" and decision["attempts"] == 1
+    assert admit(store, "run-2")["decision"] == "duplicate"  # in progress elsewhere
+    assert admit(store, "run-1")["decision"] == "act"  # the holder asking again is not a duplicate
+
+
+def test_another_scenario_on_a_held_target_is_busy(store):
+    admit(store, "run-1")
+    assert admit(store, "run-2", scenario="disk-full")["decision"] == "busy"
+
+
+def test_a_remediated_alert_is_a_duplicate_but_a_failed_one_may_retry(store, clock):
+    admit(store, "run-1", alert_key="fp@t0")
+    store.release("web-1/api", "service-down", "run-1", "failed")
+    clock.now += 10
+    assert admit(store, "run-2", alert_key="fp@t0")["decision"] == "act"
+    store.release("web-1/api", "service-down", "run-2", "remediated")
+    clock.now += 10
+    repeat = admit(store, "run-3", alert_key="fp@t0")
+    assert repeat["decision"] == "duplicate" and "run-2" in repeat["reason"]
+    # The same alert firing again later (new start time) is a new incident.
+    assert admit(store, "run-4", alert_key="fp@t1")["decision"] == "act"
+
+
+def test_budget_then_hold_then_escalation_once(store, clock):
+    for run in ("a", "b"):
+        assert admit(store, run, max_attempts=2, window=600, cooldown=900)["decision"] == "act"
+        store.release("web-1/api", "service-down", run, "failed", breaker_threshold=10)
+        clock.now += 30
+    spent = admit(store, "c", max_attempts=2, window=600, cooldown=900)
+    assert spent["decision"] == "escalate" and "2 attempts" in spent["reason"]
+    clock.now += 60
+    held = admit(store, "d", max_attempts=2, window=600, cooldown=900)
+    assert held["decision"] == "cooldown" and "on hold" in held["reason"]
+    clock.now += 900  # the hold is over and the old attempts left the window
+    assert admit(store, "e", max_attempts=2, window=600, cooldown=900)["decision"] == "act"
+
+
+def test_healthy_runs_cost_nothing(store, clock):
+    for run in ("a", "b", "c", "d"):
+        assert admit(store, run, max_attempts=2)["decision"] == "act"
+        store.release("web-1/api", "service-down", run, "healthy")
+        clock.now += 1
+
+
+def test_min_interval_between_attempts(store, clock):
+    admit(store, "a", min_interval=120)
+    store.release("web-1/api", "service-down", "a", "remediated")
+    clock.now += 60
+    assert admit(store, "b", min_interval=120)["decision"] == "cooldown"
+    clock.now += 61
+    assert admit(store, "c", min_interval=120)["decision"] == "act"
+
+
+def test_breaker_opens_after_failed_verifications_until_reset(store, clock):
+    for i, target in enumerate(["web-1/api", "web-2/api", "web-3/api"]):
+        admit(store, f"r{i}", target=target)
+        state = store.release(target, "service-down", f"r{i}", "failed", breaker_threshold=3)
+        clock.now += 1
+    assert state["breaker_open"] is True and state["breaker_failures"] == 3
+    blocked = admit(store, "r9", target="web-9/api")
+    assert blocked["decision"] == "breaker" and "runbook breaker reset service-down" in blocked["reason"]
+    assert admit(store, "other", scenario="disk-full", target="web-9/api")["decision"] == "act"
+    assert store.reset(scenario="service-down")["breakers_closed"] == 1
+    assert admit(store, "r10", target="web-8/api")["decision"] == "act"
+
+
+def test_a_success_closes_the_failure_streak(store):
+    admit(store, "a")
+    store.release("web-1/api", "service-down", "a", "failed", breaker_threshold=2)
+    admit(store, "b", target="web-2/api")
+    assert store.release("web-2/api", "service-down", "b", "remediated", breaker_threshold=2)["breaker_failures"] == 0
+
+
+@pytest.mark.parametrize(("size", "share", "allowed"), [(1, 0.5, 1), (4, 0.5, 2), (5, 0.5, 2), (10, 0.25, 2),
+                                                         (3, 0.1, 1), (4, 1.0, 4)])
+def test_allowed_in_group(size, share, allowed):
+    assert envelope.allowed_in_group(size, share) == allowed
+
+
+def test_blast_radius_limits_a_group(store, clock):
+    kwargs = {"group": "api", "group_size": 4, "max_share": 0.5}
+    assert admit(store, "a", target="web-1/api", **kwargs)["decision"] == "act"
+    assert admit(store, "b", target="web-2/api", **kwargs)["decision"] == "act"
+    full = admit(store, "c", target="web-3/api", **kwargs)
+    assert full["decision"] == "busy" and "2 of 2 allowed" in full["reason"]
+    store.release("web-1/api", "service-down", "a", "remediated")
+    assert admit(store, "c", target="web-3/api", **kwargs)["decision"] == "act"
+
+
+def test_an_abandoned_lease_expires(store, clock):
+    admit(store, "dead-run", lease_ttl=60)
+    clock.now += 61
+    assert admit(store, "next")["decision"] == "act"
+
+
+def test_dry_run_writes_nothing(store, tmp_path):
+    assert admit(store, "a", dry_run=True)["decision"] == "act"
+    assert store.attempts() == [] and store.status()["decisions"] == []
+
+
+def test_state_survives_a_new_process(tmp_path, clock):
+    path = str(tmp_path / "envelope.db")
+    first = envelope.Envelope(path, clock=clock)
+    admit(first, "a", max_attempts=1)
+    first.release("web-1/api", "service-down", "a", "failed")
+    first.close()
+    again = envelope.Envelope(path, clock=clock)
+    assert admit(again, "b", max_attempts=1)["decision"] == "escalate"
+    again.close()
+
+
+def test_unusable_path_is_an_envelope_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(envelope.EnvelopeError, match="cannot use the safety envelope state"):
+        envelope.Envelope(str(blocker / "envelope.db"))
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "envelope.db"
+    envelope.Envelope(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(envelope.EnvelopeError, match="schema version 99"):
+        envelope.Envelope(str(path))
+
+
+def _race(path: str, run_id: str, barrier, results) -> None:
+    store = envelope.Envelope(path)
+    barrier.wait()
+    results.put(store.admit("web-1/api", "service-down", run_id, alert_key="fp@t0")["decision"])
+    store.close()
+
+
+def test_ten_simultaneous_duplicates_admit_exactly_one(tmp_path):
+    path = str(tmp_path / "envelope.db")
+    envelope.Envelope(path).close()
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(10), context.Queue()
+    workers = [context.Process(target=_race, args=(path, f"run-{i}", barrier, results)) for i in range(10)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    decisions = sorted(results.get(timeout=5) for _ in workers)
+    assert decisions == ["act"] + ["duplicate"] * 9
+
+
+def test_default_path_follows_the_state_directory():
+    assert envelope.default_path({"RUNBOOK_ENVELOPE_DB": "/x/e.db"}) == "/x/e.db"
+    assert envelope.default_path({"RUNBOOK_STATE_DIR": "/s"}) == "/s/envelope.db"
+    assert envelope.default_path({"XDG_STATE_HOME": "/xdg"}) == "/xdg/runbook/envelope.db"
