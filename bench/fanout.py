@@ -1,0 +1,115 @@
+"""Fan-out: `runbook run service-down` on 1 broken host vs 10 broken at once.
+
+On a lab of its own with 10 systemd hosts: crash the demo service on lab-1 and time
+`runbook run service-down -l lab-1`; crash it on all ten and time the run on
+`lab_systemd`. The fleet run is timed twice: with the default blast radius (0.5: two
+batches of five, the safety envelope's share) and with the whole fleet at once
+(`runbook_blast_radius=1.0`). ANSIBLE_FORKS is 10 so a batch runs in parallel. Prints
+every trial, the medians and the ratios fleet / single (1.0 would be perfect scaling).
+Asserts nothing about time.
+
+    .venv/bin/python bench/fanout.py [--trials 3] [--hosts 10] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BENCH_VARS = {
+    "safety_envelope_max_attempts": 1000, "safety_envelope_window": 1,
+    "service_restart_budget_window": 1, "service_restart_state_dir": "/var/lib/runbook-remediation-bench",
+}
+
+
+def health(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - the lab's http URL
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"fanout: timed out after {timeout:.0f} s waiting for {what}")
+
+
+def timed_run(limit: str, extra: dict) -> float:
+    argv = [sys.executable, "-m", "runbook_remediation", "-o", "json", "run", "service-down", "-l", limit,
+            "-e", json.dumps({**BENCH_VARS, **extra})]
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"fanout: `runbook run service-down -l {limit}` exited {proc.returncode}: "
+                         f"{proc.stderr.strip().splitlines()[-1:]}")
+    outcomes = {r["outcome"] for r in json.loads(proc.stdout)["hosts"].values()}
+    if outcomes != {"remediated"}:
+        raise SystemExit(f"fanout: expected every host remediated, got {outcomes}")
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="leave the bench lab running")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="runbook-bench-fanout-"))
+    os.environ.update({"RUNBOOK_LAB_NAME": "fanout", "RUNBOOK_STATE_DIR": str(state),
+                       "RUNBOOK_ENVELOPE_DB": str(state / "envelope.db"), "ANSIBLE_FORKS": str(args.hosts)})
+    from runbook_remediation.lab.lab import Lab
+
+    lab = Lab(state, progress=lambda msg: print(f"lab: {msg}", file=sys.stderr))
+    names = [f"lab-{i}" for i in range(1, args.hosts + 1)]
+
+    def crash(hosts: list[str]) -> None:
+        for name in hosts:
+            lab.break_service("crash", name)
+        for name in hosts:
+            wait(lambda name=name: health(lab.host(name).health_url) != 200, 15, f"{name} down")
+
+    times: dict[str, list[float]] = {"single": [], "fleet 0.5": [], "fleet 1.0": []}
+    try:
+        lab.up(hosts=args.hosts)
+        for trial in range(1, args.trials + 1):
+            crash(["lab-1"])
+            times["single"].append(timed_run("lab-1", {}))
+            crash(names)
+            times["fleet 0.5"].append(timed_run("lab_systemd", {"runbook_blast_radius": 0.5}))
+            crash(names)
+            times["fleet 1.0"].append(timed_run("lab_systemd", {"runbook_blast_radius": 1.0}))
+            print(f"trial {trial}: " + "  ".join(f"{k} {v[-1]:6.2f}s" for k, v in times.items()), flush=True)
+    finally:
+        if not args.keep:
+            lab.down()
+
+    single = statistics.median(times["single"])
+    print()
+    for key, values in times.items():
+        median = statistics.median(values)
+        print(f"{key:<10} median {median:6.2f}s  max {max(values):6.2f}s  ratio to single {median / single:5.2f}")
+    print(f"\n{args.hosts} hosts at once cost {statistics.median(times['fleet 1.0']) / single:.2f}x one host "
+          f"({statistics.median(times['fleet 0.5']) / single:.2f}x with the default blast radius of 0.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
