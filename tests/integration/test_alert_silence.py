@@ -333,7 +333,8 @@ def task_result(report: dict, name: str) -> dict:
 def test_role_is_idempotent_and_check_mode_changes_nothing(playbooks, am):
     scenario = f"converge-{uuid.uuid4().hex[:8]}"
     comment = f"runbook.remediation {scenario} on {HOST}"
-    extra = {"scenario": scenario, "alertname": "ConvergeDown"}
+    # Nothing fires ConvergeDown: silence regardless (only_firing is tested on its own below).
+    extra = {"scenario": scenario, "alertname": "ConvergeDown", "alert_silence_only_firing": False}
 
     rc, report = playbook(playbooks, "converge.yml", am, **extra)
     assert rc == 0, report["stats"]
@@ -373,7 +374,8 @@ def test_a_failing_remediation_still_expires_its_silence(playbooks, am):
 
 def test_alertmanager_down_does_not_block_the_remediation(playbooks):
     url = f"http://127.0.0.1:{free_port()}"
-    rc, report = playbook(playbooks, "wrapped.yml", url, scenario="down", alertname="DownAlert")
+    rc, report = playbook(playbooks, "wrapped.yml", url, scenario="down", alertname="DownAlert",
+                          alert_silence_only_firing=False)
     assert rc == 0, report["stats"]
     assert report["stats"][HOST]["failures"] == 0
     result = task_result(report, "Report the silence")["alert_silence_result"]
@@ -383,7 +385,7 @@ def test_alertmanager_down_does_not_block_the_remediation(playbooks):
     assert result["expire_message"].startswith("warning: could not expire the silence")
 
     rc, report = playbook(playbooks, "wrapped.yml", url, scenario="down", alertname="DownAlert",
-                          alert_silence_required=True)
+                          alert_silence_required=True, alert_silence_only_firing=False)
     # required: the silence fails the host, and so does the expiry in `always`
     assert rc == 2 and report["stats"][HOST]["failures"] == 2
 
@@ -391,7 +393,8 @@ def test_alertmanager_down_does_not_block_the_remediation(playbooks):
 def test_check_mode_and_no_url_and_diagnose_only_make_no_silence(playbooks, am):
     scenario = f"dry-{uuid.uuid4().hex[:8]}"
     comment = f"runbook.remediation {scenario} on {HOST}"
-    rc, report = playbook(playbooks, "wrapped.yml", am, "--check", scenario=scenario, alertname="DryAlert")
+    rc, report = playbook(playbooks, "wrapped.yml", am, "--check", scenario=scenario, alertname="DryAlert",
+                          alert_silence_only_firing=False)
     assert rc == 0, report["stats"]
     assert task_result(report, "Report the silence")["alert_silence_result"]["message"].startswith("would silence")
     assert silences(am, comment) == []
@@ -407,6 +410,31 @@ def test_check_mode_and_no_url_and_diagnose_only_make_no_silence(playbooks, am):
     assert rc == 0 and report["stats"][HOST]["changed"] == 0
     result = task_result(report, "Report the silence")["alert_silence_result"]
     assert result["message"] == "not silenced: no Alertmanager URL (runbook_alertmanager_url)"
+
+
+def test_nothing_firing_leaves_alertmanager_alone(playbooks, am):
+    """A run that finds nothing wrong makes no silence (and changes nothing); once the
+    alert fires for the host, the same run silences it and expires it at the end."""
+    scenario = f"quiet-{uuid.uuid4().hex[:8]}"
+    alertname = f"Quiet{uuid.uuid4().hex[:8]}"
+    comment = f"runbook.remediation {scenario} on {HOST}"
+    rc, report = playbook(playbooks, "wrapped.yml", am, scenario=scenario, alertname=alertname)
+    assert rc == 0 and report["stats"][HOST]["changed"] == 0, report["stats"]
+    result = task_result(report, "Report the silence")["alert_silence_result"]
+    assert result["silenced"] is False and result["message"].startswith(f"not silenced: none of {alertname}")
+    assert silences(am, comment) == []
+
+    inject_alert(am, alertname=alertname, host="another-host", service="demo")  # not ours
+    rc, report = playbook(playbooks, "wrapped.yml", am, scenario=scenario, alertname=alertname)
+    assert rc == 0 and silences(am, comment) == []
+
+    inject_alert(am, alertname=alertname, host=HOST, service="demo")
+    assert alert_status(am, alertname)["state"] == "active"
+    rc, report = playbook(playbooks, "wrapped.yml", am, scenario=scenario, alertname=alertname,
+                          check_suppressed=True)
+    assert rc == 0, report["stats"]
+    (silence,) = silences(am, comment)
+    assert silence["status"]["state"] == "expired"
 
 
 def test_bad_role_input_fails_before_anything(playbooks, am):
