@@ -40,19 +40,31 @@ The environment (an allow-list)
 Secrets
     Never put a secret in ``extravars`` or the environment: ansible-runner writes both to
     disk (``env/extravars``, ``env/envvars`` and ``artifacts/<id>/command``). Secrets
-    belong in the inventory's vault-encrypted vars or a lookup the playbook makes; the CLI
-    passes none today.
+    belong in the inventory's vault-encrypted vars or a lookup the playbook makes. An
+    extra var that holds one anyway (its name says password, token, api_key, secret...,
+    or masking changes its value: see :func:`split_secrets`) is kept out of the run
+    directory: it goes to a 0600 file in a private temporary directory (memory-backed
+    when the machine has one), passed as ``-e @FILE`` and removed when the run ends.
+    ``RUNBOOK_*`` variables that hold secrets (the webhook URL, tokens) are never passed.
+
+The incident timeline
+    :func:`timeline_env` enables the collection's ``timeline`` callback (appended to the
+    user's ``ANSIBLE_CALLBACKS_ENABLED``) and tells it the run id, the incident, the
+    entrance (``cli``) and the store's path, so the CLI's records and the callback's land
+    on one run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +86,12 @@ ALLOWED_ENV = frozenset(
 ALLOWED_PREFIXES = ("LC_", "ANSIBLE_", "RUNBOOK_")
 # Set by us from the collection we found, never inherited.
 OWN_ENV = frozenset({"ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS"})
+# Ours but secret (ansible-runner writes the child's environment to artifacts/<id>/command).
+SECRET_ENV = frozenset({"RUNBOOK_WEBHOOK_URL"})
+# (RUNBOOK_SECRET_PATTERNS holds the callback's masking patterns, not a secret.)
+_SECRET_ENV_NAME = re.compile(r"^RUNBOOK_(?!SECRET_PATTERNS$).*(PASSW|SECRET|TOKEN|API_?KEY|CREDENTIAL|WEBHOOK)",
+                              re.IGNORECASE)
+TIMELINE_CALLBACK = "runbook.remediation.timeline"
 # How often (seconds) ansible-runner looks at the cancel flag and the timeout when
 # ansible-playbook is silent (its default is 5 s, too slow for Ctrl-C).
 POLL_SECONDS = 0.2
@@ -92,6 +110,10 @@ class Request:
     extravars: dict = field(default_factory=dict)
     check: bool = False
     timeout: int | None = None
+    # Extra vars that hold secrets: never written into the run directory (see Secrets).
+    secret_vars: dict = field(default_factory=dict)
+    # Set in the child on top of our_env() (the timeline callback's settings).
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,6 +207,15 @@ def validate(request: Request) -> None:
     if request.timeout is not None and request.timeout <= 0:
         raise BadInput("--timeout must be a positive number of seconds")
     _check_plain_data(request.extravars)
+    _check_plain_data(request.secret_vars)
+
+
+def split_secrets(extravars: Mapping, is_secret: Callable[[str, object], bool]) -> tuple[dict, dict]:
+    """(plain, secret) extra vars: ``is_secret(name, value)`` decides for each top-level var."""
+    plain, secret = {}, {}
+    for name, value in extravars.items():
+        (secret if is_secret(name, value) else plain)[name] = value
+    return plain, secret
 
 
 def _check_plain_data(extravars: Mapping) -> None:
@@ -199,7 +230,7 @@ def _check_plain_data(extravars: Mapping) -> None:
 
 def is_allowed(name: str) -> bool:
     """Whether the user's variable ``name`` may reach ansible-playbook."""
-    if name in OWN_ENV:
+    if name in OWN_ENV or name in SECRET_ENV or _SECRET_ENV_NAME.match(name):
         return False
     return name in ALLOWED_ENV or name.startswith(ALLOWED_PREFIXES)
 
@@ -230,6 +261,23 @@ def our_env(collections_path: str, environ: Mapping[str, str]) -> dict[str, str]
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
+
+
+def timeline_env(run_id: str, db: Path | str, incident: str | None, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the ``timeline`` callback needs: enabled (after the user's own callbacks), the
+    run id the CLI recorded, the incident, the entrance and the store's path."""
+    enabled = [c.strip() for c in environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c.strip()]
+    if TIMELINE_CALLBACK not in enabled:
+        enabled.append(TIMELINE_CALLBACK)
+    env = {
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled),
+        "RUNBOOK_RUN_ID": run_id,
+        "RUNBOOK_ENTRANCE": "cli",
+        "RUNBOOK_TIMELINE_DB": str(db),
+    }
+    if incident:
+        env["RUNBOOK_INCIDENT"] = incident
+    return env
 
 
 def restrict_env(prepared: Mapping[str, str], inherited: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
@@ -268,7 +316,30 @@ def new_run_dir(base: Path, scenario: str, now: datetime | None = None) -> Path:
     raise Unavailable(f"cannot make a run directory under {base}")
 
 
-def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, str]) -> dict:
+def secrets_file(secret_vars: Mapping) -> Path:
+    """A 0600 JSON file in a fresh 0700 directory outside the run directory, in memory when
+    the machine offers it (``$XDG_RUNTIME_DIR``, ``/dev/shm``). The caller removes it."""
+    base = None
+    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):  # noqa: S108 - a private 0700 dir inside
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            base = candidate
+            break
+    directory = Path(tempfile.mkdtemp(prefix="runbook-secrets-", dir=base))
+    path = directory / "vars.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(dict(secret_vars), handle)
+    return path
+
+
+def remove_secrets_file(path: Path | None) -> None:
+    if path is None:
+        return
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, str],
+                  secret_file: Path | None = None) -> dict:
     """The arguments for ansible-runner (pure: tested without running anything)."""
     kwargs = {
         "private_data_dir": str(private_data_dir),
@@ -285,8 +356,13 @@ def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, s
         kwargs["limit"] = request.limit.strip()
     if request.extravars:
         kwargs["extravars"] = dict(request.extravars)
+    cmdline = []
     if request.check:
-        kwargs["cmdline"] = "--check"
+        cmdline.append("--check")
+    if secret_file is not None:
+        cmdline += ["-e", f"@{secret_file}"]
+    if cmdline:
+        kwargs["cmdline"] = shlex.join(cmdline)
     # request.timeout is enforced by _Stop, not by ansible-runner's own job timeout: that
     # one kills only ansible-playbook's process group and leaves the workers running.
     return kwargs
@@ -412,24 +488,28 @@ def run(
 
     validate(request)
     inherited = dict(os.environ)
-    ours = our_env(collections_path, inherited)
+    ours = {**our_env(collections_path, inherited), **request.env}
     private_data_dir = new_run_dir(runs_dir, request.scenario)
     started = time.monotonic()
-    with _Stop(request.timeout, on_cancel) as stop:
-        handlers = [stop.event, *handlers]
+    secret_file = secrets_file(request.secret_vars) if request.secret_vars else None
+    try:
+        with _Stop(request.timeout, on_cancel) as stop:
+            handlers = [stop.event, *handlers]
 
-        def event_handler(event: dict) -> bool:
-            for handler in handlers:
-                handler(event)
-            return True  # keep every event in artifacts/<id>/job_events
+            def event_handler(event: dict) -> bool:
+                for handler in handlers:
+                    handler(event)
+                return True  # keep every event in artifacts/<id>/job_events
 
-        runner = init_runner(
-            **runner_kwargs(request, private_data_dir, ours),
-            event_handler=event_handler,
-            cancel_callback=stop,
-        )
-        runner.config.env = restrict_env(runner.config.env, inherited, ours)
-        status, rc = runner.run()
+            runner = init_runner(
+                **runner_kwargs(request, private_data_dir, ours, secret_file),
+                event_handler=event_handler,
+                cancel_callback=stop,
+            )
+            runner.config.env = restrict_env(runner.config.env, inherited, ours)
+            status, rc = runner.run()
+    finally:
+        remove_secrets_file(secret_file)
     return RunInfo(
         status=stop.reason or status,
         rc=rc if rc is not None else -1,

@@ -80,8 +80,7 @@ def cli(ctx: click.Context, output: str, verbose: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from runbook_remediation.commands import breaker, lab, run, watch
-    from runbook_remediation.commands import incident, postmortem, triage
+    from runbook_remediation.commands import breaker, incident, lab, postmortem, run, triage, watch
     from runbook_remediation.commands import list as list_command
 
     cli.add_command(lab.lab)

@@ -116,6 +116,45 @@ def test_runner_kwargs(tmp_path):
     assert "timeout" not in kwargs  # enforced by runner._Stop, which also kills ansible's workers
 
 
+def test_runner_kwargs_secret_file_goes_on_the_command_line(tmp_path):
+    kwargs = runner.runner_kwargs(request(tmp_path / "hosts", check=True, secret_vars={"db_password": "x"}),
+                                  tmp_path / "run", {}, tmp_path / "my secrets" / "vars.json")
+    assert kwargs["cmdline"] == f"--check -e '@{tmp_path / 'my secrets' / 'vars.json'}'"
+    assert "extravars" not in kwargs  # the secret is not among them
+
+
+def test_split_secrets():
+    plain, secret = runner.split_secrets({"service": "demo", "db_password": "x", "n": 3},
+                                         lambda name, value: "password" in name)
+    assert plain == {"service": "demo", "n": 3} and secret == {"db_password": "x"}
+
+
+def test_secrets_file_is_private_and_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    path = runner.secrets_file({"token": "abc"})
+    assert path.parent.parent == tmp_path
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert json.loads(path.read_text(encoding="utf-8")) == {"token": "abc"}
+    runner.remove_secrets_file(path)
+    assert not path.parent.exists()
+    runner.remove_secrets_file(None)
+
+
+def test_timeline_env_appends_the_callback_once():
+    env = runner.timeline_env("run-1", "/s/timeline.db", "INC-1", {"ANSIBLE_CALLBACKS_ENABLED": "a.b.c, d.e.f"})
+    assert env == {"ANSIBLE_CALLBACKS_ENABLED": "a.b.c,d.e.f,runbook.remediation.timeline", "RUNBOOK_RUN_ID": "run-1",
+                   "RUNBOOK_ENTRANCE": "cli", "RUNBOOK_TIMELINE_DB": "/s/timeline.db", "RUNBOOK_INCIDENT": "INC-1"}
+    again = runner.timeline_env("r", "db", None, {"ANSIBLE_CALLBACKS_ENABLED": "runbook.remediation.timeline"})
+    assert again["ANSIBLE_CALLBACKS_ENABLED"] == "runbook.remediation.timeline"
+    assert "RUNBOOK_INCIDENT" not in again
+
+
+def test_restrict_env_drops_our_secret_variables():
+    inherited = {"RUNBOOK_WEBHOOK_URL": "https://hooks/T/B/secret", "RUNBOOK_STATE_DIR": "/s"}
+    env = runner.restrict_env(inherited, inherited, {"RUNBOOK_RUN_ID": "r"})
+    assert env == {"RUNBOOK_STATE_DIR": "/s", "RUNBOOK_RUN_ID": "r"}
+
+
 def test_runner_kwargs_minimal(tmp_path):
     kwargs = runner.runner_kwargs(request(tmp_path / "hosts"), tmp_path / "run", {})
     assert not {"limit", "extravars", "cmdline", "timeout"} & set(kwargs)
@@ -142,6 +181,9 @@ def test_new_run_dir_is_private_and_unique(tmp_path):
         ("ANSIBLE_COLLECTIONS_PATH", False), ("ANSIBLE_COLLECTIONS_PATHS", False),
         ("AWS_SECRET_ACCESS_KEY", False), ("GITHUB_TOKEN", False), ("PYTHONPATH", False),
         ("LD_PRELOAD", False), ("VAULT_TOKEN", False), ("XLC_ALL", False),
+        # ours, but secret: ansible-runner writes the child's environment to disk
+        ("RUNBOOK_WEBHOOK_URL", False), ("RUNBOOK_API_TOKEN", False), ("RUNBOOK_DB_PASSWORD", False),
+        ("RUNBOOK_INCIDENT", True), ("RUNBOOK_TIMELINE_DB", True), ("RUNBOOK_SECRET_PATTERNS", True),
     ],
 )
 def test_allow_list(name, allowed):

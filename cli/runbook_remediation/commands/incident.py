@@ -1,0 +1,412 @@
+"""``runbook incident``: open, update, acknowledge, resolve, list and show incidents.
+
+Records live in the timeline store (SQLite, ``$RUNBOOK_TIMELINE_DB`` or
+``<state dir>/timeline.db``) that the collection's ``timeline`` callback also writes, so
+runs from ``ansible-playbook`` and AWX land in the same incidents. Opening, updating and
+resolving render the seeds' communication templates and send them to a Slack-compatible
+webhook (``--notify URL`` or ``$RUNBOOK_WEBHOOK_URL``), or print them when none is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from runbook_remediation import incidents, notify, triage
+from runbook_remediation.collection import find_collection
+from runbook_remediation.errors import BadInput, Unavailable
+from runbook_remediation.shell import Context, handle_errors, output_option
+from runbook_remediation.timeline import open_store
+
+_STATUS_COLOURS = {"investigating": "red", "identified": "yellow", "monitoring": "cyan", "resolved": "green"}
+_SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
+
+
+def load_matrix() -> triage.Matrix:
+    """The severity/escalation matrix ($RUNBOOK_SEVERITY_MATRIX, else meta/severity.yml)."""
+    return triage.load_matrix(None, find_collection().root)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- notifications ------------------------------------------------------------------------
+
+@dataclass
+class Notice:
+    kind: str
+    text: str
+    sent_to: str | None = None  # scheme://host:port of the webhook
+    status: int | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "text": self.text, "sent": self.sent_to is not None and self.error is None,
+                "to": self.sent_to, "http_status": self.status, "error": self.error}
+
+
+def announce(store, incident_id: str, kind: str, url: str | None, matrix: triage.Matrix,
+             record_printed: bool = True) -> Notice:
+    """Render ``kind`` for the incident, send it when ``url`` is set, and record it.
+
+    A failed delivery is recorded (failed) and returned with its error; the caller decides
+    how loudly to fail. Without a URL the notice is only recorded when ``record_printed``.
+    """
+    incident = store.get_incident(incident_id)
+    events = store.events(incident_id=incident_id)
+    runs = store.list_runs(incident_id)
+    text = incidents.render(kind, incidents.context(incident, events, runs, matrix, now()), mask=store.mask)
+    notice = Notice(kind, text)
+    if url:
+        notice.sent_to = notify.where(url)
+        try:
+            notice.status = notify.send(url, text)
+        except Unavailable as exc:
+            notice.error = exc.message
+    if url or record_printed:
+        channel = notice.sent_to or "printed"
+        message = (f"{kind} notification {'failed: ' + notice.error if notice.error else 'sent to ' + channel}"
+                   if url else f"{kind} notification printed (no webhook set)")
+        store.add_event("notification", incident_id=incident_id, status="failed" if notice.error else "ok",
+                        failed=bool(notice.error), message=message,
+                        data={"kind": kind, "channel": channel, "http_status": notice.status, "text": text})
+    return notice
+
+
+def show_notice(ctx: Context, notice: Notice, printed_to_stdout: bool = False) -> None:
+    """Tell the user what happened to a notification (on stderr; the text itself when it
+    was not sent)."""
+    if notice.error:
+        ctx.terminal.warn(f"{notice.kind} notification not delivered: {notice.error}")
+    elif notice.sent_to:
+        ctx.terminal.status(f"{notice.kind} notification sent to {notice.sent_to} (HTTP {notice.status})")
+    elif not printed_to_stdout:
+        ctx.terminal.status(f"{notice.kind} notification (no webhook set: --notify URL or RUNBOOK_WEBHOOK_URL):")
+        ctx.terminal.err.print(escape(notice.text.rstrip()), markup=True)
+
+
+def fail_if_undelivered(notice: Notice | None, what: str) -> None:
+    if notice is not None and notice.error:
+        raise Unavailable(f"{what}, but the {notice.kind} notification failed: {notice.error}")
+
+
+def open_incident(store, matrix: triage.Matrix | None, url: str | None, *, record_printed: bool = True,
+                  **fields) -> tuple[str, Notice | None]:
+    """Open an incident and announce it (initial notification); returns (id, notice).
+    ``matrix`` is only needed when there is something to announce."""
+    fields = {k: v for k, v in fields.items() if v not in (None, "", [], ())}
+    fields.setdefault("created_by", incidents.current_user())
+    incident_id = store.new_incident(**fields)
+    notice = None
+    if url or record_printed:
+        notice = announce(store, incident_id, "initial", url, matrix or load_matrix(), record_printed=record_printed)
+    return incident_id, notice
+
+
+def get_incident(store, incident_id: str) -> dict:
+    incident = store.get_incident(incident_id)
+    if incident is None:
+        raise BadInput(f"no incident {incident_id} in {store.path}", hint="runbook incident list --all")
+    return incident
+
+
+# --- the commands -------------------------------------------------------------------------
+
+def _notify_options(func):
+    options = [
+        click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
+                     help="Slack-compatible webhook to send the notification to. Env: RUNBOOK_WEBHOOK_URL. "
+                          "Without one the notification is printed."),
+        click.option("--no-notify", is_flag=True, help="Neither send nor print a notification."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group()
+def incident() -> None:
+    """Incidents: open, update, ack, resolve, list, show, notify.
+
+    Every `runbook run` belongs to one (opened automatically unless --incident is given);
+    runs under plain ansible-playbook join one through the timeline callback
+    (RUNBOOK_INCIDENT). The store: $RUNBOOK_TIMELINE_DB, else <state dir>/timeline.db.
+    """
+
+
+@incident.command(name="open")
+@click.argument("title")
+@click.option("--severity", type=click.Choice(triage.SEVERITIES), default="P2", show_default=True)
+@click.option("--commander", metavar="NAME", help="The incident commander (names one: acknowledged).")
+@click.option("--impact", metavar="TEXT", help="Who or what is affected.")
+@click.option("--scenario", metavar="NAME", help="The scenario that applies (see `runbook list`).")
+@click.option("--service", metavar="NAME", help="The affected service.")
+@click.option("--host", "hosts", multiple=True, metavar="HOST", help="An affected host. Repeatable.")
+@click.option("--detected-at", metavar="TIME", help="When the problem started (ISO 8601, e.g. the alert's startsAt).")
+@_notify_options
+@output_option
+@click.pass_obj
+@handle_errors
+def open_(ctx: Context, title, severity, commander, impact, scenario, service, hosts, detected_at, notify_url,
+          no_notify) -> None:
+    """Open an incident titled TITLE; prints its id (INC-YYYYMMDD-NNNN)."""
+    if not title.strip():
+        raise BadInput("an incident needs a title")
+    detected = None
+    if detected_at:
+        parsed = incidents.parse_ts(detected_at)
+        if parsed is None:
+            raise BadInput(f"--detected-at {detected_at!r} is not an ISO 8601 time")
+        detected = incidents.format_ts(parsed)
+    if scenario:
+        from runbook_remediation import catalogue
+
+        catalogue.get(find_collection(), scenario)
+    url = None if no_notify else notify.webhook_url(notify_url)
+    matrix = load_matrix()
+    with open_store() as store:
+        incident_id, notice = open_incident(
+            store, matrix, url, record_printed=not no_notify, title=title.strip(), severity=severity,
+            commander=commander, impact=impact, scenario=scenario, service=service, hosts=list(hosts),
+            detected_at=detected)
+        record = store.get_incident(incident_id)
+    _emit_change(ctx, record, notice, f"opened {incident_id} ({severity}): {title.strip()}")
+
+
+@incident.command()
+@click.argument("incident_id", metavar="INCIDENT")
+@click.option("--status", type=click.Choice(incidents.STATUSES),
+              help="investigating, identified, monitoring (resolve with `incident resolve`).")
+@click.option("--severity", type=click.Choice(triage.SEVERITIES))
+@click.option("--commander", metavar="NAME")
+@click.option("--impact", metavar="TEXT")
+@click.option("--note", metavar="TEXT", help="What you learned or did (goes into the update and the timeline).")
+@click.option("--root-cause", metavar="TEXT", help="The root cause, once known.")
+@click.option("--ack", is_flag=True, help="Acknowledge the incident (sets acknowledged_at).")
+@_notify_options
+@output_option
+@click.pass_obj
+@handle_errors
+def update(ctx: Context, incident_id, status, severity, commander, impact, note, root_cause, ack, notify_url,
+           no_notify) -> None:
+    """Change INCIDENT's status, severity, commander or impact; add a note; send an update."""
+    if not any((status, severity, commander, impact, note, root_cause, ack)):
+        raise BadInput("nothing to update: give --status, --severity, --commander, --impact, --note, "
+                       "--root-cause or --ack")
+    if status == "resolved":
+        raise BadInput("use `runbook incident resolve` to resolve (it sets mitigated_at and sends the resolution)")
+    url = None if no_notify else notify.webhook_url(notify_url)
+    matrix = load_matrix()
+    with open_store() as store:
+        record = _apply_update(store, incident_id, status=status, severity=severity, commander=commander,
+                               impact=impact, note=note, root_cause=root_cause, ack=ack)
+        notice = None if no_notify else announce(store, incident_id, "update", url, matrix)
+        record = store.get_incident(incident_id)
+    _emit_change(ctx, record, notice, f"updated {incident_id}: {record['status']} ({record['severity']})")
+
+
+def _apply_update(store, incident_id: str, *, status=None, severity=None, commander=None, impact=None, note=None,
+                  root_cause=None, ack=False, extra_fields=None) -> dict:
+    record = get_incident(store, incident_id)
+    fields = {k: v for k, v in {"status": status, "severity": severity, "commander": commander,
+                                "impact": impact}.items() if v is not None}
+    fields.update(extra_fields or {})
+    acknowledging = ack and not record.get("acknowledged_at")
+    if acknowledging:
+        fields["acknowledged_at"] = incidents.format_ts(now())
+    if fields:
+        store.update_incident(incident_id, **fields)
+    if acknowledging:
+        store.add_event("status", incident_id=incident_id,
+                        message=f"acknowledged by {incidents.current_user()}", data={"acknowledged": True})
+    if root_cause:
+        store.add_event("note", incident_id=incident_id, message=root_cause, data={"field": "root_cause"})
+    if note:
+        store.add_event("note", incident_id=incident_id, message=note, data={"by": incidents.current_user()})
+    return store.get_incident(incident_id)
+
+
+@incident.command()
+@click.argument("incident_id", metavar="INCIDENT")
+@click.option("--commander", metavar="NAME", help="Take command as NAME.")
+@output_option
+@click.pass_obj
+@handle_errors
+def ack(ctx: Context, incident_id, commander) -> None:
+    """Acknowledge INCIDENT (sets acknowledged_at; the clock of TTA stops)."""
+    with open_store() as store:
+        record = _apply_update(store, incident_id, commander=commander, ack=True)
+    _emit_change(ctx, record, None, f"acknowledged {incident_id} at {incidents.show_ts(record['acknowledged_at'])}")
+
+
+@incident.command()
+@click.argument("incident_id", metavar="INCIDENT")
+@click.option("--root-cause", metavar="TEXT", help="The root cause (into the resolution and the post-mortem).")
+@click.option("--resolution", metavar="TEXT", help="What fixed it (the remediated runs are listed anyway).")
+@click.option("--note", metavar="TEXT")
+@_notify_options
+@output_option
+@click.pass_obj
+@handle_errors
+def resolve(ctx: Context, incident_id, root_cause, resolution, note, notify_url, no_notify) -> None:
+    """Resolve INCIDENT: resolved_at now; mitigated_at = the first remediated run result when
+    not set; sends the resolution notification."""
+    url = None if no_notify else notify.webhook_url(notify_url)
+    matrix = load_matrix()
+    with open_store() as store:
+        record = get_incident(store, incident_id)
+        if record["status"] == "resolved":
+            raise BadInput(f"{incident_id} is already resolved (at {incidents.show_ts(record['resolved_at'])})")
+        fields = incidents.resolve_fields(record, store.events(incident_id=incident_id),
+                                          store.list_runs(incident_id), incidents.format_ts(now()))
+        if resolution:
+            store.add_event("note", incident_id=incident_id, message=resolution, data={"field": "resolution"})
+        record = _apply_update(store, incident_id, note=note, root_cause=root_cause, extra_fields=fields)
+        notice = None if no_notify else announce(store, incident_id, "resolution", url, matrix)
+        record = store.get_incident(incident_id)
+    took = incidents.duration(incidents.between(record["opened_at"], record["resolved_at"]))
+    _emit_change(ctx, record, notice, f"resolved {incident_id} after {took}")
+
+
+@incident.command(name="notify")
+@click.argument("incident_id", metavar="INCIDENT")
+@click.option("--kind", type=click.Choice(incidents.NOTIFICATION_KINDS),
+              help="Which template. Default: resolution when resolved, else update.")
+@click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
+              help="Slack-compatible webhook. Env: RUNBOOK_WEBHOOK_URL. Without one the text is printed.")
+@output_option
+@click.pass_obj
+@handle_errors
+def notify_(ctx: Context, incident_id, kind, notify_url) -> None:
+    """Render INCIDENT's notification and send it (or print it when no webhook is set)."""
+    url = notify.webhook_url(notify_url)
+    matrix = load_matrix()
+    with open_store() as store:
+        record = get_incident(store, incident_id)
+        notice = announce(store, incident_id, kind or incidents.notification_kind_for(record["status"]), url, matrix)
+    if ctx.terminal.json:
+        ctx.terminal.data({"incident": incident_id, "notification": notice.as_dict()})
+    elif not url:
+        ctx.terminal.out.print(escape(notice.text.rstrip()), markup=True)
+    show_notice(ctx, notice, printed_to_stdout=True)
+    fail_if_undelivered(notice, f"{incident_id} is unchanged")
+
+
+@incident.command(name="list")
+@click.option("--all", "all_", is_flag=True, help="Resolved incidents too.")
+@output_option
+@click.pass_obj
+@handle_errors
+def list_(ctx: Context, all_: bool) -> None:
+    """Open incidents (or --all), newest first, with the escalation reminders due now."""
+    matrix = load_matrix()
+    moment = now()
+    with open_store() as store:
+        records = store.list_incidents(None if all_ else "open")
+        rows = []
+        for record in records:
+            events = store.events(incident_id=record["id"])
+            due = incidents.reminders(record, matrix, moment, incidents.last_notification(events))
+            rows.append((record, due))
+    if ctx.terminal.json:
+        ctx.terminal.data([_record_dict(record, due, moment) for record, due in rows])
+        return
+    if not rows:
+        ctx.terminal.status("no open incidents" if not all_ else "no incidents")
+        return
+    table = Table(title_justify="left", title="incidents" if all_ else "open incidents")
+    for column in ("id", "sev", "status", "age"):
+        table.add_column(column, no_wrap=True)
+    for column in ("title", "commander"):
+        table.add_column(column, overflow="fold")
+    for record, _due in rows:
+        colour = _SEVERITY_COLOURS.get(record["severity"], "")
+        age_end = incidents.parse_ts(record.get("resolved_at")) or moment
+        age = triage.human_age((age_end - incidents.parse_ts(record["opened_at"])).total_seconds())
+        table.add_row(
+            record["id"], f"[{colour}]{record['severity']}[/{colour}]" if colour else record["severity"],
+            _status(record["status"]), age, escape(record["title"]), escape(record.get("commander") or "-"),
+        )
+    out = ctx.terminal.out
+    out.print(table)
+    # Reminders under the table, one per line: they are sentences, not cells.
+    for record, due in rows:
+        for reminder in due:
+            colour = "red" if reminder.overdue else "dim"
+            out.print(f"{record['id']}: [{colour}]{escape(reminder.text)}[/{colour}]", markup=True, soft_wrap=True)
+
+
+@incident.command()
+@click.argument("incident_id", metavar="INCIDENT")
+@click.option("--tasks", is_flag=True, help="Every task event, not only those that changed or failed something.")
+@output_option
+@click.pass_obj
+@handle_errors
+def show(ctx: Context, incident_id, tasks: bool) -> None:
+    """INCIDENT's record, its timeline (with the runs from every entrance) and its reminders."""
+    matrix = load_matrix()
+    moment = now()
+    with open_store() as store:
+        record = get_incident(store, incident_id)
+        events = store.events(incident_id=incident_id)
+        runs = store.list_runs(incident_id)
+    due = incidents.reminders(record, matrix, moment, incidents.last_notification(events))
+    story = incidents.timeline(record, events, runs, all_tasks=tasks)
+    if ctx.terminal.json:
+        payload = _record_dict(record, due, moment)
+        payload.update(runs=runs, events=events, timeline=story, metrics=incidents.metrics(record))
+        ctx.terminal.data(payload)
+        return
+    out = ctx.terminal.out
+    out.print(f"[bold]{record['id']}[/bold]  {_status(record['status'])}  {record['severity']}  "
+              f"{escape(record['title'])}", markup=True)
+    for label, key in (("commander", "commander"), ("impact", "impact"), ("scenario", "scenario"),
+                       ("service", "service"), ("created by", "created_by")):
+        out.print(f"  {label + ':':<15}{escape(str(record.get(key) or '-'))}", markup=True)
+    out.print(f"  {'hosts:':<15}{escape(', '.join(record.get('hosts') or []) or '-')}", markup=True)
+    for label, key in (("detected", "detected_at"), ("opened", "opened_at"), ("acknowledged", "acknowledged_at"),
+                       ("mitigated", "mitigated_at"), ("resolved", "resolved_at")):
+        out.print(f"  {label + ':':<15}{incidents.show_ts(record.get(key))}")
+    out.print(f"  {'metrics:':<15}" + ", ".join(f"{m['code']} {m['human']}" for m in incidents.metrics(record)[:4]))
+    if due:
+        out.print("[bold]reminders[/bold]", markup=True)
+        for reminder in due:
+            colour = "red" if reminder.overdue else "dim"
+            out.print(f"  [{colour}]{escape(reminder.text)}[/{colour}]", markup=True)
+    out.print(f"[bold]timeline[/bold] ({len(runs)} run(s))", markup=True)
+    for row in story:
+        host = f" {row['host']}" if row.get("host") else ""
+        out.print(f"  {incidents.show_ts(row['ts'])}  {row['kind']:<12}{escape(host)}  {escape(row['text'])}",
+                  markup=True)
+
+
+# --- output -------------------------------------------------------------------------------
+
+def _status(status: str) -> str:
+    colour = _STATUS_COLOURS.get(status, "")
+    return f"[{colour}]{status}[/{colour}]" if colour else status
+
+
+def _record_dict(record: dict, due: list, moment: datetime) -> dict:
+    return {**record, "reminders": [r.as_dict() for r in due],
+            "age_seconds": round(((incidents.parse_ts(record.get("resolved_at")) or moment)
+                                  - incidents.parse_ts(record["opened_at"])).total_seconds(), 1)}
+
+
+def _emit_change(ctx: Context, record: dict, notice: Notice | None, summary: str) -> None:
+    if ctx.terminal.json:
+        payload = {"incident": record, "notification": notice.as_dict() if notice else None}
+        ctx.terminal.data(payload)
+    else:
+        ctx.terminal.out.print(record["id"])
+        ctx.terminal.status(escape(summary))
+    if notice is not None and not ctx.terminal.json:
+        show_notice(ctx, notice)
+    elif notice is not None and notice.error:
+        ctx.terminal.warn(f"{notice.kind} notification not delivered: {notice.error}")
+    fail_if_undelivered(notice, f"{record['id']} was recorded")

@@ -1,0 +1,202 @@
+"""``runbook triage``: what is firing, how bad, and the exact command to run first.
+
+Reads the firing alerts (Alertmanager API v2; Prometheus when Alertmanager does not
+answer), maps each to a scenario through the catalogue, classifies its severity with the
+matrix (meta/severity.yml, or ``--matrix``), ranks them (severity, then the quickest
+mitigation, then the oldest alert) and prints a table with the exact ``runbook run``
+command for each. Each alert gets an incident (one per alert fingerprint, reused while
+it is open; ``--no-open`` only looks), so the command carries ``--incident``.
+``--run`` runs the top suggestion after a confirmation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from runbook_remediation import catalogue, incidents, notify, triage
+from runbook_remediation.collection import find_collection
+from runbook_remediation.commands import run as run_command
+from runbook_remediation.commands.incident import open_incident
+from runbook_remediation.errors import BadInput, ExitCode, RunbookError
+from runbook_remediation.paths import state_dir
+from runbook_remediation.shell import Context, handle_errors, output_option
+from runbook_remediation.timeline import open_store
+
+_SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
+
+
+def _incidents_for(rows: list[triage.Row], matrix: triage.Matrix, url: str | None, ctx: Context) -> None:
+    """Give each row an incident: the open one that holds its alert's fingerprint, else a
+    new one (detected at the alert's start). A row now more severe raises its incident."""
+    with open_store() as store:
+        by_fingerprint = {}
+        for record in reversed(store.list_incidents("open")):  # newest last: it wins
+            for print_ in record.get("alert_fingerprints") or []:
+                by_fingerprint[print_] = record
+        for row in rows:
+            alert = row.alert
+            record = by_fingerprint.get(alert.fingerprint)
+            if record is None:
+                where = " ".join(p for p in (alert.host, f"({alert.service})" if alert.service else "") if p)
+                incident_id, notice = open_incident(
+                    store, matrix, url, record_printed=False,
+                    title=f"{alert.name} on {where or alert.instance}", severity=row.severity,
+                    impact=alert.summary or None, scenario=row.scenario.name if row.scenario else None,
+                    service=alert.service, hosts=[alert.host] if alert.host else [],
+                    alert_fingerprints=[alert.fingerprint],
+                    detected_at=incidents.format_ts(alert.starts_at) if alert.starts_at else None,
+                    created_by=f"{incidents.current_user()} (runbook triage)",
+                )
+                since = incidents.show_ts(incidents.format_ts(alert.starts_at))
+                store.add_event("note", incident_id=incident_id,
+                                message=f"alert {alert.name} firing since {since} ({alert.source}); "
+                                        f"severity {row.severity}: {row.classification.rule}",
+                                data={"alert": alert.name, "labels": dict(alert.labels),
+                                      "fingerprint": alert.fingerprint, "rule": row.classification.rule})
+                ctx.terminal.status(f"opened {incident_id} ({row.severity}) for {alert.name} on {where}")
+                if notice is not None and notice.error:
+                    ctx.terminal.warn(f"initial notification not delivered: {notice.error}")
+                record = store.get_incident(incident_id)
+                by_fingerprint[alert.fingerprint] = record
+            elif triage.SEVERITIES.index(row.severity) < triage.SEVERITIES.index(record["severity"]):
+                store.update_incident(record["id"], severity=row.severity)
+                store.add_event("note", incident_id=record["id"],
+                                message=f"severity raised to {row.severity}: {row.classification.rule}")
+                ctx.terminal.warn(f"{record['id']} raised from {record['severity']} to {row.severity}")
+                record = store.get_incident(record["id"])
+                by_fingerprint[alert.fingerprint] = record
+            row.incident = record["id"]
+
+
+@click.command(name="triage")
+@click.option("--alertmanager", metavar="URL", envvar="RUNBOOK_ALERTMANAGER_URL",
+              help="Alertmanager's base URL. Env: RUNBOOK_ALERTMANAGER_URL. Default: the inventory's "
+                   "runbook_alertmanager_url (the lab's when it is up).")
+@click.option("--prometheus", metavar="URL", envvar="RUNBOOK_PROMETHEUS_URL",
+              help="Prometheus' base URL (fallback for alerts; instance counts). Env: RUNBOOK_PROMETHEUS_URL. "
+                   "Default: the inventory's runbook_prometheus_url.")
+@click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY",
+              help="Inventory (YAML) for the URLs and the commands. Env: RUNBOOK_INVENTORY. Default: the lab's.")
+@click.option("--matrix", metavar="FILE", envvar="RUNBOOK_SEVERITY_MATRIX",
+              help="Severity matrix to use. Env: RUNBOOK_SEVERITY_MATRIX. Default: the collection's "
+                   "meta/severity.yml.")
+@click.option("--no-open", is_flag=True, help="Only look: open no incidents (the commands then carry no --incident).")
+@click.option("--run", "run_top", is_flag=True, help="Run the top suggestion after a confirmation.")
+@click.option("--yes", "-y", is_flag=True, help="With --run: no confirmation prompt.")
+@click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
+              help="Webhook for the initial notification of each incident opened. Env: RUNBOOK_WEBHOOK_URL.")
+@output_option
+@click.pass_obj
+@handle_errors
+def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, run_top, yes, notify_url) -> None:
+    """Rank the firing alerts: severity, scenario and the exact command to run.
+
+    Exit codes: 0 listed (also when nothing fires), 2 bad input (a bad URL or matrix),
+    4 --run with nothing to run, 5 neither Alertmanager nor Prometheus answered; with
+    --run, those of `runbook run`.
+    """
+    if run_top and not yes and not ctx.terminal.can_prompt():  # refuse before anything is opened
+        raise BadInput("--run needs confirmation", hint="pass --yes to run the top suggestion without a prompt")
+    collection = find_collection()
+    given_inventory = inventory
+    inventory_path = Path(inventory).expanduser() if inventory else state_dir() / "lab" / "inventory.yml"
+    if inventory and not inventory_path.exists():
+        raise BadInput(f"inventory {inventory_path} not found")
+    inventory_data = triage.read_inventory(inventory_path)
+    am_url, prom_url = triage.resolve_urls(alertmanager, prometheus, inventory_data)
+    the_matrix = triage.load_matrix(matrix, collection.root)
+    url = notify.webhook_url(notify_url)
+    scenarios = catalogue.catalogue(collection)
+
+    fetched = triage.fetch_alerts(am_url, prom_url)
+    for problem in fetched.problems:
+        ctx.terminal.warn(f"{problem}: alerts from {fetched.source} instead")
+    totals = triage.instance_totals(prom_url) or triage.inventory_totals(inventory_data)
+    rows = triage.classify(fetched.alerts, scenarios, the_matrix, totals)
+    if totals is None and any(r.alert.service for r in rows):
+        ctx.terminal.warn("instance counts unknown (no Prometheus answer, no inventory): "
+                          "'every instance' rules cannot match")
+
+    _with_commands(rows, given_inventory)
+    if not no_open:
+        _incidents_for(rows, the_matrix, url, ctx)
+    elif run_top and triage.top(rows) is not None:
+        _incidents_for([triage.top(rows)], the_matrix, url, ctx)  # the run needs one
+    _with_commands(rows, given_inventory)
+
+    moment = triage.now_utc()
+    data = {
+        "source": fetched.source,
+        "url": triage.redact_url(fetched.url),
+        "instance_totals": totals,
+        "alerts": [row.as_dict(moment) for row in rows],
+    }
+    if not run_top:
+        if ctx.terminal.json:
+            ctx.terminal.data(data)
+        else:
+            _print_table(ctx, rows, fetched, moment)
+        return
+
+    chosen_row = triage.top(rows)
+    if not ctx.terminal.json:
+        _print_table(ctx, rows, fetched, moment)
+    if chosen_row is None:
+        raise RunbookError("nothing to run: no firing alert maps to a scenario"
+                           + (" (escalate the rest to a human)" if rows else ""), ExitCode.NOTHING_TO_DO)
+    _confirm(ctx, chosen_row, yes)
+    alert = chosen_row.alert
+    selection = run_command.Selection(given_inventory, alert.host, (), alert.service, None, chosen_row.incident)
+    # The same path as `runbook run`; the confirmation above covers a destructive scenario.
+    summary, info, recorded = run_command.execute(ctx, chosen_row.scenario.name, selection, check=False,
+                                                  diagnose=False, yes=True)
+    run_command.report(ctx, summary, info, summary.exit_code, diagnose=False, recorded=recorded,
+                       extra={"triage": data, "ran": chosen_row.as_dict(moment)})
+
+
+def _with_commands(rows: list[triage.Row], inventory: str | None) -> list[triage.Row]:
+    for row in rows:
+        row.argv = triage.command_for(row, inventory, row.incident)
+    return rows
+
+
+def _confirm(ctx: Context, row: triage.Row, yes: bool) -> None:
+    if yes:
+        return
+    if not ctx.terminal.can_prompt():
+        raise BadInput("--run needs confirmation", hint="pass --yes to run the top suggestion without a prompt")
+    danger = " (destructive: it can lose data or kill work)" if row.scenario and row.scenario.destructive else ""
+    question = f"Run the top suggestion{danger}?\n  {row.command}\n"
+    if not click.confirm(question, default=False, err=True):
+        raise RunbookError("not confirmed: nothing was run", ExitCode.CANCELLED)
+
+
+def _print_table(ctx: Context, rows: list[triage.Row], fetched: triage.Fetched, moment) -> None:
+    """The ranked table, then each row's reason and its command on a line of its own
+    (never folded: it is meant to be copied)."""
+    if not rows:
+        ctx.terminal.status(f"no firing alerts ({fetched.source} at {triage.redact_url(fetched.url)})")
+        return
+    out = ctx.terminal.out
+    table = Table(title=f"firing alerts ({fetched.source}), most urgent first", title_justify="left")
+    for column in ("rank", "severity", "alert", "host", "service", "scenario", "since", "incident"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        colour = _SEVERITY_COLOURS.get(row.severity, "")
+        severity = f"[{colour}]{row.severity}[/{colour}]" if colour else row.severity
+        scenario = row.scenario.name if row.scenario else "[yellow]none[/yellow]"
+        table.add_row(
+            str(row.rank), severity, escape(row.alert.name), escape(row.alert.host or "-"),
+            escape(row.alert.service or "-"), scenario, row.as_dict(moment)["since"], row.incident or "-",
+        )
+    out.print(table)
+    for row in rows:
+        note = f" ({row.classification.note})" if row.classification.note else ""
+        out.print(f"#{row.rank} {row.severity} {escape(row.alert.name)} on {escape(row.alert.host or '?')}: "
+                  f"{escape(row.classification.rule)}{escape(note)}", markup=True)
+        action = escape(row.command) if row.command else f"[yellow]{triage.NO_SCENARIO}[/yellow]"
+        out.print(f"   {action}", markup=True, soft_wrap=True)
