@@ -57,6 +57,13 @@ def rules(scenarios: list[catalogue.Scenario]) -> list[dict]:
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block lists indented under their key, as yamllint (and ansible-lint) want."""
+
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)
+
+
 def rulebook(scenarios: list[catalogue.Scenario]) -> str:
     ruleset = {
         "name": "runbook.remediation: remediate Alertmanager alerts",
@@ -72,7 +79,7 @@ def rulebook(scenarios: list[catalogue.Scenario]) -> str:
         }],
         "rules": rules(scenarios),
     }
-    body = yaml.safe_dump([ruleset], sort_keys=False, width=120, default_flow_style=False)
+    body = yaml.dump([ruleset], Dumper=_Dumper, sort_keys=False, width=120, default_flow_style=False)
     return HEADER + body
 
 

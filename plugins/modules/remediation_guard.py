@@ -137,7 +137,7 @@ seealso:
   - module: runbook.remediation.health_check
 
 author:
-  - runbook.remediation maintainers
+  - runbook.remediation maintainers (@runbook-remediation)
 """
 
 EXAMPLES = r"""

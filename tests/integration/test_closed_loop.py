@@ -175,7 +175,7 @@ def test_ten_simultaneous_duplicate_alerts_remediate_once(lab, tmp_path):
             lab.break_service("crash", "lab-1")
             wait_for(lambda: http_status(lab.host("lab-1").health_url) != 200, timeout=10, what="lab-1 down")
             codes = []
-            threads = [threading.Thread(target=lambda: codes.append(_post(port, payload))) for _ in range(10)]
+            threads = [threading.Thread(target=lambda: codes.append(_post(port, payload))) for copy in range(10)]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -214,7 +214,7 @@ def test_blast_radius_never_restarts_more_than_half_of_the_group(lab, four_hosts
     assert {h: r["outcome"] for h, r in payload["hosts"].items()} == dict.fromkeys(four_hosts, "remediated")
     spans = [(a["started_at"], a["ended_at"]) for name in four_hosts for a in attempts(f"{name}/demo")]
     assert len(spans) == 4
-    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, end_ in spans)
     assert most == 2, spans  # two at a time, never more (and the fleet did go in parallel)
     for name in four_hosts:
         assert http_status(lab.host(name).health_url) == 200

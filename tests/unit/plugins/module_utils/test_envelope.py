@@ -108,8 +108,8 @@ def test_a_success_closes_the_failure_streak(store):
     assert store.release("web-2/api", "service-down", "b", "remediated", breaker_threshold=2)["breaker_failures"] == 0
 
 
-@pytest.mark.parametrize(("size", "share", "allowed"), [(1, 0.5, 1), (4, 0.5, 2), (5, 0.5, 2), (10, 0.25, 2),
-                                                         (3, 0.1, 1), (4, 1.0, 4)])
+@pytest.mark.parametrize(("size", "share", "allowed"),
+                         [(1, 0.5, 1), (4, 0.5, 2), (5, 0.5, 2), (10, 0.25, 2), (3, 0.1, 1), (4, 1.0, 4)])
 def test_allowed_in_group(size, share, allowed):
     assert envelope.allowed_in_group(size, share) == allowed
 
@@ -179,7 +179,7 @@ def test_ten_simultaneous_duplicates_admit_exactly_one(tmp_path):
         worker.start()
     for worker in workers:
         worker.join(30)
-    decisions = sorted(results.get(timeout=5) for _ in workers)
+    decisions = sorted(results.get(timeout=5) for worker in workers)
     assert decisions == ["act"] + ["duplicate"] * 9
 
 
