@@ -110,8 +110,26 @@ from ansible_collections.runbook.remediation.plugins.module_utils._timeline impo
 )
 
 NO_LOG_MESSAGE = '(output hidden by no_log)'
+CATALOGUE = os.path.join(os.path.dirname(__file__), '..', '..', 'meta', 'scenarios.yml')
+
+
+def scenario_severity(name, path=CATALOGUE):
+    """The catalogue's severity of a scenario (P2 when it cannot be read)."""
+    try:
+        import yaml  # ansible-core's own dependency
+
+        with open(path, encoding='utf-8') as handle:
+            entries = (yaml.safe_load(handle) or {}).get('scenarios') or []
+    except (OSError, ValueError, AttributeError):
+        return 'P2'
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get('name') == name and entry.get('severity') in ('P0', 'P1', 'P2', 'P3'):
+            return entry['severity']
+    return 'P2'
+
+
 # Worst first: the run's outcome is the worst of its hosts' scenario outcomes.
-OUTCOME_RANK = {'failed': 5, 'escalate': 4, 'remediated': 3, 'planned': 2, 'healthy': 1}
+OUTCOME_RANK = {'failed': 5, 'escalate': 4, 'remediated': 3, 'planned': 2, 'healthy': 1, 'skipped': 0}
 # What of a task result is kept, besides the output lines.
 RESULT_KEYS = ('msg', 'rc', 'error_kind', 'skip_reason', 'false_condition', 'attempts')
 RESULT_FACT = 'runbook_result'
@@ -365,6 +383,25 @@ class CallbackModule(CallbackBase):
             message=_short('%s: %s' % (self._outcomes[host], result.get('message') or '')),
             data=data)
         self._store.update_run(self._run_id, outcome=self._run_outcome())
+        if self._outcomes[host] == 'escalate' and not self._store.get_run(self._run_id).get('incident_id'):
+            self._escalate(host, result)
+
+    def _escalate(self, host, result):
+        """An escalation is an incident: a human must look. One open incident per scenario
+        and host takes every further escalation (a crash loop on hold escalates on every
+        repeated alert), so a hold does not open a new incident each time."""
+        scenario = str(result.get('scenario') or 'scenario')
+        title = 'escalated: %s on %s' % (scenario, host)
+        existing = [incident for incident in self._store.list_incidents()
+                    if incident.get('title') == title and incident.get('status') != 'resolved']
+        if existing:
+            incident_id = existing[0]['id']
+        else:
+            incident_id = self._store.new_incident(title, severity=scenario_severity(scenario), scenario=scenario,
+                                                   service=result.get('service'), hosts=[host])
+        self._store.update_run(self._run_id, incident_id=incident_id)
+        self._store.add_event('status', run_id=self._run_id, incident_id=incident_id, host=host,
+                              message=_short('escalated to a human: %s' % (result.get('message') or '')))
 
     def _run_outcome(self, stats_failed=False):
         if self._outcomes:

@@ -15,7 +15,9 @@ import threading
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -131,11 +133,38 @@ def crash_loop_inventory(lab, tmp_path):
     restore_host(lab, "lab-2")
 
 
-def test_crash_loop_escalates_and_stays_on_hold_across_a_rulebook_restart(lab, tmp_path, crash_loop_inventory):
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    """A local Slack-compatible receiver; RUNBOOK_WEBHOOK_URL points the playbooks at it."""
+    _Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RUNBOOK_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hooks/s3cret-token")
+    yield _Receiver.received
+    server.shutdown()
+
+
+def test_crash_loop_escalates_and_stays_on_hold_across_a_rulebook_restart(lab, tmp_path, crash_loop_inventory,
+                                                                          webhook):
+    started = datetime.now(UTC).isoformat()
     with watcher(tmp_path, "-i", str(crash_loop_inventory)):
         lab.break_service("crash-loop", "lab-2")
         wait_for(lambda: any(d["decision"] == "escalate" for d in decisions("lab-2/demo")), timeout=180,
                  interval=1, what="the envelope to escalate after the budget")
+        # The escalating run tells a human at its end: let it finish before the rulebook stops.
+        wait_for(lambda: webhook, timeout=60, interval=0.5, what="the escalation notification")
     acted = [d for d in decisions("lab-2/demo") if d["decision"] == "act"]
     assert len(acted) == 2, decisions("lab-2/demo")
     assert [a["outcome"] for a in attempts("lab-2/demo")] == ["failed", "failed"]
@@ -151,6 +180,16 @@ def test_crash_loop_escalates_and_stays_on_hold_across_a_rulebook_restart(lab, t
     assert len(attempts("lab-2/demo")) == 2  # no new attempt
     assert unit_start(lab, "lab-2") == before, "the service was restarted during the cooldown"
     assert http_status(lab.host("lab-2").health_url) != 200  # still broken: a human's turn
+
+    # Escalated once: one notification and one incident, however often the alert repeated.
+    texts = [message["text"] for message in webhook]
+    assert len(texts) == 1 and "service-down on lab-2 needs a human (escalate)" in texts[0], texts
+    with timeline_cli.open_store() as store:
+        incidents = [i for i in store.list_incidents() if i["title"] == "escalated: service-down on lab-2"
+                     and i["opened_at"] >= started]
+        assert len(incidents) == 1, incidents
+        runs = [r for r in store.list_runs(incident_id=incidents[0]["id"])]
+    assert len(runs) >= 2 and {r["outcome"] for r in runs} == {"escalate"}, runs
 
 
 def _post(port: int, payload: dict) -> int:
