@@ -75,7 +75,7 @@ def watcher(tmp_path: Path, *args: str):
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=180)  # it lets the remediations in flight finish
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

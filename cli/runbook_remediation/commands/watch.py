@@ -67,6 +67,30 @@ def _check_alertmanager(url: str) -> None:
         raise Unavailable(f"Alertmanager at {url} does not answer: {reason}") from exc
 
 
+def _playbooks_running(root: int) -> bool:
+    """Whether an ansible-playbook runs below ``root`` (ansible-rulebook starts one per action)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    pending = list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        try:
+            if b"ansible-playbook" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+        pending.extend(children.get(pid, []))
+    return False
+
+
 def _rulebook_binary() -> str:
     beside = Path(sys.executable).parent / "ansible-rulebook"
     found = str(beside) if beside.is_file() else shutil.which("ansible-rulebook")
@@ -87,10 +111,12 @@ def _rulebook_binary() -> str:
               help="Point the lab's Alertmanager at this watcher while it runs (default: when it is the lab's).")
 @click.option("--rulebook", "rulebook_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Another rulebook (default: the collection's alertmanager.yml).")
+@click.option("--drain", type=click.IntRange(min=0), default=120, show_default=True, metavar="SECONDS",
+              help="On Ctrl-C, wait this long for remediations in flight to finish before stopping them.")
 @click.pass_obj
 @handle_errors
 def watch(ctx: Context, inventory: str | None, alertmanager: str | None, port: int | None, attach: bool | None,
-          rulebook_path: Path | None) -> None:
+          rulebook_path: Path | None, drain: int) -> None:
     """Remediate alerts as they fire: Alertmanager -> rulebook -> scenario, until Ctrl-C.
 
     Alerts whose scenario is destructive are only diagnosed; a human runs those.
@@ -174,11 +200,21 @@ def watch(ctx: Context, inventory: str | None, alertmanager: str | None, port: i
         if process.poll() is not None and not stopping["signal"]:
             raise Unavailable(f"ansible-rulebook stopped (exit {process.returncode})", hint=f"see {log_path}")
     finally:
+        # No new alerts first, then let the remediations in flight end: a restart of the
+        # watcher must not cut a restart (or a restore) in half.
         if lab is not None:
             try:
                 lab.set_webhook(None)
             except Exception as exc:  # noqa: BLE001 - best effort on the way out; say so
                 ctx.terminal.warn(f"could not detach the lab's Alertmanager: {exc}")
+        deadline = time.monotonic() + drain
+        if process.poll() is None and _playbooks_running(process.pid):
+            ctx.terminal.status(f"watch: waiting up to {drain}s for the remediations in flight "
+                                "(Ctrl-C again: stop now)")
+            stopping["signal"] = None
+            while (process.poll() is None and _playbooks_running(process.pid) and time.monotonic() < deadline
+                   and not stopping["signal"]):
+                time.sleep(0.2)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             try:
