@@ -188,7 +188,7 @@ def test_crash_loop_escalates_and_stays_on_hold_across_a_rulebook_restart(lab, t
         incidents = [i for i in store.list_incidents() if i["title"] == "escalated: service-down on lab-2"
                      and i["opened_at"] >= started]
         assert len(incidents) == 1, incidents
-        runs = [r for r in store.list_runs(incident_id=incidents[0]["id"])]
+        runs = store.list_runs(incident_id=incidents[0]["id"])
     assert len(runs) >= 2 and {r["outcome"] for r in runs} == {"escalate"}, runs
 
 
