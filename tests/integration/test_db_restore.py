@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import http_status, wait_for
+from tests.conftest import http_status, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -280,3 +280,26 @@ def test_postgresql_dropped_table_is_restored_keeping_the_old_database(lab, post
 
     code, second, recap, _output = play(lab, "db_restore", "lab-docker", CONFIRM, extra_file=extra)
     assert code == 0 and second["outcome"] == "healthy" and recap["changed"] == 0, (second, recap)
+
+
+def test_the_cli_asks_for_confirmation_then_restores(lab, fresh_db):
+    """`runbook run db-restore` as an on-call engineer runs it: refused without a prompt or
+    --yes (nothing touched), then restored with --yes, in an incident of its own."""
+    fresh_db("lab-1")
+    backup_now(lab, "lab-1")
+    corrupt_sha = corrupt(lab, "lab-1")
+    before = snapshot(lab, "lab-1")
+
+    refused = runbook("run", "db-restore", "-l", "lab-1")  # no terminal here: no prompt
+    assert refused.returncode == 2, refused.stderr
+    assert "db-restore is destructive" in refused.stderr and "--yes" in refused.stderr, refused.stderr
+    assert snapshot(lab, "lab-1") == before
+
+    code, payload = run_json("run", "db-restore", "-l", "lab-1", "--yes")
+    assert code == 0, payload
+    result = payload["hosts"]["lab-1"]
+    assert result["outcome"] == "remediated" and result["verification"]["healthy"] is True, result
+    assert payload["incident"], payload
+    copy = result["evidence"]["pre_restore_copy"]
+    assert sh(lab, "lab-1", f"sha256sum {copy} | cut -d' ' -f1") == corrupt_sha
+    assert database_component(lab, "lab-1")["status"] == "healthy"
