@@ -99,6 +99,7 @@ def test_killed_service_heals_itself_and_the_timeline_shows_it(lab, tmp_path):
         wait_for(lambda: not active_alerts(lab, "ServiceDown", "lab-1"), timeout=30, what="the alert resolved")
         wait_for(lambda: all(a["ended_at"] for a in attempts("lab-1/demo")), timeout=30, what="the run's end")
     assert lab.state().webhook_url is None, "the watcher left the Alertmanager pointing at it"
+    restore_host(lab, "lab-1")  # a fresh restart budget for the tests after this one
 
     [attempt] = attempts("lab-1/demo")
     assert attempt["outcome"] == "remediated" and "@" in attempt["alert_key"]
@@ -237,6 +238,8 @@ def test_ten_simultaneous_duplicate_alerts_remediate_once(lab, tmp_path):
 def four_hosts(lab):
     lab.up(hosts=4)
     yield [f"lab-{i}" for i in range(1, 5)]
+    for name in ("lab-1", "lab-2"):
+        restore_host(lab, name)
     lab.up(hosts=2)
 
 

@@ -42,6 +42,9 @@ UNIT = "runbook-demo.service"
 DEMO_PATH = "/opt/runbook-demo/demo_service.py"
 LOG_DIR = "/var/log/runbook-demo"
 STATE_SUBDIR = "/var/lib/runbook-demo"
+# Where the collection's roles keep their per-service histories on a target (restart
+# budgets, memory raises): service_restart_state_dir and friends.
+REMEDIATION_STATE = "/var/lib/runbook-remediation"
 # The demo service's faults, as `runbook lab break` offers them.
 FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak", "fd-leak", "log-flood")
 # Each systemd host's cgroup v1 controllers are bind-mounted one by one: mounting the
@@ -550,13 +553,19 @@ class Lab:
 
     def heal(self, host_name: str) -> str:
         """Reset a host after a drill: clear start-up faults and what remediations changed
-        (unit drop-ins, the Compose override), then restart it fresh."""
+        (unit drop-ins, the Compose override, their restart and memory histories, so the
+        next drill starts with a full budget), then restart it fresh."""
         host = self.host(host_name)
         container = self._container(host.container)
         if host.manager == "compose":
             for name in ("compose.override.yaml", "compose.override.yml"):
                 (self.compose_dir / name).unlink(missing_ok=True)
+        if host.manager != "systemd":
+            # Docker and Compose services keep their histories on the controller (the Docker host).
+            for path in Path(REMEDIATION_STATE).glob(f"*@{host.container}*.json"):
+                path.unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
+            self._exec(container, ["rm", "-rf", REMEDIATION_STATE])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
             self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
             self._exec(container, ["systemctl", "daemon-reload"])
