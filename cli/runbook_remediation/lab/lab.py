@@ -553,8 +553,9 @@ class Lab:
 
     def heal(self, host_name: str) -> str:
         """Reset a host after a drill: clear start-up faults and what remediations changed
-        (unit drop-ins, the Compose override, their restart and memory histories, so the
-        next drill starts with a full budget), then restart it fresh."""
+        (unit drop-ins, the Compose override, the restart budgets, so the next drill starts
+        with a full budget), then restart it fresh. The memory raise history stays: it
+        marks which OOM kills were already handled."""
         host = self.host(host_name)
         container = self._container(host.container)
         if host.manager == "compose":
@@ -562,10 +563,10 @@ class Lab:
                 (self.compose_dir / name).unlink(missing_ok=True)
         if host.manager != "systemd":
             # Docker and Compose services keep their histories on the controller (the Docker host).
-            for path in Path(REMEDIATION_STATE).glob(f"*@{host.container}*.json"):
+            for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{host.container}*.json"):
                 path.unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
-            self._exec(container, ["rm", "-rf", REMEDIATION_STATE])
+            self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
             self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
             self._exec(container, ["systemctl", "daemon-reload"])
