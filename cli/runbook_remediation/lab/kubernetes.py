@@ -12,7 +12,8 @@ API (no click; a future ``runbook lab`` command wraps it)::
 
     bin_dir() -> Path                               where scripts/kubernetes-build puts the binaries
     ensure_binaries(bins=None) -> dict[str, Path]   name -> path (etcd included); raises Unavailable
-    ensure_prerequisites(bins=None) -> dict[str, Path]   + root, dockerd, pause image, no other kubelet
+    ensure_prerequisites(bins=None, run_dir=None) -> dict[str, Path]   + root, dockerd, pause image,
+                                                    no kubelet of another run dir
     cluster = Cluster(run_dir, bins=None, progress=print)
     cluster.start(timeout=180) -> dict              timings; node Ready, kubeconfig written
     cluster.stop(timeout=30) -> list[str]           what it did; safe to call twice or from another process
@@ -21,11 +22,12 @@ API (no click; a future ``runbook lab`` command wraps it)::
     cluster.kubectl_json(*args) -> dict             ``kubectl ... -o json`` parsed
     cluster.env() -> dict[str, str]                 KUBECONFIG, KUBECACHEDIR, PATH with bin/kubectl first
     cluster.kubeconfig -> Path                      admin (system:masters) kubeconfig in the run dir
+    cluster.api_get(path) -> dict | None            GET an API path as admin (None on error; for polling)
     cluster.running() -> bool                       every process alive
     cluster.containers() -> list[dict]              this cluster's pod containers in dockerd
     read_sysctls() -> dict[str, str]                the sysctls the kubelet changes ("vm/overcommit_memory": "0")
     Cluster.load(run_dir) -> Cluster                a cluster started by another process (from cluster.json)
-    build_demo_image(progress=None) -> str          image tag (lab's systemd image + demo_service.py)
+    build_demo_image(progress=...) -> str           image tag (lab's systemd image + demo_service.py)
     demo_manifest(name, port, image, ...) -> dict   the demo Deployment
     apply_demo(cluster, name="demo", port=None, ...) -> DemoApp   applied, rolled out, /health answering
 
