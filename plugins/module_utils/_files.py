@@ -10,6 +10,10 @@ Safety rules, in one place:
 
 * roots are absolute, without ``..`` and without glob characters, are not a system
   directory (``/``, ``/etc``, ``/usr``...), and do not pass through a symbolic link;
+* a root is opened from ``/`` one component at a time with ``O_NOFOLLOW``, and must still
+  be the directory (device and inode) that was validated: a parent swapped for a symbolic
+  link, or another directory renamed into its place, after the validation stops the run
+  instead of redirecting it;
 * patterns match file *names* (no ``/``): nothing is ever expanded by a shell;
 * the walk holds a file descriptor of every directory it enters, opened with
   ``O_NOFOLLOW``, and removes an entry by (directory fd, name) after checking that the
@@ -30,11 +34,13 @@ import errno
 import fcntl
 import fnmatch
 import heapq
-import json
 import math
 import os
 import stat
 import time
+
+from ansible_collections.runbook.remediation.plugins.module_utils import _proc
+from ansible_collections.runbook.remediation.plugins.module_utils._run_as import RunAsError, run_as
 
 AGE_UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400, 'w': 604800}
 
@@ -53,6 +59,11 @@ _DIR_FLAGS = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | getattr(os, 'O_NOFOLL
 
 class InputError(ValueError):
     """The caller's paths, patterns or age are not acceptable."""
+
+
+class PathChanged(InputError):
+    """A root no longer is the directory that was validated (a component became a symbolic link, or another
+    directory took its place): nothing under it may be touched."""
 
 
 _DENIED = 'denied'
@@ -82,22 +93,13 @@ def _lease_probe(dir_fd, name):
 
 
 def _lease_probe_as(dir_fd, name, uid, gid):
-    """The probe from a child that took the file owner's identity (leases need the owner or CAP_LEASE)."""
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        code = 2
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            code = {True: 0, False: 1}.get(_lease_probe(dir_fd, name), 2)
-        except BaseException:  # noqa: BLE001 - the child must always reach os._exit
-            code = 2
-        finally:
-            os._exit(code)
-    _pid, status = os.waitpid(child, 0)
-    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 2
-    return {0: True, 1: False}.get(code)
+    """The probe from a child that took the file owner's identity (leases need the owner or CAP_LEASE).
+    True, False, or None when it cannot tell."""
+    try:
+        result = run_as(uid, gid, _lease_probe, dir_fd, name)
+    except RunAsError:
+        return None
+    return result if result in (True, False) else None
 
 
 def lease_free(dir_fd, name, st=None):
@@ -185,15 +187,63 @@ def check_protect(glob):
 
 
 def resolve_root(norm):
-    """Refuse a root that is, or passes through, a symbolic link. Returns whether it exists."""
+    """Refuse a root that is, or passes through, a symbolic link.
+
+    Returns the directory's identity, (st_dev, st_ino), for Cleaner.run() to check that what it opens later is
+    still the directory validated here; None when the root does not exist.
+    """
     real = os.path.realpath(norm)
     if real != norm:
         raise InputError('path %s resolves to %s through a symbolic link: give the real path' % (norm, real))
-    if not os.path.lexists(norm):
-        return False
-    if not os.path.isdir(norm):
+    try:
+        st = os.lstat(norm)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
         raise InputError('path %s is not a directory' % norm)
-    return True
+    return st.st_dev, st.st_ino
+
+
+def open_root(path, expected=None):
+    """A descriptor of the directory ``path`` (absolute, normalised), opened from ``/`` one component at a time
+    with O_NOFOLLOW, so that no component is followed if it is a symbolic link.
+
+    ``expected``: the (st_dev, st_ino) resolve_root() returned; the directory reached must be that one.
+    Raises PathChanged when a component is a symbolic link or the directory is another one; OSError (ENOENT,
+    ENOTDIR, EACCES...) when a component cannot be opened otherwise.
+    """
+    fd = os.open('/', _DIR_FLAGS)
+    walked = ''
+    try:
+        for part in [part for part in path.split('/') if part]:
+            walked += '/' + part
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                # Linux reports a symbolic link opened with O_DIRECTORY|O_NOFOLLOW as ENOTDIR (ELOOP elsewhere).
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(fd, part):
+                    raise PathChanged('path %s is not the directory that was checked: %s is now a symbolic link '
+                                      '(not followed, nothing under it was touched)' % (path, walked)) from None
+                raise
+            os.close(fd)
+            fd = child
+        if expected is not None:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != tuple(expected):
+                raise PathChanged('path %s is not the directory that was checked: another directory took its place '
+                                  '(device/inode %d/%d, checked %d/%d); nothing under it was touched'
+                                  % (path, st.st_dev, st.st_ino, expected[0], expected[1]))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_link(dir_fd, name):
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- filesystems
@@ -265,43 +315,19 @@ class OpenFiles:
                 'uninspectable': self.uninspectable}
 
 
-def _read(path):
-    with open(path, 'rb') as handle:
-        return handle.read().decode('utf-8', 'replace')
-
-
-def _ids(proc, pid):
-    """(uid, gid) of a process, or None when all its real/effective/saved ids do not agree."""
-    uid = gid = None
-    for line in _read(os.path.join(proc, pid, 'status')).splitlines():
-        if line.startswith(('Uid:', 'Gid:')):
-            values = set(line.split()[1:4])
-            if len(values) != 1:
-                return None
-            if line.startswith('Uid:'):
-                uid = int(values.pop())
-            else:
-                gid = int(values.pop())
-    if uid is None or gid is None:
-        return None
-    return uid, gid
-
-
 def _scan_pid(proc, pid, found):
     """Add one process's descriptors and maps to ``found``. False when access was denied."""
-    base = os.path.join(proc, pid)
     try:
-        comm = _read(os.path.join(base, 'comm')).strip()
+        comm = _proc.read_comm(pid, proc)
     except (IOError, OSError):
         return True  # gone
     who = '%s (%s)' % (pid, comm)
-    fd_dir = os.path.join(base, 'fd')
     try:
-        fds = os.listdir(fd_dir)
+        fds = _proc.list_fds(pid, proc)
     except OSError as exc:
         return exc.errno not in (errno.EACCES, errno.EPERM)
     for fd in fds:
-        link = os.path.join(fd_dir, fd)
+        link = _proc.fd_path(pid, fd, proc)
         try:
             st = os.stat(link)
         except OSError as exc:
@@ -313,82 +339,52 @@ def _scan_pid(proc, pid, found):
         found.add((st.st_dev, st.st_ino), who)
         if st.st_nlink == 0:
             try:
-                target = os.readlink(link)
+                target = _proc.strip_deleted(os.readlink(link))
             except OSError:
                 target = '?'
-            if target.endswith(' (deleted)'):
-                target = target[:-len(' (deleted)')]
             found.deleted.append({'pid': int(pid), 'command': comm, 'fd': int(fd), 'path': target,
                                   'size': st.st_size, 'dev': st.st_dev})
     try:
-        maps = _read(os.path.join(base, 'maps'))
+        maps = _proc.read_maps(pid, proc)
     except (IOError, OSError):
         return True
-    for line in maps.splitlines():
-        fields = line.split(None, 5)
-        if len(fields) < 6 or fields[4] == '0' or ':' not in fields[3]:
-            continue
-        major, minor = fields[3].split(':', 1)
-        try:
-            found.add((os.makedev(int(major, 16), int(minor, 16)), int(fields[4])), who)
-        except ValueError:
-            continue
+    for key in maps:
+        found.add(key, who)
     return True
+
+
+def _scan_pids(proc, pids):
+    found = OpenFiles()
+    for pid in pids:
+        if not _scan_pid(proc, pid, found):
+            found.uninspectable.append(int(pid))
+    return found.as_data()
 
 
 def _scan_as(proc, uid, gid, pids):
     """Scan ``pids`` from a child that took their uid/gid (root without CAP_SYS_PTRACE, e.g. in a
-    container, may list another user's /proc/PID/fd but not follow it; the owner may)."""
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        status = 0
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            found = OpenFiles()
-            for pid in pids:
-                if not _scan_pid(proc, pid, found):
-                    found.uninspectable.append(int(pid))
-            data = json.dumps(found.as_data()).encode()
-            while data:
-                data = data[os.write(write_end, data):]
-        except BaseException:  # noqa: BLE001 - the child must always reach os._exit
-            status = 1
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    chunks = []
-    while True:
-        chunk = os.read(read_end, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(read_end)
-    os.waitpid(child, 0)
+    container, may list another user's /proc/PID/fd but not follow it; the owner may). None when that failed."""
     try:
-        return json.loads(b''.join(chunks).decode())
-    except ValueError:
+        return run_as(uid, gid, _scan_pids, proc, pids)
+    except RunAsError:
         return None
 
 
-def scan_open_files(proc='/proc', switch_user=True):
+def scan_open_files(proc=_proc.PROC, switch_user=True):
     """Every (dev, inode) that a process holds open or maps, with who holds it."""
-    if not os.path.isdir(os.path.join(proc, 'self')):
+    if not _proc.is_mounted(proc):
         raise InspectionError('%s is not mounted: open files cannot be checked' % proc, kind='unavailable')
     found = OpenFiles()
     denied = {}
-    for pid in os.listdir(proc):
-        if not pid.isdigit():
-            continue
+    for pid in _proc.pids(proc):
         if _scan_pid(proc, pid, found):
             continue
         try:
-            ids = _ids(proc, pid)
+            ids = _proc.read_status(pid, proc).ids
         except (IOError, OSError):
             continue  # gone
+        except ValueError:
+            ids = None  # an unreadable status: its identity is unknown
         if ids is None or not switch_user or os.geteuid() != 0 or ids[0] == 0:
             found.uninspectable.append(int(pid))
         else:
@@ -500,14 +496,14 @@ class Cleaner:
         return None
 
     # -- the walk
-    def run(self, root):
+    def run(self, root, expected=None):
+        """Clean under ``root``, opened with open_root(); ``expected``: its (st_dev, st_ino) from resolve_root().
+        Raises PathChanged when it is no longer that directory; a root that is gone is skipped."""
         try:
-            fd = os.open(root, _DIR_FLAGS)
+            fd = open_root(root, expected)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 return
-            if exc.errno == errno.ELOOP:
-                raise InputError('path %s is a symbolic link: give the real path' % root) from None
             raise
         try:
             self._walk(fd, root, os.fstat(fd).st_dev, 1)

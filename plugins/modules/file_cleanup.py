@@ -23,7 +23,9 @@ description:
     pass through a symbolic link and must not be a system directory such as V(/), V(/etc) or V(/var). Symbolic links
     found under a root are neither followed nor removed, and mount points under a root are not entered. Each removal
     goes through a file descriptor of the directory that was checked, so a directory swapped for a link meanwhile
-    cannot redirect it.
+    cannot redirect it. The root itself is opened from C(/) one directory at a time without following any link,
+    and must still be the directory that was validated; otherwise the module fails (RV(error_kind=input)) and
+    removes nothing under that root.
   - Never removes a file that a process holds open or has mapped (read from C(/proc/*/fd) and C(/proc/*/maps)),
     because removing it would free no space and would hide the data from everyone but that process; nor a file with
     other hard links; nor a path matching O(protect), such as the live log files themselves.
@@ -312,7 +314,8 @@ from ansible_collections.runbook.remediation.plugins.module_utils import _files
 
 
 def validate(module, params):
-    """Checked roots, patterns, protect globs and age; fails with error_kind=input."""
+    """Checked roots, their identities (st_dev, st_ino; None when missing), patterns, protect globs and age;
+    fails with error_kind=input."""
     try:
         roots = []
         for path in params['paths']:
@@ -328,10 +331,10 @@ def validate(module, params):
             raise _files.InputError('max_depth must be 1 or more, got %d' % params['max_depth'])
         if params['report_largest'] < 0:
             raise _files.InputError('report_largest must not be negative, got %d' % params['report_largest'])
-        exists = dict((root, _files.resolve_root(root)) for root in roots)
+        identities = dict((root, _files.resolve_root(root)) for root in roots)
     except _files.InputError as exc:
         module.fail_json(msg='file_cleanup: %s' % exc, error_kind='input')
-    return roots, exists, patterns, protect, age
+    return roots, identities, patterns, protect, age
 
 
 def measure(roots):
@@ -383,7 +386,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    roots, exists, patterns, protect, age = validate(module, params)
+    roots, identities, patterns, protect, age = validate(module, params)
 
     open_files = None
     if params['exclude_open']:
@@ -403,8 +406,9 @@ def main():
     try:
         if patterns or params['report_largest']:
             for root in roots:
-                if exists[root]:
-                    cleaner.run(root)
+                if identities[root] is not None:
+                    # Opened from / without following any link, and only if it still is the directory validated.
+                    cleaner.run(root, expected=identities[root])
     except _files.InputError as exc:
         module.fail_json(msg='file_cleanup: %s' % exc, error_kind='input', removed=cleaner.removed,
                          bytes_freed=cleaner.bytes_freed)
@@ -419,7 +423,7 @@ def main():
         bytes_freed=cleaner.bytes_freed,
         kept=cleaner.kept,
         kept_count=cleaner.kept_count,
-        roots=[{'path': root, 'exists': exists[root]} for root in roots],
+        roots=[{'path': root, 'exists': identities[root] is not None} for root in roots],
         filesystems=finish(filesystems, cleaner.freed_by_dev, module.check_mode),
         largest=cleaner.largest(),
     )

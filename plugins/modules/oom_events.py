@@ -183,6 +183,8 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.remediation.plugins.module_utils._proc import PROC, parse_mem_total, read_text
+
 _DMESG_LINE_RE = re.compile(r'^\[\s*(\d+\.\d+)\]\s?(.*)$')
 _OOM_KILL_RE = re.compile(r'oom-kill:(.*)$')
 _KILLED_RE = re.compile(r'Killed process (\d+) \(([^)]*)\)(.*)$')
@@ -333,11 +335,6 @@ def parse_counter(text):
     return int(match.group(1)) if match else None
 
 
-def parse_mem_total(text):
-    match = re.search(r'^MemTotal:\s+(\d+)\s*kB', text or '', re.M)
-    return int(match.group(1)) * 1024 if match else None
-
-
 def parse_show(text):
     """``systemctl show`` output of several units: one dict per unit, in order."""
     units, current = [], {}
@@ -433,8 +430,7 @@ class OomEvents:
 
     def mem_total(self):
         try:
-            with open('/proc/meminfo') as handle:
-                return parse_mem_total(handle.read())
+            return parse_mem_total(read_text(os.path.join(PROC, 'meminfo')))
         except OSError:
             return None
 

@@ -180,95 +180,29 @@ ceilings:
 import errno
 import os
 import pwd
-import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
-PROC = '/proc'
-CAP_SYS_RESOURCE = 24
-UNLIMITED = -1
+from ansible_collections.runbook.remediation.plugins.module_utils import _proc
+from ansible_collections.runbook.remediation.plugins.module_utils._proc import (
+    PROC,
+    UNLIMITED,
+    boot_time,
+    parse_limits,
+    start_epoch,
+)
 
-# /proc/PID/limits row titles -> the names limits.conf and systemd's Limit*= use.
-LIMIT_NAMES = {
-    'Max cpu time': 'cpu',
-    'Max file size': 'fsize',
-    'Max data size': 'data',
-    'Max stack size': 'stack',
-    'Max core file size': 'core',
-    'Max resident set': 'rss',
-    'Max processes': 'nproc',
-    'Max open files': 'nofile',
-    'Max locked memory': 'memlock',
-    'Max address space': 'as',
-    'Max file locks': 'locks',
-    'Max pending signals': 'sigpending',
-    'Max msgqueue size': 'msgqueue',
-    'Max nice priority': 'nice',
-    'Max realtime priority': 'rtprio',
-    'Max realtime timeout': 'rttime',
-}
-_LIMIT_ROW = re.compile(r'^(Max [a-z ]+?)\s{2,}(\S+)\s+(\S+)')
+CAP_SYS_RESOURCE = 24
 
 
 class ProcessGone(Exception):
     """The process does not exist (any more)."""
 
 
-def _read(path):
-    with open(path, 'r') as handle:
-        return handle.read()
-
-
-def _limit_value(text):
-    return UNLIMITED if text == 'unlimited' else int(text)
-
-
-def parse_limits(text):
-    """``/proc/PID/limits`` -> ``{'nofile': {'soft': 1024, 'hard': 4096}, ...}`` (-1 = unlimited)."""
-    limits = {}
-    for line in text.splitlines():
-        match = _LIMIT_ROW.match(line)
-        if match and match.group(1) in LIMIT_NAMES:
-            limits[LIMIT_NAMES[match.group(1)]] = {
-                'soft': _limit_value(match.group(2)),
-                'hard': _limit_value(match.group(3)),
-            }
-    return limits
-
-
-def parse_status(text):
-    """``/proc/PID/status`` -> (real uid, effective capability mask)."""
-    uid, cap_eff = None, 0
-    for line in text.splitlines():
-        key, _sep, value = line.partition(':')
-        if key == 'Uid':
-            uid = int(value.split()[0])
-        elif key == 'CapEff':
-            cap_eff = int(value.strip(), 16)
-    return uid, cap_eff
-
-
 def has_capability(cap_eff, capability):
     return bool(cap_eff >> capability & 1)
-
-
-def start_epoch(stat_text, boot_time, clock_ticks):
-    """Start time of a process in seconds since the epoch, from ``/proc/PID/stat``.
-
-    The name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
-    Field 22 (starttime, in clock ticks since boot) is the 20th after it.
-    """
-    rest = stat_text[stat_text.rindex(')') + 2:].split()
-    return round(boot_time + int(rest[19]) / float(clock_ticks), 2)
-
-
-def boot_time(proc=PROC):
-    for line in _read(os.path.join(proc, 'stat')).splitlines():
-        if line.startswith('btime '):
-            return int(line.split()[1])
-    raise ValueError('no btime line in %s/stat' % proc)
 
 
 def _user_name(uid):
@@ -280,13 +214,13 @@ def _user_name(uid):
 
 def read_process(pid, proc=PROC, count_fds=True):
     """The documented ``process`` dict of ``pid``. Raises ProcessGone when it does not exist."""
-    base = os.path.join(proc, str(pid))
     try:
-        limits = parse_limits(_read(os.path.join(base, 'limits')))
-        uid, cap_eff = parse_status(_read(os.path.join(base, 'status')))
-        comm = _read(os.path.join(base, 'comm')).strip()
-        started = start_epoch(_read(os.path.join(base, 'stat')), boot_time(proc), os.sysconf('SC_CLK_TCK'))
-        open_fds = len(os.listdir(os.path.join(base, 'fd'))) if count_fds else None
+        limits = parse_limits(_proc.read_text(_proc.pid_path(pid, 'limits', proc)))
+        status = _proc.read_status(pid, proc)
+        comm = _proc.read_comm(pid, proc)
+        started = start_epoch(_proc.read_text(_proc.pid_path(pid, 'stat', proc)), boot_time(proc),
+                              os.sysconf('SC_CLK_TCK'))
+        open_fds = _proc.fd_count(pid, proc) if count_fds else None
     except (IOError, OSError) as exc:
         if exc.errno in (errno.ENOENT, errno.ESRCH):
             raise ProcessGone('process %s does not exist (any more)' % pid) from None
@@ -295,6 +229,7 @@ def read_process(pid, proc=PROC, count_fds=True):
     usage = None
     if open_fds is not None and soft > 0:
         usage = round(open_fds / float(soft), 3)
+    uid = status.uid
     return {
         'pid': int(pid),
         'comm': comm,
@@ -302,7 +237,7 @@ def read_process(pid, proc=PROC, count_fds=True):
         'user': _user_name(uid) if uid is not None else None,
         'started_at': started,
         'limits': limits,
-        'cap_sys_resource': has_capability(cap_eff, CAP_SYS_RESOURCE),
+        'cap_sys_resource': has_capability(status.cap_eff, CAP_SYS_RESOURCE),
         'open_fds': open_fds,
         'fd_usage': usage,
     }
@@ -313,12 +248,10 @@ def find_pids(name, proc=PROC):
     if name == 'init':
         return [1]
     pids = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit():
-            continue
+    for pid in _proc.pids(proc):
         try:
-            if _read(os.path.join(proc, entry, 'comm')).strip() == name:
-                pids.append(int(entry))
+            if _proc.read_comm(pid, proc) == name:
+                pids.append(pid)
         except (IOError, OSError):
             continue  # exited while we looked
     return sorted(pids)
@@ -373,10 +306,8 @@ def compute_ceilings(nr_open, supervisors):
 
 
 def read_kernel(proc=PROC):
-    def number(path):
-        return int(_read(os.path.join(proc, 'sys', path)).split()[0])
-
-    return {'nr_open': number('fs/nr_open'), 'file_max': number('fs/file-max'), 'file_nr': number('fs/file-nr')}
+    return {key: _proc.read_sys_number(name, proc)
+            for key, name in (('nr_open', 'fs/nr_open'), ('file_max', 'fs/file-max'), ('file_nr', 'fs/file-nr'))}
 
 
 def main():

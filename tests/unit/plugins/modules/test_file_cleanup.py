@@ -377,3 +377,34 @@ def test_bad_age_is_refused(run, logs, age):
 def test_bad_protect_is_refused(run, logs, protect):
     result = run(paths=[str(logs)], patterns=ROTATED, protect=[protect])
     assert result.failed and result["error_kind"] == "input"
+
+
+@pytest.mark.parametrize("swap", ["symlink", "directory"])
+def test_parent_swapped_after_validation_fails_and_removes_nothing(run, tmp_path, monkeypatch, swap):
+    """The root is validated, then a parent is replaced (by a link to a decoy, or by another directory) before the
+    walk. The module must not follow the path into the decoy: it fails, says why, and removes nothing."""
+    parent = tmp_path / "srv"
+    validated = make(parent / "logs" / "app.log.2.gz")
+    decoy_dir = tmp_path / "elsewhere"
+    make(decoy_dir / "logs" / "app.log.3.gz")
+    make(decoy_dir / "logs" / "db.log-20260101.gz")
+
+    def swap_then_scan():
+        # file_cleanup scans the open files after the validation and before the walk: the race window.
+        parent.rename(tmp_path / "srv.validated")
+        if swap == "symlink":
+            parent.symlink_to(decoy_dir, target_is_directory=True)
+        else:
+            decoy_dir.rename(parent)
+        return _files.OpenFiles()
+
+    monkeypatch.setattr(_files, "scan_open_files", swap_then_scan)
+    result = run(paths=[str(parent / "logs")], patterns=ROTATED)
+    assert result.failed and result["error_kind"] == "input", result.result
+    assert result.msg.startswith(f"file_cleanup: path {parent}/logs is not the directory that was checked: ")
+    assert ("is now a symbolic link" if swap == "symlink" else "another directory took its place") in result.msg
+    assert result["removed"] == [] and result["bytes_freed"] == 0
+    decoys = ["app.log.3.gz", "db.log-20260101.gz"]
+    where = decoy_dir if swap == "symlink" else parent
+    assert all((where / "logs" / name).exists() for name in decoys)
+    assert (tmp_path / "srv.validated" / "logs" / validated.name).exists()

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.runbook.remediation.plugins.modules import process_cleanup as mod
+from ansible_collections.runbook.remediation.plugins.module_utils import _proc
+from ansible_collections.runbook.remediation.plugins.module_utils import _processes as mod
+from ansible_collections.runbook.remediation.plugins.modules import process_cleanup
 
 TICKS = 100
 
@@ -47,13 +49,15 @@ def pair(pid, age, **kwargs):
 
 def test_parse_stat_takes_the_name_up_to_the_last_parenthesis():
     fields = ["S", "1", "42", "42"] + ["0"] * 15 + ["123456"] + ["0"] * 20
-    assert mod.parse_stat("4242 (soffice (x) y) " + " ".join(fields)) == ("soffice (x) y", "S", 1, 123456)
+    assert _proc.parse_stat("4242 (soffice (x) y) " + " ".join(fields)) == ("soffice (x) y", "S", 1, 123456)
 
 
 def test_parse_status_real_uid_and_rss_and_a_zombie_without_rss():
     text = "Name:\tsoffice.bin\nUid:\t65534\t0\t65534\t65534\nVmRSS:\t   83692 kB\n"
-    assert mod.parse_status(text) == (65534, 83692 * 1024)
-    assert mod.parse_status("Name:\tx\nState:\tZ (zombie)\nUid:\t1\t1\t1\t1\n") == (1, 0)
+    status = _proc.parse_status(text)
+    assert (status.uid, status.rss) == (65534, 83692 * 1024)
+    zombie = _proc.parse_status("Name:\tx\nState:\tZ (zombie)\nUid:\t1\t1\t1\t1\n")
+    assert (zombie.uid, zombie.rss) == (1, 0)
 
 
 @pytest.mark.parametrize(("data", "argv"), [
@@ -63,7 +67,7 @@ def test_parse_status_real_uid_and_rss_and_a_zombie_without_rss():
     (b"sh\0-c\0sleep 1; :\0", ["sh", "-c", "sleep 1; :"]),
 ])
 def test_parse_cmdline(data, argv):
-    assert mod.parse_cmdline(data) == argv
+    assert _proc.parse_cmdline(data) == argv
 
 
 @pytest.mark.parametrize(("link", "name"), [
@@ -72,7 +76,7 @@ def test_parse_cmdline(data, argv):
     ("/tmp/bin/soffice.bin.bak", "soffice.bin.bak"),
 ])
 def test_exe_basename(link, name):
-    assert mod.exe_basename(link) == name
+    assert _proc.exe_basename(link) == name
 
 
 LO_ARGV = ["/usr/lib/libreoffice/program/soffice.bin", "-env:UserInstallation=file:///srv/lo/p%201", "--headless",
@@ -109,16 +113,16 @@ NET_TCP6 = (
 
 
 def test_parse_net_tcp_listening_sockets_only():
-    assert mod.parse_net_tcp(NET_TCP) == {45123: ("127.0.0.1", 38111), 777: ("0.0.0.0", 8080)}
-    assert mod.parse_net_tcp(NET_TCP6) == {888: ("::1", 3000)}
+    assert _proc.parse_net_tcp(NET_TCP) == {45123: ("127.0.0.1", 38111), 777: ("0.0.0.0", 8080)}
+    assert _proc.parse_net_tcp(NET_TCP6) == {888: ("::1", 3000)}
 
 
 def test_in_unit_matches_a_whole_path_component_in_any_hierarchy():
     v2 = "0::/system.slice/converter.service\n"
     hybrid = "12:pids:/\n1:name=systemd:/system.slice/converter.service/worker\n0::/\n"
-    assert mod.in_unit(v2, "converter.service") and mod.in_unit(hybrid, "converter.service")
-    assert not mod.in_unit(v2, "convert.service")
-    assert not mod.in_unit("0::/system.slice/converter.service-x.scope\n", "converter.service")
+    assert _proc.in_unit(v2, "converter.service") and _proc.in_unit(hybrid, "converter.service")
+    assert not _proc.in_unit(v2, "convert.service")
+    assert not _proc.in_unit("0::/system.slice/converter.service-x.scope\n", "converter.service")
 
 
 @pytest.mark.parametrize(("url", "path"), [
@@ -301,7 +305,7 @@ def test_validate_accepts_a_numeric_uid_and_a_unit():
 
 
 def test_module_refuses_with_error_kind_input_and_touches_nothing(run_module):
-    result = run_module(mod.main, {"executables": ["soffice.bin"]})
+    result = run_module(process_cleanup.main, {"executables": ["soffice.bin"]})
     assert result.failed and result["error_kind"] == "input"
     assert result.msg.startswith("process_cleanup: no scope")
 
@@ -384,7 +388,7 @@ def test_main_plans_in_check_mode_then_stops_the_oldest_beyond_max_count(run_mod
     args = {"executables": ["worker.bin", "launch"], "launchers": ["launch"], "tree": os.getpid(), "max_count": 1,
             "grace": 2}
 
-    plan = run_module(mod.main, {**args, "_ansible_check_mode": True})
+    plan = run_module(process_cleanup.main, {**args, "_ansible_check_mode": True})
     assert not plan.failed, plan.result
     assert plan["changed"] and plan["killed"] == []
     assert [item["pid"] for item in plan["selected"]] == [worker, middle.pid]
@@ -392,7 +396,7 @@ def test_main_plans_in_check_mode_then_stops_the_oldest_beyond_max_count(run_mod
     assert plan["instances_before"] == 3 and plan["instances_after"] == 1
     assert all(child.poll() is None for child in (launcher, middle, young, decoy))
 
-    done = run_module(mod.main, args)
+    done = run_module(process_cleanup.main, args)
     assert not done.failed, done.result
     assert done["changed"]
     assert {(item["pid"], item["role"], item["signal"]) for item in done["killed"]} == {
@@ -403,7 +407,7 @@ def test_main_plans_in_check_mode_then_stops_the_oldest_beyond_max_count(run_mod
     assert done["kept"] == [{"pid": young.pid, "exe": "worker.bin", "user": "root", "age": 0,
                              "reason": "within max_count (1 of 1)"}]
 
-    again = run_module(mod.main, args)
+    again = run_module(process_cleanup.main, args)
     assert not again.failed and not again["changed"] and again["selected"] == [] and again["killed"] == []
 
 

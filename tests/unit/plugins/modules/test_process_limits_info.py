@@ -4,6 +4,7 @@ import os
 import resource
 
 import pytest
+from ansible_collections.runbook.remediation.plugins.module_utils import _proc
 from ansible_collections.runbook.remediation.plugins.modules import process_limits_info as mod
 
 LIMITS = """Limit                     Soft Limit           Hard Limit           Units
@@ -66,7 +67,7 @@ def test_parse_limits_names_and_unlimited():
     ("0000000001000000", True),
 ])
 def test_cap_sys_resource(cap_eff, expected):
-    _uid, mask = mod.parse_status(status_text(cap_eff=cap_eff))
+    mask = _proc.parse_status(status_text(cap_eff=cap_eff)).cap_eff
     assert mod.has_capability(mask, mod.CAP_SYS_RESOURCE) is expected
 
 
