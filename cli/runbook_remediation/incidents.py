@@ -7,10 +7,13 @@ adds what the seeds' incident procedures ask for around them:
   by time since the incident was opened;
 - the communication templates (initial notification, status update, resolution) rendered
   from the record (``templates/*.j2``), masked like everything the store keeps;
-- the post-mortem's timeline and metrics (TTD, TTA, TTM, TTR).
+- the post-mortem's timeline and metrics (TTD, TTA, TTM, TTR);
+- the store operations the commands share (open and announce, update, the incidents of
+  triaged alerts) and the notification model (:class:`Notice`, :func:`announce`).
 
-Everything here is pure (a store, a record, a clock in; data out), so it is tested with
-fixed timestamps.
+Everything above the last section is pure (a store, a record, a clock in; data out), so
+it is tested with fixed timestamps; the last section works on an open store and sends
+notifications.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from datetime import UTC, datetime, timedelta
 
 import jinja2
 
-from runbook_remediation.errors import BadInput
+from runbook_remediation import notify, triage
+from runbook_remediation.collection import find_collection
+from runbook_remediation.errors import BadInput, Unavailable
+from runbook_remediation.outcomes import REMEDIATED
+from runbook_remediation.timeline import open_store
 from runbook_remediation.triage import Matrix, human_age
 
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -102,9 +109,9 @@ def first_remediation(events: Iterable[Mapping], runs: Iterable[Mapping] = ()) -
     """When the incident was first mitigated by a run: the earliest ``result`` event whose
     outcome is ``remediated`` (else the end of the earliest run that ended remediated)."""
     times = [e["ts"] for e in events
-             if e.get("kind") == "result" and (e.get("data") or {}).get("outcome") == "remediated"]
+             if e.get("kind") == "result" and (e.get("data") or {}).get("outcome") == REMEDIATED]
     if not times:
-        times = [r["ended_at"] for r in runs if r.get("outcome") == "remediated" and r.get("ended_at")]
+        times = [r["ended_at"] for r in runs if r.get("outcome") == REMEDIATED and r.get("ended_at")]
     return min(times) if times else None
 
 
@@ -364,3 +371,161 @@ def render(kind: str, ctx: Mapping, mask=lambda value: value) -> str:
 
 def notification_kind_for(status: str | None) -> str:
     return "resolution" if status == "resolved" else "update"
+
+
+# --- the store and notifications ---------------------------------------------------------------
+
+def load_matrix() -> Matrix:
+    """The severity/escalation matrix ($RUNBOOK_SEVERITY_MATRIX, else meta/severity.yml)."""
+    return triage.load_matrix(None, find_collection().root)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Notice:
+    """A notification: its text and what happened to it."""
+
+    kind: str
+    text: str
+    sent_to: str | None = None  # scheme://host:port of the webhook
+    status: int | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "text": self.text, "sent": self.sent_to is not None and self.error is None,
+                "to": self.sent_to, "http_status": self.status, "error": self.error}
+
+
+def announce(store, incident_id: str, kind: str, url: str | None, matrix: Matrix,
+             record_printed: bool = True) -> Notice:
+    """Render ``kind`` for the incident, send it when ``url`` is set, and record it.
+
+    A failed delivery is recorded (failed) and returned with its error; the caller decides
+    how loudly to fail. Without a URL the notice is only recorded when ``record_printed``.
+    """
+    incident = store.get_incident(incident_id)
+    events = store.events(incident_id=incident_id)
+    runs = store.list_runs(incident_id)
+    text = render(kind, context(incident, events, runs, matrix, now()), mask=store.mask)
+    notice = Notice(kind, text)
+    if url:
+        notice.sent_to = notify.where(url)
+        try:
+            notice.status = notify.send(url, text)
+        except Unavailable as exc:
+            notice.error = exc.message
+    if url or record_printed:
+        channel = notice.sent_to or "printed"
+        message = (f"{kind} notification {'failed: ' + notice.error if notice.error else 'sent to ' + channel}"
+                   if url else f"{kind} notification printed (no webhook set)")
+        store.add_event("notification", incident_id=incident_id, status="failed" if notice.error else "ok",
+                        failed=bool(notice.error), message=message,
+                        data={"kind": kind, "channel": channel, "http_status": notice.status, "text": text})
+    return notice
+
+
+def fail_if_undelivered(notice: Notice | None, what: str) -> None:
+    if notice is not None and notice.error:
+        raise Unavailable(f"{what}, but the {notice.kind} notification failed: {notice.error}")
+
+
+def open_incident(store, matrix: Matrix | None, url: str | None, *, record_printed: bool = True,
+                  **fields) -> tuple[str, Notice | None]:
+    """Open an incident and announce it (initial notification); returns (id, notice).
+    ``matrix`` is only needed when there is something to announce."""
+    fields = {k: v for k, v in fields.items() if v not in (None, "", [], ())}
+    fields.setdefault("created_by", current_user())
+    incident_id = store.new_incident(**fields)
+    notice = None
+    if url or record_printed:
+        notice = announce(store, incident_id, "initial", url, matrix or load_matrix(), record_printed=record_printed)
+    return incident_id, notice
+
+
+def get_incident(store, incident_id: str) -> dict:
+    incident = store.get_incident(incident_id)
+    if incident is None:
+        raise BadInput(f"no incident {incident_id} in {store.path}", hint="runbook incident list --all")
+    return incident
+
+
+def apply_update(store, incident_id: str, *, status=None, severity=None, commander=None, impact=None, note=None,
+                 root_cause=None, ack=False, extra_fields=None) -> dict:
+    """Change the incident's fields, acknowledge it, add the root cause and a note; returns
+    the record as it is now."""
+    record = get_incident(store, incident_id)
+    fields = {k: v for k, v in {"status": status, "severity": severity, "commander": commander,
+                                "impact": impact}.items() if v is not None}
+    fields.update(extra_fields or {})
+    acknowledging = ack and not record.get("acknowledged_at")
+    if acknowledging:
+        fields["acknowledged_at"] = format_ts(now())
+    if fields:
+        store.update_incident(incident_id, **fields)
+    if acknowledging:
+        store.add_event("status", incident_id=incident_id,
+                        message=f"acknowledged by {current_user()}", data={"acknowledged": True})
+    if root_cause:
+        store.add_event("note", incident_id=incident_id, message=root_cause, data={"field": "root_cause"})
+    if note:
+        store.add_event("note", incident_id=incident_id, message=note, data={"by": current_user()})
+    return store.get_incident(incident_id)
+
+
+def postmortem(incident_id: str) -> tuple[dict, str]:
+    """(record, Markdown) of the incident's post-mortem, masked like the store."""
+    matrix = load_matrix()
+    with open_store() as store:
+        record = get_incident(store, incident_id)
+        events = store.events(incident_id=incident_id)
+        runs = store.list_runs(incident_id)
+        ctx = context(record, events, runs, matrix, now())
+        text = render("postmortem", ctx, mask=store.mask)
+    return record, text
+
+
+def for_alerts(rows: list[triage.Row], matrix: Matrix, url: str | None, terminal) -> None:
+    """Give each triaged row an incident: the open one that holds its alert's fingerprint,
+    else a new one (detected at the alert's start). A row now more severe raises its
+    incident. What was opened or raised is told on ``terminal``."""
+    with open_store() as store:
+        by_fingerprint = {}
+        for record in reversed(store.list_incidents("open")):  # newest last: it wins
+            for print_ in record.get("alert_fingerprints") or []:
+                by_fingerprint[print_] = record
+        for row in rows:
+            alert = row.alert
+            record = by_fingerprint.get(alert.fingerprint)
+            if record is None:
+                where = " ".join(p for p in (alert.host, f"({alert.service})" if alert.service else "") if p)
+                incident_id, notice = open_incident(
+                    store, matrix, url, record_printed=False,
+                    title=f"{alert.name} on {where or alert.instance}", severity=row.severity,
+                    impact=alert.summary or None, scenario=row.scenario.name if row.scenario else None,
+                    service=alert.service, hosts=[alert.host] if alert.host else [],
+                    alert_fingerprints=[alert.fingerprint],
+                    detected_at=format_ts(alert.starts_at) if alert.starts_at else None,
+                    created_by=f"{current_user()} (runbook triage)",
+                )
+                since = show_ts(format_ts(alert.starts_at))
+                store.add_event("note", incident_id=incident_id,
+                                message=f"alert {alert.name} firing since {since} ({alert.source}); "
+                                        f"severity {row.severity}: {row.classification.rule}",
+                                data={"alert": alert.name, "labels": dict(alert.labels),
+                                      "fingerprint": alert.fingerprint, "rule": row.classification.rule})
+                terminal.status(f"opened {incident_id} ({row.severity}) for {alert.name} on {where}")
+                if notice is not None and notice.error:
+                    terminal.warn(f"initial notification not delivered: {notice.error}")
+                record = store.get_incident(incident_id)
+                by_fingerprint[alert.fingerprint] = record
+            elif triage.SEVERITIES.index(row.severity) < triage.SEVERITIES.index(record["severity"]):
+                store.update_incident(record["id"], severity=row.severity)
+                store.add_event("note", incident_id=record["id"],
+                                message=f"severity raised to {row.severity}: {row.classification.rule}")
+                terminal.warn(f"{record['id']} raised from {record['severity']} to {row.severity}")
+                record = store.get_incident(record["id"])
+                by_fingerprint[alert.fingerprint] = record
+            row.incident = record["id"]

@@ -15,11 +15,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError
+from runbook_remediation.outcomes import (
+    ESCALATE,
+    FAILED,
+    HEALTHY,
+    PLANNED,
+    REMEDIATED,
+    REPORTED,
+    SKIPPED,
+    UNREACHABLE,
+)
 
 RESULT_FACT = "runbook_result"
-# skipped: the safety envelope found another run on it (a duplicate alert); nothing done.
-OUTCOMES = ("healthy", "remediated", "failed", "escalate", "planned", "skipped")
-UNREACHABLE = "unreachable"  # made here for a host that could not be reached
 
 # A failed result may say why (``error_kind``): bad input, or a prerequisite (Prometheus,
 # the Docker engine) that did not answer. Nothing was touched in either case.
@@ -28,15 +35,15 @@ UNAVAILABLE = "unavailable"  # failed because something it needs did not answer
 
 # The overall outcome is the first of these that any host has.
 PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
-    ("escalate", ExitCode.ESCALATE),
-    ("failed", ExitCode.FAILED),
+    (ESCALATE, ExitCode.ESCALATE),
+    (FAILED, ExitCode.FAILED),
     (INVALID, ExitCode.BAD_INPUT),
     (UNREACHABLE, ExitCode.UNAVAILABLE),
     (UNAVAILABLE, ExitCode.UNAVAILABLE),
-    ("remediated", ExitCode.REMEDIATED),
-    ("planned", ExitCode.REMEDIATED),
-    ("healthy", ExitCode.NOTHING_TO_DO),
-    ("skipped", ExitCode.NOTHING_TO_DO),
+    (REMEDIATED, ExitCode.REMEDIATED),
+    (PLANNED, ExitCode.REMEDIATED),
+    (HEALTHY, ExitCode.NOTHING_TO_DO),
+    (SKIPPED, ExitCode.NOTHING_TO_DO),
 )
 
 # ansible-playbook refuses to start without hosts before it emits any event but this
@@ -54,9 +61,9 @@ class RunBroken(RunbookError):
 
 def rank(entry: dict) -> str:
     """The key a host's result is ranked by: its outcome, refined by ``error_kind``."""
-    if entry.get("outcome") == "failed":
-        return {"input": INVALID, "unavailable": UNAVAILABLE}.get(entry.get("error_kind"), "failed")
-    return entry.get("outcome", "failed")
+    if entry.get("outcome") == FAILED:
+        return {"input": INVALID, "unavailable": UNAVAILABLE}.get(entry.get("error_kind"), FAILED)
+    return entry.get("outcome", FAILED)
 
 
 def overall(outcomes: Iterable[str]) -> tuple[str, ExitCode]:
@@ -66,7 +73,7 @@ def overall(outcomes: Iterable[str]) -> tuple[str, ExitCode]:
         if outcome in seen:
             return outcome, code
     if seen:  # only outcomes we do not know: summarize() never lets one through
-        return "failed", ExitCode.FAILED
+        return FAILED, ExitCode.FAILED
     raise NoHostsMatched("no host matched")
 
 
@@ -147,7 +154,7 @@ class Summary:
     def diagnose_exit_code(self) -> ExitCode:
         """``runbook diagnose``: 0 when every host was diagnosed, whatever was found."""
         outcomes = {self.hosts[h]["outcome"] for h in self.broken}
-        if "failed" in outcomes:
+        if FAILED in outcomes:
             return ExitCode.FAILED
         if UNREACHABLE in outcomes:
             return ExitCode.UNAVAILABLE
@@ -181,30 +188,30 @@ def summarize(
         problem = collector.unreachable.get(host) if host in dark else collector.failures.get(host)
         if result is not None:
             entry = _normalise(result, base, check)
-            if entry["outcome"] not in OUTCOMES:
+            if entry["outcome"] not in REPORTED:
                 entry["message"] = f"the playbook reported an unknown outcome {entry['outcome']!r}: {entry['message']}"
-                entry["outcome"] = "failed"
+                entry["outcome"] = FAILED
                 broken.add(host)
-            elif (host in failed or host in dark) and entry["outcome"] not in ("failed", "escalate"):
+            elif (host in failed or host in dark) and entry["outcome"] not in (FAILED, ESCALATE):
                 detail = problem["message"] if problem else "a task failed"
                 entry["message"] = f"task {(problem or {}).get('task', '?')!r} failed after the result: {detail}"
-                entry["outcome"] = "failed"
+                entry["outcome"] = FAILED
                 broken.add(host)
         elif host in dark:
             entry = _made(base, UNREACHABLE, problem, check, "unreachable")
             broken.add(host)
         elif host in failed:
-            entry = _made(base, "failed", problem, check, "failed")
+            entry = _made(base, FAILED, problem, check, "failed")
             broken.add(host)
         else:
             last = collector.last_task.get(host) or "?"
-            entry = _made(base, "failed", {"task": last, "message": f"ended without a result (last task: {last})"},
+            entry = _made(base, FAILED, {"task": last, "message": f"ended without a result (last task: {last})"},
                           check, "failed")
             broken.add(host)
         entries[host] = entry
     outcome, code = overall(rank(entry) for entry in entries.values())
     if outcome in (INVALID, UNAVAILABLE):  # reported as failed; the exit code says why
-        outcome = "failed"
+        outcome = FAILED
     return Summary(scenario=scenario, hosts=entries, outcome=outcome, exit_code=code, broken=broken)
 
 

@@ -22,29 +22,34 @@ Choices, and why:
   one per run, kept so every run can be looked at afterwards.
 
 The environment (an allow-list)
-    ansible-runner seeds the child's environment with a copy of ``os.environ`` (see
-    ``BaseConfig.prepare_env``) and writes the whole of it to ``artifacts/<id>/command``.
-    So the runner is prepared first (``interface.init_runner``), then its environment is
-    replaced before the run: a variable inherited unchanged from ours is kept only when it
-    is on :data:`ALLOWED_ENV` or starts with one of :data:`ALLOWED_PREFIXES`; variables
-    ansible-runner itself sets or changes (its callback plugin, ``AWX_ISOLATED_DATA_DIR``,
-    ``RUNNER_*``, the fact cache) stay, and ours (:func:`our_env`) win. Nothing touches
-    this process's own ``os.environ``. ansible-runner's default of
-    ``ANSIBLE_HOST_KEY_CHECKING=False`` is removed again unless the user set it, so SSH host
-    keys are checked as ansible-playbook would check them. We always set
-    ``ANSIBLE_COLLECTIONS_PATH`` (the collection we found first), ``ANSIBLE_NOCOLOR=1``,
-    ``ANSIBLE_RETRY_FILES_ENABLED=0``, and put the directory of the ansible-playbook that
-    belongs to this Python first on ``PATH``; ``ANSIBLE_STDOUT_CALLBACK`` is
-    ansible-runner's (the user's is kept as ``ORIGINAL_STDOUT_CALLBACK``).
+    One policy for every child the CLI starts (ansible-playbook here, ansible-rulebook in
+    ``runbook watch``): :func:`child_env`. A variable inherited from ours is kept only
+    when it is on :data:`ALLOWED_ENV` or starts with one of :data:`ALLOWED_PREFIXES`, and
+    a ``RUNBOOK_*`` one only when its name names no secret (the collection's one rule,
+    :mod:`runbook_remediation.secret_names`); ours (:func:`our_env`) win. Nothing touches
+    this process's own ``os.environ``. ansible-runner seeds the child's environment with
+    a copy of ``os.environ`` (see ``BaseConfig.prepare_env``) and writes the whole of it
+    to ``artifacts/<id>/command``. So the runner is prepared first
+    (``interface.init_runner``), then its environment is replaced before the run by
+    :func:`child_env` of what it prepared: variables ansible-runner itself sets or changes
+    (its callback plugin, ``AWX_ISOLATED_DATA_DIR``, ``RUNNER_*``, the fact cache) stay.
+    ansible-runner's default of ``ANSIBLE_HOST_KEY_CHECKING=False`` is removed again
+    unless the user set it, so SSH host keys are checked as ansible-playbook would check
+    them. We always set ``ANSIBLE_COLLECTIONS_PATH`` (the collection we found first),
+    ``ANSIBLE_NOCOLOR=1``, ``ANSIBLE_RETRY_FILES_ENABLED=0``, and put the directory of the
+    ansible-playbook that belongs to this Python first on ``PATH``;
+    ``ANSIBLE_STDOUT_CALLBACK`` is ansible-runner's (the user's is kept as
+    ``ORIGINAL_STDOUT_CALLBACK``).
 
 Secrets
     Never put a secret in ``extravars`` or the environment: ansible-runner writes both to
     disk (``env/extravars``, ``env/envvars`` and ``artifacts/<id>/command``). Secrets
     belong in the inventory's vault-encrypted vars or a lookup the playbook makes. An
-    extra var that holds one anyway (its name says password, token, api_key, secret...,
-    or masking changes its value: see :func:`split_secrets`) is kept out of the run
-    directory: it goes to a 0600 file in a private temporary directory (memory-backed
-    when the machine has one), passed as ``-e @FILE`` and removed when the run ends.
+    extra var that holds one anyway (its name says password, token, api_key, secret...
+    by the collection's one rule, or masking changes its value: see
+    :func:`split_secrets`) is kept out of the run directory: it goes to a 0600 file in a
+    private temporary directory (memory-backed when the machine has one), passed as
+    ``-e @FILE`` and removed when the run ends.
     ``RUNBOOK_*`` variables that hold secrets (the webhook URL, tokens) are never passed.
 
 The incident timeline
@@ -58,7 +63,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -74,23 +78,25 @@ from pathlib import Path
 import yaml
 from rich.markup import escape
 
+from runbook_remediation import secret_names
 from runbook_remediation.errors import BadInput, Unavailable
 
-# User environment passed on to ansible-playbook; everything else stays behind.
+# User environment passed on to the children (ansible-playbook, ansible-rulebook);
+# everything else stays behind. JAVA_HOME and DROOLS_JPY_* are for ansible-rulebook's JVM.
 ALLOWED_ENV = frozenset(
     {
         "PATH", "HOME", "USER", "LANG", "TERM", "TZ", "SSH_AUTH_SOCK",
         "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "KUBECONFIG",
+        "JAVA_HOME",
     }
 )
-ALLOWED_PREFIXES = ("LC_", "ANSIBLE_", "RUNBOOK_")
+ALLOWED_PREFIXES = ("LC_", "ANSIBLE_", "RUNBOOK_", "DROOLS_JPY_")
 # Set by us from the collection we found, never inherited.
 OWN_ENV = frozenset({"ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS"})
-# Ours but secret (ansible-runner writes the child's environment to artifacts/<id>/command).
-SECRET_ENV = frozenset({"RUNBOOK_WEBHOOK_URL"})
-# (RUNBOOK_SECRET_PATTERNS holds the callback's masking patterns, not a secret.)
-_SECRET_ENV_NAME = re.compile(r"^RUNBOOK_(?!SECRET_PATTERNS$).*(PASSW|SECRET|TOKEN|API_?KEY|CREDENTIAL|WEBHOOK)",
-                              re.IGNORECASE)
+# RUNBOOK_* variables whose names name a secret are ours but secret (ansible-runner writes
+# the child's environment to artifacts/<id>/command); these only look like one (the
+# callback's masking patterns).
+NOT_SECRET_ENV = frozenset({"RUNBOOK_SECRET_PATTERNS"})
 TIMELINE_CALLBACK = "runbook.remediation.timeline"
 # How often (seconds) ansible-runner looks at the cancel flag and the timeout when
 # ansible-playbook is silent (its default is 5 s, too slow for Ctrl-C).
@@ -229,8 +235,10 @@ def _check_plain_data(extravars: Mapping) -> None:
 # --- environment ------------------------------------------------------------------------
 
 def is_allowed(name: str) -> bool:
-    """Whether the user's variable ``name`` may reach ansible-playbook."""
-    if name in OWN_ENV or name in SECRET_ENV or _SECRET_ENV_NAME.match(name):
+    """Whether the user's variable ``name`` may reach a child (ansible-playbook, ansible-rulebook)."""
+    if name in OWN_ENV:
+        return False
+    if name.startswith("RUNBOOK_") and name not in NOT_SECRET_ENV and secret_names.is_secret_name(name):
         return False
     return name in ALLOWED_ENV or name.startswith(ALLOWED_PREFIXES)
 
@@ -280,15 +288,19 @@ def timeline_env(run_id: str, db: Path | str, incident: str | None, environ: Map
     return env
 
 
-def restrict_env(prepared: Mapping[str, str], inherited: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
-    """The child's environment: ansible-runner's ``prepared`` one, minus what was only inherited.
+def child_env(inherited: Mapping[str, str], ours: Mapping[str, str],
+              prepared: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A child process's environment: the one policy of every child the CLI starts.
 
-    A variable whose value equals the one in ``inherited`` came from our environment and
-    passes only if :func:`is_allowed`; anything ansible-runner added or changed stays;
-    ``ours`` wins over both.
+    A variable of ``inherited`` (our environment) passes only if :func:`is_allowed`;
+    ``ours`` wins over it. ``prepared``: the environment a launcher made from
+    ``inherited`` (ansible-runner's); a variable whose value equals the one in
+    ``inherited`` came from our environment and is treated like it, anything the
+    launcher added or changed stays. ``ANSIBLE_HOST_KEY_CHECKING`` is only what the
+    user set.
     """
     env = {}
-    for name, value in prepared.items():
+    for name, value in (inherited if prepared is None else prepared).items():
         only_inherited = name in inherited and inherited[name] == value
         if not only_inherited or is_allowed(name):
             env[name] = value
@@ -506,7 +518,7 @@ def run(
                 event_handler=event_handler,
                 cancel_callback=stop,
             )
-            runner.config.env = restrict_env(runner.config.env, inherited, ours)
+            runner.config.env = child_env(inherited, ours, prepared=runner.config.env)
             status, rc = runner.run()
     finally:
         remove_secrets_file(secret_file)

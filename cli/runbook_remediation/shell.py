@@ -1,64 +1,22 @@
 """The ``runbook`` command: a root group with global options, one module per command.
 
-Every error a user can act on is a :class:`RunbookError` and becomes one line on stderr
-and its exit code; a traceback appears only with ``--debug``.
+The commands live in ``commands/`` (what they share in ``commands/base.py``); this
+module builds the root group and registers them. Every error a user can act on is a
+:class:`RunbookError` and becomes one line on stderr and its exit code (see
+``commands.base.handle_errors``); a traceback appears only with ``--debug``.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
 
 from runbook_remediation import __version__
-from runbook_remediation.errors import ExitCode, RunbookError
-from runbook_remediation.terminal import Terminal
-
-
-class Context:
-    """What every command gets: the terminal and the global settings."""
-
-    def __init__(self, output: str, debug: bool, verbose: bool = False):
-        self.terminal = Terminal(output=output, debug=debug)
-        self.debug = debug
-        self.verbose = verbose
-
-
-def output_option(func):
-    """``--output/-o`` on a command too (``runbook lab status -o json``), not only on
-    the root group; the command's value wins."""
-
-    def remember(ctx: click.Context, _param, value):
-        if value:
-            ctx.find_object(Context).terminal.output = value
-        return value
-
-    return click.option(
-        "--output", "-o", type=click.Choice(["text", "json"]), default=None, expose_value=False,
-        callback=remember, is_eager=True, help="Output format for data on stdout (text or json).",
-    )(func)
-
-
-def handle_errors(func):
-    """Turn RunbookError into a one-line message and its exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        ctx = click.get_current_context()
-        runbook: Context = ctx.find_object(Context)
-        try:
-            return func(*args, **kwargs)
-        except RunbookError as exc:
-            if runbook.debug:
-                raise
-            runbook.terminal.error(exc.message, exc.hint)
-            ctx.exit(int(exc.exit_code))
-        except KeyboardInterrupt:
-            runbook.terminal.error("cancelled")
-            ctx.exit(int(ExitCode.CANCELLED))
-
-    return wrapper
+from runbook_remediation.commands import breaker, incident, lab, postmortem, run, triage, watch
+from runbook_remediation.commands import list as list_command
+from runbook_remediation.commands.base import Context
+from runbook_remediation.errors import ExitCode
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "RUNBOOK"})
@@ -79,22 +37,9 @@ def cli(ctx: click.Context, output: str, verbose: bool, debug: bool) -> None:
     ctx.obj = Context(output=output, debug=debug, verbose=verbose)
 
 
-def _register() -> None:
-    from runbook_remediation.commands import breaker, incident, lab, postmortem, run, triage, watch
-    from runbook_remediation.commands import list as list_command
-
-    cli.add_command(lab.lab)
-    cli.add_command(list_command.list_)
-    cli.add_command(run.run)
-    cli.add_command(run.diagnose)
-    cli.add_command(triage.triage_)
-    cli.add_command(incident.incident)
-    cli.add_command(postmortem.postmortem)
-    cli.add_command(watch.watch)
-    cli.add_command(breaker.breaker)
-
-
-_register()
+for _command in (lab.lab, list_command.list_, run.run, run.diagnose, triage.triage_, incident.incident,
+                 postmortem.postmortem, watch.watch, breaker.breaker):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

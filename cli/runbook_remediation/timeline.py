@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+from runbook_remediation import secret_names
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.paths import state_dir
@@ -94,10 +95,11 @@ def secret_values(data) -> set[str]:
 
 
 def is_secret_var(name: str, value) -> bool:
-    """Whether an extra var holds a secret: its name says so, or masking changes its value
-    (a password inside a URL, a bearer token in a header, a nested secret key)."""
+    """Whether an extra var holds a secret: its name says so (the collection's one rule,
+    the store's too), or masking changes its value (a password inside a URL, a bearer
+    token in a header, a nested secret key)."""
     module = load_module()
-    if module.SECRET_KEY_RE.search(name) and not (value is None or isinstance(value, bool) or value == ""):
+    if secret_names.is_secret_name(name) and not (value is None or isinstance(value, bool) or value == ""):
         return True
     return module.mask(value) != _plain(value)
 

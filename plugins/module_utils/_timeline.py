@@ -23,8 +23,9 @@ Concurrency
 
 Secrets
     Everything that enters the store goes through :func:`mask` first: values under
-    secret-like keys (password, passwd, secret, token, api_key, apikey, authorization,
-    bearer, credential, private_key), inline ``password=...``/``token: ...``, ``Bearer
+    secret-like keys (the collection's one rule, ``_secrets.py``: password, passwd,
+    pass, pwd, secret, token, api_key, apikey, authorization, bearer, credential,
+    private_key, ssh_key, webhook), inline ``password=...``/``token: ...``, ``Bearer
     xyz``, URL userinfo (``https://user:pass@host``), the store's extra regular
     expressions and known literal secret values are replaced by ``********``.
 
@@ -60,6 +61,17 @@ import threading
 import time
 import uuid
 from urllib.parse import quote
+
+try:  # imported as a collection module (the timeline callback)
+    from ansible_collections.runbook.remediation.plugins.module_utils._secrets import SECRET_NAME_RE, SECRET_WORDS
+except ImportError:  # loaded by path (the runbook CLI): the file beside this one
+    import importlib.util
+
+    _SPEC = importlib.util.spec_from_file_location(
+        __name__ + '_secrets', os.path.join(os.path.dirname(os.path.abspath(__file__)), '_secrets.py'))
+    _SECRETS = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(_SECRETS)
+    SECRET_NAME_RE, SECRET_WORDS = _SECRETS.SECRET_NAME_RE, _SECRETS.SECRET_WORDS
 
 SCHEMA_VERSION = 1
 
@@ -182,10 +194,8 @@ def format_ts(seconds):
 
 # --------------------------------------------------------------------------- masking
 
-_SECRET_WORDS = (r'passw(?:or)?d|passphrase|secret|token|api[_-]?key|apikey|authorization|bearer'  # noqa: S105
-                 r'|credential|private[_-]?key')
-# A dict key naming a secret: its whole value is masked.
-SECRET_KEY_RE = re.compile(r'(?:%s)' % _SECRET_WORDS, re.IGNORECASE)
+# A dict key naming a secret (the one rule, _secrets.py): its whole value is masked.
+SECRET_KEY_RE = SECRET_NAME_RE
 _URL_USERINFO_RE = re.compile(r'\b([a-zA-Z][a-zA-Z0-9+.-]{0,30}://)([^\s/@:]+)(?::([^\s/@]*))?@')
 _BEARER_RE = re.compile(r'\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+', re.IGNORECASE)
 _BASIC_RE = re.compile(r'\b(Basic)(\s+)[A-Za-z0-9+/]{8,}={0,2}')
@@ -194,7 +204,7 @@ _BASIC_RE = re.compile(r'\b(Basic)(\s+)[A-Za-z0-9+/]{8,}={0,2}')
 _INLINE_RE = re.compile(
     r'''(?<![\w.-])(["']?)([\w.-]{0,64}?(?:%s)[\w.-]{0,64})\1'''  # the key, maybe quoted
     r'''(\s*[:=]\s*|\s+(?=\S))'''  # = or : (or a space, for --flag value)
-    r'''("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&)}\]]+)''' % _SECRET_WORDS,  # the value
+    r'''("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"',;&)}\]]+)''' % SECRET_WORDS,  # the value
     re.IGNORECASE,
 )
 # Literal secrets shorter than this are not searched for: they would mask ordinary words.
@@ -294,10 +304,10 @@ def _userinfo(match):
 def mask(value, patterns=None, secrets=None):
     """A copy of ``value`` with secrets replaced by ``********``, recursively.
 
-    - dict keys naming a secret (password, passwd, secret, token, api_key, apikey,
-      authorization, bearer, credential, private_key; case-insensitive, anywhere in the
-      key): the whole value is masked (booleans, None and empty strings are kept: they
-      are no secret);
+    - dict keys naming a secret (``_secrets.py``: password, passwd, pass, pwd, secret,
+      token, api_key, apikey, authorization, bearer, credential, private_key, ssh_key,
+      webhook; case-insensitive): the whole value is masked (booleans, None and empty
+      strings are kept: they are no secret);
     - in every string: URL userinfo (``https://user:********@``), ``Bearer ********``,
       ``Basic ********``, ``password=********``, ``"token": "********"``,
       ``--password ********``;

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from runbook_remediation import envelope
-from runbook_remediation.shell import Context, handle_errors, output_option
+from runbook_remediation.commands.base import Context, handle_errors, output_option
 
 
 @click.group()

@@ -9,73 +9,30 @@ webhook (``--notify URL`` or ``$RUNBOOK_WEBHOOK_URL``), or print them when none 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from runbook_remediation import incidents, notify, triage
+from runbook_remediation import catalogue, incidents, notify, triage
 from runbook_remediation.collection import find_collection
-from runbook_remediation.errors import BadInput, Unavailable
-from runbook_remediation.shell import Context, handle_errors, output_option
+from runbook_remediation.commands.base import Context, handle_errors, output_option
+from runbook_remediation.errors import BadInput
+from runbook_remediation.incidents import (
+    Notice,
+    announce,
+    apply_update,
+    fail_if_undelivered,
+    get_incident,
+    load_matrix,
+    now,
+    open_incident,
+)
 from runbook_remediation.timeline import open_store
 
 _STATUS_COLOURS = {"investigating": "red", "identified": "yellow", "monitoring": "cyan", "resolved": "green"}
 _SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
-
-
-def load_matrix() -> triage.Matrix:
-    """The severity/escalation matrix ($RUNBOOK_SEVERITY_MATRIX, else meta/severity.yml)."""
-    return triage.load_matrix(None, find_collection().root)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-# --- notifications ------------------------------------------------------------------------
-
-@dataclass
-class Notice:
-    kind: str
-    text: str
-    sent_to: str | None = None  # scheme://host:port of the webhook
-    status: int | None = None
-    error: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"kind": self.kind, "text": self.text, "sent": self.sent_to is not None and self.error is None,
-                "to": self.sent_to, "http_status": self.status, "error": self.error}
-
-
-def announce(store, incident_id: str, kind: str, url: str | None, matrix: triage.Matrix,
-             record_printed: bool = True) -> Notice:
-    """Render ``kind`` for the incident, send it when ``url`` is set, and record it.
-
-    A failed delivery is recorded (failed) and returned with its error; the caller decides
-    how loudly to fail. Without a URL the notice is only recorded when ``record_printed``.
-    """
-    incident = store.get_incident(incident_id)
-    events = store.events(incident_id=incident_id)
-    runs = store.list_runs(incident_id)
-    text = incidents.render(kind, incidents.context(incident, events, runs, matrix, now()), mask=store.mask)
-    notice = Notice(kind, text)
-    if url:
-        notice.sent_to = notify.where(url)
-        try:
-            notice.status = notify.send(url, text)
-        except Unavailable as exc:
-            notice.error = exc.message
-    if url or record_printed:
-        channel = notice.sent_to or "printed"
-        message = (f"{kind} notification {'failed: ' + notice.error if notice.error else 'sent to ' + channel}"
-                   if url else f"{kind} notification printed (no webhook set)")
-        store.add_event("notification", incident_id=incident_id, status="failed" if notice.error else "ok",
-                        failed=bool(notice.error), message=message,
-                        data={"kind": kind, "channel": channel, "http_status": notice.status, "text": text})
-    return notice
 
 
 def show_notice(ctx: Context, notice: Notice, printed_to_stdout: bool = False) -> None:
@@ -88,31 +45,6 @@ def show_notice(ctx: Context, notice: Notice, printed_to_stdout: bool = False) -
     elif not printed_to_stdout:
         ctx.terminal.status(f"{notice.kind} notification (no webhook set: --notify URL or RUNBOOK_WEBHOOK_URL):")
         ctx.terminal.err.print(escape(notice.text.rstrip()), markup=True)
-
-
-def fail_if_undelivered(notice: Notice | None, what: str) -> None:
-    if notice is not None and notice.error:
-        raise Unavailable(f"{what}, but the {notice.kind} notification failed: {notice.error}")
-
-
-def open_incident(store, matrix: triage.Matrix | None, url: str | None, *, record_printed: bool = True,
-                  **fields) -> tuple[str, Notice | None]:
-    """Open an incident and announce it (initial notification); returns (id, notice).
-    ``matrix`` is only needed when there is something to announce."""
-    fields = {k: v for k, v in fields.items() if v not in (None, "", [], ())}
-    fields.setdefault("created_by", incidents.current_user())
-    incident_id = store.new_incident(**fields)
-    notice = None
-    if url or record_printed:
-        notice = announce(store, incident_id, "initial", url, matrix or load_matrix(), record_printed=record_printed)
-    return incident_id, notice
-
-
-def get_incident(store, incident_id: str) -> dict:
-    incident = store.get_incident(incident_id)
-    if incident is None:
-        raise BadInput(f"no incident {incident_id} in {store.path}", hint="runbook incident list --all")
-    return incident
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -164,8 +96,6 @@ def open_(ctx: Context, title, severity, commander, impact, scenario, service, h
             raise BadInput(f"--detected-at {detected_at!r} is not an ISO 8601 time")
         detected = incidents.format_ts(parsed)
     if scenario:
-        from runbook_remediation import catalogue
-
         catalogue.get(find_collection(), scenario)
     url = None if no_notify else notify.webhook_url(notify_url)
     matrix = load_matrix()
@@ -203,32 +133,11 @@ def update(ctx: Context, incident_id, status, severity, commander, impact, note,
     url = None if no_notify else notify.webhook_url(notify_url)
     matrix = load_matrix()
     with open_store() as store:
-        record = _apply_update(store, incident_id, status=status, severity=severity, commander=commander,
-                               impact=impact, note=note, root_cause=root_cause, ack=ack)
+        record = apply_update(store, incident_id, status=status, severity=severity, commander=commander,
+                              impact=impact, note=note, root_cause=root_cause, ack=ack)
         notice = None if no_notify else announce(store, incident_id, "update", url, matrix)
         record = store.get_incident(incident_id)
     _emit_change(ctx, record, notice, f"updated {incident_id}: {record['status']} ({record['severity']})")
-
-
-def _apply_update(store, incident_id: str, *, status=None, severity=None, commander=None, impact=None, note=None,
-                  root_cause=None, ack=False, extra_fields=None) -> dict:
-    record = get_incident(store, incident_id)
-    fields = {k: v for k, v in {"status": status, "severity": severity, "commander": commander,
-                                "impact": impact}.items() if v is not None}
-    fields.update(extra_fields or {})
-    acknowledging = ack and not record.get("acknowledged_at")
-    if acknowledging:
-        fields["acknowledged_at"] = incidents.format_ts(now())
-    if fields:
-        store.update_incident(incident_id, **fields)
-    if acknowledging:
-        store.add_event("status", incident_id=incident_id,
-                        message=f"acknowledged by {incidents.current_user()}", data={"acknowledged": True})
-    if root_cause:
-        store.add_event("note", incident_id=incident_id, message=root_cause, data={"field": "root_cause"})
-    if note:
-        store.add_event("note", incident_id=incident_id, message=note, data={"by": incidents.current_user()})
-    return store.get_incident(incident_id)
 
 
 @incident.command()
@@ -240,7 +149,7 @@ def _apply_update(store, incident_id: str, *, status=None, severity=None, comman
 def ack(ctx: Context, incident_id, commander) -> None:
     """Acknowledge INCIDENT (sets acknowledged_at; the clock of TTA stops)."""
     with open_store() as store:
-        record = _apply_update(store, incident_id, commander=commander, ack=True)
+        record = apply_update(store, incident_id, commander=commander, ack=True)
     _emit_change(ctx, record, None, f"acknowledged {incident_id} at {incidents.show_ts(record['acknowledged_at'])}")
 
 
@@ -266,7 +175,7 @@ def resolve(ctx: Context, incident_id, root_cause, resolution, note, notify_url,
                                           store.list_runs(incident_id), incidents.format_ts(now()))
         if resolution:
             store.add_event("note", incident_id=incident_id, message=resolution, data={"field": "resolution"})
-        record = _apply_update(store, incident_id, note=note, root_cause=root_cause, extra_fields=fields)
+        record = apply_update(store, incident_id, note=note, root_cause=root_cause, extra_fields=fields)
         notice = None if no_notify else announce(store, incident_id, "resolution", url, matrix)
         record = store.get_incident(incident_id)
     took = incidents.duration(incidents.between(record["opened_at"], record["resolved_at"]))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from runbook_remediation.commands.base import Context, handle_errors, output_option
 from runbook_remediation.errors import BadInput
 from runbook_remediation.lab.lab import FAULTS, Lab
 from runbook_remediation.paths import state_dir
-from runbook_remediation.shell import Context, handle_errors, output_option
 
 
 def _lab(ctx: Context) -> Lab:

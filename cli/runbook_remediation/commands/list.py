@@ -7,7 +7,7 @@ from rich.table import Table
 
 from runbook_remediation import catalogue
 from runbook_remediation.collection import find_collection
-from runbook_remediation.shell import Context, handle_errors, output_option
+from runbook_remediation.commands.base import Context, handle_errors, output_option
 
 
 def as_dict(scenario: catalogue.Scenario) -> dict:

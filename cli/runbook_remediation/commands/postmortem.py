@@ -13,10 +13,8 @@ from pathlib import Path
 import click
 
 from runbook_remediation import incidents
-from runbook_remediation.commands.incident import get_incident, load_matrix, now
+from runbook_remediation.commands.base import Context, handle_errors
 from runbook_remediation.errors import BadInput
-from runbook_remediation.shell import Context, handle_errors
-from runbook_remediation.timeline import open_store
 
 
 def _output(ctx: click.Context, _param, value):
@@ -26,18 +24,6 @@ def _output(ctx: click.Context, _param, value):
         ctx.find_object(Context).terminal.output = value
         return None
     return value
-
-
-def build(incident_id: str) -> tuple[dict, str]:
-    """(record, Markdown) of the incident's post-mortem, masked like the store."""
-    matrix = load_matrix()
-    with open_store() as store:
-        record = get_incident(store, incident_id)
-        events = store.events(incident_id=incident_id)
-        runs = store.list_runs(incident_id)
-        ctx = incidents.context(record, events, runs, matrix, now())
-        text = incidents.render("postmortem", ctx, mask=store.mask)
-    return record, text
 
 
 @click.command()
@@ -54,7 +40,7 @@ def postmortem(ctx: Context, incident_id: str, target: str | None, force: bool) 
     Metrics: TTD (alert start -> opened), TTA (opened -> acknowledged), TTM (opened ->
     mitigated), TTR (opened -> resolved); the document states the definitions.
     """
-    record, text = build(incident_id)
+    record, text = incidents.postmortem(incident_id)
     if record["status"] != "resolved":
         ctx.terminal.warn(f"{incident_id} is not resolved yet ({record['status']}): TTR is n/a")
     path = None

@@ -17,59 +17,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from runbook_remediation import catalogue, incidents, notify, triage
+from runbook_remediation import catalogue, incidents, notify, run_report, scenarios, triage
 from runbook_remediation.collection import find_collection
-from runbook_remediation.commands import run as run_command
-from runbook_remediation.commands.incident import open_incident
+from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, output_option
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError
 from runbook_remediation.paths import state_dir
-from runbook_remediation.shell import Context, handle_errors, output_option
-from runbook_remediation.timeline import open_store
 
 _SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
-
-
-def _incidents_for(rows: list[triage.Row], matrix: triage.Matrix, url: str | None, ctx: Context) -> None:
-    """Give each row an incident: the open one that holds its alert's fingerprint, else a
-    new one (detected at the alert's start). A row now more severe raises its incident."""
-    with open_store() as store:
-        by_fingerprint = {}
-        for record in reversed(store.list_incidents("open")):  # newest last: it wins
-            for print_ in record.get("alert_fingerprints") or []:
-                by_fingerprint[print_] = record
-        for row in rows:
-            alert = row.alert
-            record = by_fingerprint.get(alert.fingerprint)
-            if record is None:
-                where = " ".join(p for p in (alert.host, f"({alert.service})" if alert.service else "") if p)
-                incident_id, notice = open_incident(
-                    store, matrix, url, record_printed=False,
-                    title=f"{alert.name} on {where or alert.instance}", severity=row.severity,
-                    impact=alert.summary or None, scenario=row.scenario.name if row.scenario else None,
-                    service=alert.service, hosts=[alert.host] if alert.host else [],
-                    alert_fingerprints=[alert.fingerprint],
-                    detected_at=incidents.format_ts(alert.starts_at) if alert.starts_at else None,
-                    created_by=f"{incidents.current_user()} (runbook triage)",
-                )
-                since = incidents.show_ts(incidents.format_ts(alert.starts_at))
-                store.add_event("note", incident_id=incident_id,
-                                message=f"alert {alert.name} firing since {since} ({alert.source}); "
-                                        f"severity {row.severity}: {row.classification.rule}",
-                                data={"alert": alert.name, "labels": dict(alert.labels),
-                                      "fingerprint": alert.fingerprint, "rule": row.classification.rule})
-                ctx.terminal.status(f"opened {incident_id} ({row.severity}) for {alert.name} on {where}")
-                if notice is not None and notice.error:
-                    ctx.terminal.warn(f"initial notification not delivered: {notice.error}")
-                record = store.get_incident(incident_id)
-                by_fingerprint[alert.fingerprint] = record
-            elif triage.SEVERITIES.index(row.severity) < triage.SEVERITIES.index(record["severity"]):
-                store.update_incident(record["id"], severity=row.severity)
-                store.add_event("note", incident_id=record["id"],
-                                message=f"severity raised to {row.severity}: {row.classification.rule}")
-                ctx.terminal.warn(f"{record['id']} raised from {record['severity']} to {row.severity}")
-                record = store.get_incident(record["id"])
-                by_fingerprint[alert.fingerprint] = record
-            row.incident = record["id"]
 
 
 @click.command(name="triage")
@@ -110,22 +64,22 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, 
     am_url, prom_url = triage.resolve_urls(alertmanager, prometheus, inventory_data)
     the_matrix = triage.load_matrix(matrix, collection.root)
     url = notify.webhook_url(notify_url)
-    scenarios = catalogue.catalogue(collection)
+    the_scenarios = catalogue.catalogue(collection)
 
     fetched = triage.fetch_alerts(am_url, prom_url)
     for problem in fetched.problems:
         ctx.terminal.warn(f"{problem}: alerts from {fetched.source} instead")
     totals = triage.instance_totals(prom_url) or triage.inventory_totals(inventory_data)
-    rows = triage.classify(fetched.alerts, scenarios, the_matrix, totals)
+    rows = triage.classify(fetched.alerts, the_scenarios, the_matrix, totals)
     if totals is None and any(r.alert.service for r in rows):
         ctx.terminal.warn("instance counts unknown (no Prometheus answer, no inventory): "
                           "'every instance' rules cannot match")
 
     _with_commands(rows, given_inventory)
     if not no_open:
-        _incidents_for(rows, the_matrix, url, ctx)
+        incidents.for_alerts(rows, the_matrix, url, ctx.terminal)
     elif run_top and triage.top(rows) is not None:
-        _incidents_for([triage.top(rows)], the_matrix, url, ctx)  # the run needs one
+        incidents.for_alerts([triage.top(rows)], the_matrix, url, ctx.terminal)  # the run needs one
     _with_commands(rows, given_inventory)
 
     moment = triage.now_utc()
@@ -150,12 +104,13 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, 
                            + (" (escalate the rest to a human)" if rows else ""), ExitCode.NOTHING_TO_DO)
     _confirm(ctx, chosen_row, yes)
     alert = chosen_row.alert
-    selection = run_command.Selection(given_inventory, alert.host, (), alert.service, None, chosen_row.incident)
+    selection = scenarios.Selection(given_inventory, alert.host, (), alert.service, None, chosen_row.incident)
     # The same path as `runbook run`; the confirmation above covers a destructive scenario.
-    summary, info, recorded = run_command.execute(ctx, chosen_row.scenario.name, selection, check=False,
-                                                  diagnose=False, yes=True)
-    run_command.report(ctx, summary, info, summary.exit_code, diagnose=False, recorded=recorded,
-                       extra={"triage": data, "ran": chosen_row.as_dict(moment)})
+    summary, info, recorded = scenarios.execute(ctx.terminal, chosen_row.scenario.name, selection, check=False,
+                                                diagnose=False, yes=True, verbose=ctx.verbose)
+    run_report.show(ctx.terminal, summary, info, summary.exit_code, diagnose=False, recorded=recorded,
+                    extra={"triage": data, "ran": chosen_row.as_dict(moment)})
+    exit_with(summary.exit_code)
 
 
 def _with_commands(rows: list[triage.Row], inventory: str | None) -> list[triage.Row]:
@@ -171,7 +126,7 @@ def _confirm(ctx: Context, row: triage.Row, yes: bool) -> None:
         raise BadInput("--run needs confirmation", hint="pass --yes to run the top suggestion without a prompt")
     danger = " (destructive: it can lose data or kill work)" if row.scenario and row.scenario.destructive else ""
     question = f"Run the top suggestion{danger}?\n  {row.command}\n"
-    if not click.confirm(question, default=False, err=True):
+    if not confirm(question):
         raise RunbookError("not confirmed: nothing was run", ExitCode.CANCELLED)
 
 

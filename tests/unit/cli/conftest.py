@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[3]
+# Every collection has the one secret-name rule: the CLI loads it from the collection it drives.
+SECRET_RULE = "plugins/module_utils/_secrets.py"
 
 
 def free_port() -> int:
@@ -28,6 +31,8 @@ def collection(tmp_path) -> Path:
     """A writable copy of the fixture collection (tests may add or break playbooks)."""
     root = tmp_path / "collection"
     shutil.copytree(FIXTURES / "collection", root)
+    (root / SECRET_RULE).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / SECRET_RULE, root / SECRET_RULE)
     return root
 
 

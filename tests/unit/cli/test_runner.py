@@ -149,10 +149,20 @@ def test_timeline_env_appends_the_callback_once():
     assert "RUNBOOK_INCIDENT" not in again
 
 
-def test_restrict_env_drops_our_secret_variables():
+def test_child_env_drops_our_secret_variables():
     inherited = {"RUNBOOK_WEBHOOK_URL": "https://hooks/T/B/secret", "RUNBOOK_STATE_DIR": "/s"}
-    env = runner.restrict_env(inherited, inherited, {"RUNBOOK_RUN_ID": "r"})
+    env = runner.child_env(inherited, {"RUNBOOK_RUN_ID": "r"}, prepared=inherited)
     assert env == {"RUNBOOK_STATE_DIR": "/s", "RUNBOOK_RUN_ID": "r"}
+
+
+def test_child_env_without_a_launcher_is_the_allow_list_plus_ours():
+    """ansible-rulebook's (runbook watch): nothing prepared, the same policy."""
+    inherited = {"PATH": "/usr/bin", "HOME": "/root", "JAVA_HOME": "/jvm", "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+                 "ANSIBLE_FORKS": "9", "ANSIBLE_COLLECTIONS_PATH": "/theirs", "RUNBOOK_STATE_DIR": "/s",
+                 "RUNBOOK_API_TOKEN": "t0ken", "PYTHONPATH": "/x", "DROOLS_JPY_JVM_MAXMEM": "1G"}
+    env = runner.child_env(inherited, {"PATH": "/venv/bin:/usr/bin", "ANSIBLE_COLLECTIONS_PATH": "/ours"})
+    assert env == {"PATH": "/venv/bin:/usr/bin", "HOME": "/root", "JAVA_HOME": "/jvm", "ANSIBLE_FORKS": "9",
+                   "ANSIBLE_COLLECTIONS_PATH": "/ours", "RUNBOOK_STATE_DIR": "/s", "DROOLS_JPY_JVM_MAXMEM": "1G"}
 
 
 def test_runner_kwargs_minimal(tmp_path):
@@ -183,14 +193,16 @@ def test_new_run_dir_is_private_and_unique(tmp_path):
         ("LD_PRELOAD", False), ("VAULT_TOKEN", False), ("XLC_ALL", False),
         # ours, but secret: ansible-runner writes the child's environment to disk
         ("RUNBOOK_WEBHOOK_URL", False), ("RUNBOOK_API_TOKEN", False), ("RUNBOOK_DB_PASSWORD", False),
+        ("RUNBOOK_DB_PASS", False), ("RUNBOOK_SSH_KEY", False), ("RUNBOOK_PWD", False),
         ("RUNBOOK_INCIDENT", True), ("RUNBOOK_TIMELINE_DB", True), ("RUNBOOK_SECRET_PATTERNS", True),
+        ("JAVA_HOME", True), ("DROOLS_JPY_JVM_MAXMEM", True),
     ],
 )
 def test_allow_list(name, allowed):
     assert runner.is_allowed(name) is allowed
 
 
-def test_restrict_env():
+def test_child_env_of_ansible_runner():
     inherited = {"PATH": "/usr/bin", "HOME": "/root", "AWS_SECRET_ACCESS_KEY": "s3cr3t", "ANSIBLE_FORKS": "9",
                  "ANSIBLE_COLLECTIONS_PATH": "/theirs", "AWX_ISOLATED_DATA_DIR": "/old"}
     prepared = {**inherited, "ANSIBLE_STDOUT_CALLBACK": "awx_display", "ANSIBLE_CALLBACK_PLUGINS": "/cb",
@@ -199,7 +211,7 @@ def test_restrict_env():
                 "ANSIBLE_COLLECTIONS_PATH": "/ours:/theirs"}
     ours = {"PATH": "/venv/bin:/usr/bin", "ANSIBLE_COLLECTIONS_PATH": "/ours:/theirs",
             "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_NOCOLOR": "1"}
-    env = runner.restrict_env(prepared, inherited, ours)
+    env = runner.child_env(inherited, ours, prepared=prepared)
     assert env == {
         "PATH": "/venv/bin:/usr/bin", "HOME": "/root", "ANSIBLE_FORKS": "9",
         "ANSIBLE_STDOUT_CALLBACK": "awx_display", "ANSIBLE_CALLBACK_PLUGINS": "/cb",
@@ -208,9 +220,11 @@ def test_restrict_env():
     }
 
 
-def test_restrict_env_keeps_a_users_host_key_checking():
+def test_child_env_keeps_a_users_host_key_checking():
     inherited = {"ANSIBLE_HOST_KEY_CHECKING": "False"}
-    assert runner.restrict_env(inherited, inherited, {})["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+    assert runner.child_env(inherited, {}, prepared=inherited)["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+    assert runner.child_env(inherited, {})["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+    assert "ANSIBLE_HOST_KEY_CHECKING" not in runner.child_env({}, {})
 
 
 def test_our_env_puts_this_pythons_ansible_first(monkeypatch):

@@ -1,0 +1,269 @@
+"""The closed loop, locally: supervise ansible-rulebook for ``runbook watch``.
+
+Starts ansible-rulebook with the collection's rulebook (extensions/eda/rulebooks/
+alertmanager.yml, generated from the catalogue) listening on 127.0.0.1 for Alertmanager's
+webhook. When the Alertmanager is the lab's, it is pointed at the watcher for as long as
+the watcher runs; another Alertmanager needs the printed receiver in its configuration.
+Every run goes through the safety envelope, as CLI and AWX runs do.
+
+:func:`plan` checks everything and starts nothing; :func:`watch` runs ansible-rulebook
+until a signal (or its own end), then drains the remediations in flight.
+
+The environment
+    ansible-rulebook gets the one policy of every child the CLI starts
+    (:func:`runbook_remediation.runner.child_env`: the allow-list, no secret
+    ``RUNBOOK_*`` variable), plus ours: the collection path, the ``timeline`` callback,
+    ``RUNBOOK_ENTRANCE=rulebook`` and the state directory. One secret is handed on
+    explicitly: ``$RUNBOOK_WEBHOOK_URL``, through which the scenarios' report tells a
+    human when a run escalates or opens a breaker (ansible-rulebook's runs keep their
+    ansible-runner directories only while they run). The work directory
+    (``<state dir>/watch``) is 0700 and ``rulebook.log`` 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from runbook_remediation import notify, runner
+from runbook_remediation.collection import Collection, find_collection
+from runbook_remediation.errors import BadInput, Unavailable
+from runbook_remediation.paths import state_dir
+from runbook_remediation.rulebook import RULEBOOK
+from runbook_remediation.terminal import Terminal
+
+HOST = "127.0.0.1"
+START_SECONDS = 90  # how long ansible-rulebook may take to listen
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def lab_inventory() -> tuple[Path | None, dict]:
+    """The lab's inventory and its ``all`` vars, when the lab is up."""
+    path = state_dir() / "lab" / "inventory.yml"
+    if not path.is_file():
+        return None, {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None, {}
+    return path, (data.get("all") or {}).get("vars") or {}
+
+
+def check_alertmanager(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"--alertmanager {url!r} is not an http(s) URL")
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v2/status", timeout=3) as response:  # noqa: S310
+            response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unavailable(f"Alertmanager at {url} does not answer: {reason}") from exc
+
+
+def playbooks_running(root: int) -> bool:
+    """Whether an ansible-playbook runs below ``root`` (ansible-rulebook starts one per action)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    pending = list(children.get(root, []))
+    while pending:
+        pid = pending.pop()
+        try:
+            if b"ansible-playbook" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+        pending.extend(children.get(pid, []))
+    return False
+
+
+def rulebook_binary() -> str:
+    beside = Path(sys.executable).parent / "ansible-rulebook"
+    found = str(beside) if beside.is_file() else shutil.which("ansible-rulebook")
+    if not found:
+        raise Unavailable("ansible-rulebook is not installed",
+                          hint="pip install 'runbook-remediation[eda]' (it needs Java 17: "
+                               "apt-get install openjdk-17-jre-headless)")
+    return found
+
+
+def rulebook_env(collection: Collection, environ: Mapping[str, str]) -> dict[str, str]:
+    """ansible-rulebook's environment (see the module's documentation)."""
+    ours = runner.our_env(collection.env_collections_path(), environ)
+    ours.update({"RUNBOOK_ENTRANCE": "rulebook", "RUNBOOK_STATE_DIR": str(state_dir())})
+    if (collection.root / "plugins" / "callback" / "timeline.py").is_file():
+        enabled = [c for c in environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
+        ours["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(dict.fromkeys([*enabled, runner.TIMELINE_CALLBACK]))
+    if environ.get(notify.ENV):
+        ours[notify.ENV] = environ[notify.ENV]
+    return runner.child_env(environ, ours)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`watch` starts, checked."""
+
+    collection: Collection
+    inventory: Path
+    alertmanager: str
+    rulebook: Path
+    binary: str
+    attach: bool
+    port: int
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://{HOST}:{self.port}/alerts"
+
+
+def plan(inventory: str | None, alertmanager: str | None, port: int | None, attach: bool | None,
+         rulebook_path: Path | None) -> Plan:
+    """Check the inputs (the lab's inventory and Alertmanager by default); nothing is started."""
+    collection = find_collection()
+    lab_path, lab_vars = lab_inventory()
+    inventory_path = Path(inventory).expanduser() if inventory else lab_path
+    if inventory_path is None:
+        raise BadInput("no inventory: pass -i or start the lab (runbook lab up)")
+    if not inventory_path.exists():
+        raise BadInput(f"inventory {inventory_path} does not exist")
+    alertmanager = alertmanager or lab_vars.get("runbook_alertmanager_url")
+    if not alertmanager:
+        raise BadInput("no Alertmanager: pass --alertmanager URL (or start the lab)")
+    check_alertmanager(alertmanager)
+    rulebook = rulebook_path or collection.root / RULEBOOK
+    if not rulebook.is_file():
+        raise BadInput(f"rulebook {rulebook} does not exist")
+    binary = rulebook_binary()
+    is_lab = alertmanager.rstrip("/") == str(lab_vars.get("runbook_alertmanager_url", "")).rstrip("/")
+    attach = is_lab if attach is None else attach
+    if attach and not is_lab:
+        raise BadInput("--attach works with the lab's Alertmanager only; add the printed receiver to yours")
+    port = port or free_port()
+    if listening(HOST, port):
+        raise BadInput(f"port {port} on {HOST} is taken: pick another with --port")
+    return Plan(collection, inventory_path, alertmanager, rulebook, binary, attach, port)
+
+
+def _work_dir() -> Path:
+    """``<state dir>/watch``, 0700: the rulebook's vars and its log."""
+    work = state_dir() / "watch"
+    work.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work.chmod(0o700)
+    return work
+
+
+def _open_log(path: Path) -> int:
+    """``rulebook.log`` for appending, 0600 (an older one is made 0600 too)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = False) -> None:
+    """Run ansible-rulebook until SIGINT/SIGTERM; on the way out detach the lab's
+    Alertmanager, wait up to ``drain`` seconds for the remediations in flight, then stop it."""
+    work = _work_dir()
+    vars_file = work / "vars.yml"
+    vars_file.write_text(yaml.safe_dump({"webhook_host": HOST, "webhook_port": the_plan.port}), encoding="utf-8")
+    log_path = work / "rulebook.log"
+    webhook_url = the_plan.webhook_url
+    env = rulebook_env(the_plan.collection, os.environ)
+    argv = [the_plan.binary, "--rulebook", str(the_plan.rulebook), "--inventory", str(the_plan.inventory),
+            "--vars", str(vars_file)]
+    if verbose:
+        argv.append("-v")
+
+    terminal.status(f"watch: starting ansible-rulebook ({the_plan.rulebook.name}) on {webhook_url}; log: {log_path}")
+    with os.fdopen(_open_log(log_path), "ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                   start_new_session=True)
+    lab = None
+    stopping = {"signal": None}
+
+    def stop(signum, _frame):
+        stopping["signal"] = signum
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not listening(HOST, the_plan.port):
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+                raise Unavailable(f"ansible-rulebook exited at start: {tail[0] if tail else 'no output'}",
+                                  hint=f"see {log_path}")
+            if time.monotonic() > deadline or stopping["signal"]:
+                raise Unavailable(f"ansible-rulebook did not start listening within {START_SECONDS} s",
+                                  hint=f"see {log_path}")
+            time.sleep(0.2)
+        if the_plan.attach:
+            from runbook_remediation.lab.lab import Lab
+
+            lab = Lab(state_dir())
+            lab.set_webhook(webhook_url)
+            terminal.status(f"watch: the lab's Alertmanager {the_plan.alertmanager} now sends to {webhook_url}")
+        else:
+            terminal.status(f"watch: add to {the_plan.alertmanager}'s configuration a receiver "
+                            f"webhook_configs: [{{url: {webhook_url}, send_resolved: true}}]")
+        terminal.status("watch: remediating alerts as they fire (Ctrl-C stops; `runbook breaker status`)")
+        while process.poll() is None and not stopping["signal"]:
+            time.sleep(0.2)
+        if process.poll() is not None and not stopping["signal"]:
+            raise Unavailable(f"ansible-rulebook stopped (exit {process.returncode})", hint=f"see {log_path}")
+    finally:
+        # No new alerts first, then let the remediations in flight end: a restart of the
+        # watcher must not cut a restart (or a restore) in half.
+        if lab is not None:
+            try:
+                lab.set_webhook(None)
+            except Exception as exc:  # noqa: BLE001 - best effort on the way out; say so
+                terminal.warn(f"could not detach the lab's Alertmanager: {exc}")
+        deadline = time.monotonic() + drain
+        if process.poll() is None and playbooks_running(process.pid):
+            terminal.status(f"watch: waiting up to {drain}s for the remediations in flight "
+                            "(Ctrl-C again: stop now)")
+            stopping["signal"] = None
+            while (process.poll() is None and playbooks_running(process.pid) and time.monotonic() < deadline
+                   and not stopping["signal"]):
+                time.sleep(0.2)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    terminal.status("watch: stopped")
