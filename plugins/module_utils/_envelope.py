@@ -14,8 +14,12 @@ Tables
              key, started/ended, outcome, lease expiry (an unfinished row whose lease has
              not expired is "in progress": it holds the target and a slot of its group)
   holds      a target+scenario that used its attempt budget: no action until ``until``
-  breakers   per scenario: consecutive failed verifications; open (``opened_at``) once
-             they reach the threshold, until a human resets it
+  breakers   per scenario and target: consecutive failed verifications of that target;
+             open (``opened_at``) once they reach ``breaker_threshold``, until a human
+             resets it. The row with target ``*`` is the scenario's fleet breaker: it
+             opens when ``fleet_breaker_threshold`` targets are failing at once (a bad
+             remediation everywhere), so failures on one host (three forged alerts, one
+             broken box) never disable a scenario for the whole fleet.
   decisions  every admission decision, for ``runbook breaker status`` and the timeline
 
 Decisions
@@ -24,7 +28,7 @@ Decisions
               run holds the target now
   cooldown    the target acted less than ``min_interval`` ago, or is held after its budget
   escalate    this call exhausted the budget: a hold starts; tell a human
-  breaker     the scenario's circuit breaker is open
+  breaker     the target's or the scenario's (fleet) circuit breaker is open
   busy        the group's blast-radius slots (or the target, for another scenario) stayed
               taken for ``wait`` seconds
 """
@@ -36,7 +40,8 @@ import os
 import sqlite3
 import time
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+FLEET = "*"  # the target of a scenario's fleet-wide breaker
 
 # Outcomes that count against the attempt budget (the run touched, or tried to touch,
 # the target). A run that found the target healthy did nothing and costs nothing.
@@ -67,11 +72,13 @@ CREATE TABLE IF NOT EXISTS holds (
     PRIMARY KEY (target, scenario)
 );
 CREATE TABLE IF NOT EXISTS breakers (
-    scenario TEXT PRIMARY KEY,
+    scenario TEXT NOT NULL,
+    target TEXT NOT NULL,
     failures INTEGER NOT NULL DEFAULT 0,
     opened_at REAL,
     last_failure_at REAL,
-    reason TEXT
+    reason TEXT,
+    PRIMARY KEY (scenario, target)
 );
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -118,21 +125,39 @@ class Envelope(object):
         try:
             if not os.path.isdir(directory):
                 os.makedirs(directory, 0o700)
+            # Only its owner reads the state (targets, run ids, alert keys); SQLite gives
+            # the -wal and -shm files the database file's mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA busy_timeout=30000")
-            self.conn.executescript(_SCHEMA)
-            row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                self.conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                                  (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise EnvelopeError("%s has schema version %s; this code knows %d" % (path, row[0], SCHEMA_VERSION))
+            with self._transaction():
+                self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise EnvelopeError("cannot use the safety envelope state %s: %s" % (path, exc)) from exc
 
     def close(self):
         self.conn.close()
+
+    def _migrate(self):
+        """Create the schema, or bring an older one up to SCHEMA_VERSION."""
+        db = self.conn
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise EnvelopeError("%s has schema version %s; this code knows %d" % (self.path, version, SCHEMA_VERSION))
+        if version == 1:
+            # v1 kept one breaker per scenario: it becomes the scenario's fleet breaker.
+            db.execute("ALTER TABLE breakers RENAME TO breakers_v1")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if version == 1:
+            db.execute("INSERT INTO breakers (scenario, target, failures, opened_at, last_failure_at, reason) "
+                       "SELECT scenario, ?, failures, opened_at, last_failure_at, reason FROM breakers_v1", (FLEET,))
+            db.execute("DROP TABLE breakers_v1")
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     # --- one transaction ---------------------------------------------------------
     def _transaction(self):
@@ -145,7 +170,7 @@ class Envelope(object):
 
     def admit(self, target, scenario, run_id, group=None, group_size=1, max_share=1.0, alert_key=None,
               max_attempts=3, window=3600.0, min_interval=0.0, cooldown=3600.0, breaker_threshold=3,
-              lease_ttl=900.0, wait=0.0, poll=0.25, dry_run=False):
+              lease_ttl=900.0, wait=0.0, poll=0.25, dry_run=False, fleet_breaker_threshold=3):
         """Decide whether ``run_id`` may remediate ``scenario`` on ``target`` now.
 
         Returns a dict: decision, reason, and the counts the decision used. With
@@ -175,10 +200,14 @@ class Envelope(object):
             extra.update({"decision": decision, "reason": reason, "now": now})
             return extra
 
-        breaker = db.execute("SELECT failures, opened_at FROM breakers WHERE scenario = ?", (scenario,)).fetchone()
-        if breaker and breaker[1] is not None:
-            return answer("breaker", "the %s circuit breaker is open after %d failed verifications "
-                                     "(runbook breaker reset %s)" % (scenario, breaker[0], scenario))
+        for row in db.execute("SELECT target, failures, reason FROM breakers WHERE scenario = ? AND target IN (?, ?) "
+                              "AND opened_at IS NOT NULL ORDER BY target = ? DESC", (scenario, FLEET, target, FLEET)):
+            if row[0] == FLEET:
+                return answer("breaker", "the %s circuit breaker is open for the whole fleet: %s "
+                                         "(runbook breaker reset %s)" % (scenario, row[2], scenario))
+            return answer("breaker", "the %s circuit breaker of %s is open after %d failed verifications "
+                                     "(runbook breaker reset %s --target %s)" % (scenario, target, row[1], scenario,
+                                                                                 target))
 
         mine = db.execute("SELECT id FROM attempts WHERE run_id = ? AND target = ? AND scenario = ? "
                           "AND ended_at IS NULL", (run_id, target, scenario)).fetchone()
@@ -238,47 +267,78 @@ class Envelope(object):
         return answer("act", "attempt %d of %d on %s within %ds" % (attempts + 1, max_attempts, target, int(window)),
                       attempts=attempts + 1, group_busy=busy, group_allowed=allowed, attempt_id=attempt_id)
 
-    def release(self, target, scenario, run_id, outcome, breaker_threshold=3):
-        """End this run's attempt with its outcome; count a failed verification against
-        the scenario's breaker (a remediated one closes the streak)."""
+    def release(self, target, scenario, run_id, outcome, breaker_threshold=3, fleet_breaker_threshold=3):
+        """End this run's attempt with its outcome; count a failed verification against the
+        target's breaker (a remediated one closes its streak) and the fleet's."""
         with self._transaction():
             now = self.clock()
             updated = self.conn.execute(
                 "UPDATE attempts SET ended_at = ?, outcome = ? WHERE run_id = ? AND target = ? AND scenario = ? "
                 "AND ended_at IS NULL", (now, outcome, run_id, target, scenario)).rowcount
-            state = self._breaker_update(scenario, outcome, breaker_threshold, now)
+            state = self._breaker_update(scenario, target, outcome, breaker_threshold, fleet_breaker_threshold, now)
         state["released"] = updated > 0
         return state
 
-    def _breaker_update(self, scenario, outcome, threshold, now):
+    def renew(self, target, scenario, run_id, lease_ttl):
+        """Extend this run's lease (a long remediation between phases); False when it holds none."""
+        with self._transaction():
+            return self.conn.execute(
+                "UPDATE attempts SET lease_expires = ? WHERE run_id = ? AND target = ? AND scenario = ? "
+                "AND ended_at IS NULL", (self.clock() + lease_ttl, run_id, target, scenario)).rowcount > 0
+
+    def _breaker_update(self, scenario, target, outcome, threshold, fleet_threshold, now):
         db = self.conn
-        row = db.execute("SELECT failures, opened_at FROM breakers WHERE scenario = ?", (scenario,)).fetchone()
+        row = db.execute("SELECT failures, opened_at FROM breakers WHERE scenario = ? AND target = ?",
+                         (scenario, target)).fetchone()
         failures, opened_at = (row[0], row[1]) if row else (0, None)
         if outcome == "failed":
             failures += 1
             if opened_at is None and failures >= threshold:
                 opened_at = now
-            db.execute("INSERT OR REPLACE INTO breakers (scenario, failures, opened_at, last_failure_at, reason) "
-                       "VALUES (?, ?, ?, ?, ?)", (scenario, failures, opened_at, now,
-                                                  "%d failed verifications in a row" % failures))
+            db.execute("INSERT OR REPLACE INTO breakers (scenario, target, failures, opened_at, last_failure_at, "
+                       "reason) VALUES (?, ?, ?, ?, ?, ?)",
+                       (scenario, target, failures, opened_at, now, "%d failed verifications in a row" % failures))
         elif outcome == "remediated" and opened_at is None and failures:
             failures = 0
-            db.execute("UPDATE breakers SET failures = 0 WHERE scenario = ?", (scenario,))
-        return {"breaker_failures": failures, "breaker_open": opened_at is not None}
+            db.execute("UPDATE breakers SET failures = 0 WHERE scenario = ? AND target = ?", (scenario, target))
+        failing = db.execute("SELECT count(*) FROM breakers WHERE scenario = ? AND target != ? AND failures > 0",
+                             (scenario, FLEET)).fetchone()[0]
+        fleet = db.execute("SELECT opened_at FROM breakers WHERE scenario = ? AND target = ?",
+                           (scenario, FLEET)).fetchone()
+        fleet_open = bool(fleet and fleet[0] is not None)
+        if outcome == "failed" and not fleet_open and failing >= max(1, fleet_threshold):
+            fleet_open = True
+            db.execute("INSERT OR REPLACE INTO breakers (scenario, target, failures, opened_at, last_failure_at, "
+                       "reason) VALUES (?, ?, ?, ?, ?, ?)",
+                       (scenario, FLEET, failing, now, now, "%d targets failed their verification" % failing))
+        return {"breaker_failures": failures, "breaker_open": opened_at is not None or fleet_open,
+                "target_breaker_open": opened_at is not None, "fleet_breaker_open": fleet_open,
+                "failing_targets": failing}
+
+    def known_target(self, target):
+        """Whether the envelope has ever seen ``target`` (attempts, holds, breakers)."""
+        for table in ("attempts", "holds", "breakers"):
+            if self.conn.execute("SELECT 1 FROM %s WHERE target = ? LIMIT 1" % table,  # noqa: S608 - fixed names
+                                 (target,)).fetchone():
+                return True
+        return False
 
     def reset(self, scenario=None, target=None):
-        """A human's reset: close breakers and lift holds (all, or one scenario/target)."""
+        """A human's reset: close breakers and lift holds of one scenario, one target, both,
+        or everything. With a target only that target's breakers and holds are touched;
+        the fleet breaker closes only when no target is given."""
         with self._transaction():
             where, args = [], []
             if scenario:
                 where.append("scenario = ?")
                 args.append(scenario)
-            clause = (" WHERE " + " AND ".join(where)) if where else ""
-            breakers = self.conn.execute("DELETE FROM breakers" + clause, args).rowcount  # noqa: S608 - fixed columns
             if target:
                 where.append("target = ?")
                 args.append(target)
             clause = (" WHERE " + " AND ".join(where)) if where else ""
+            opened = " WHERE " + " AND ".join([*where, "opened_at IS NOT NULL"])
+            breakers = self.conn.execute("DELETE FROM breakers" + opened, args).rowcount  # noqa: S608 - fixed columns
+            self.conn.execute("DELETE FROM breakers" + clause, args)  # noqa: S608 - the closed streaks too
             holds = self.conn.execute("DELETE FROM holds" + clause, args).rowcount  # noqa: S608 - fixed columns
         return {"breakers_closed": breakers, "holds_lifted": holds}
 
@@ -286,10 +346,10 @@ class Envelope(object):
         now = self.clock()
         db = self.conn
         breakers = [
-            {"scenario": r[0], "failures": r[1], "open": r[2] is not None, "opened_at": _iso(r[2]),
-             "last_failure_at": _iso(r[3]), "reason": r[4]}
-            for r in db.execute("SELECT scenario, failures, opened_at, last_failure_at, reason FROM breakers "
-                                "ORDER BY scenario")]
+            {"scenario": r[0], "target": r[1], "fleet": r[1] == FLEET, "failures": r[2], "open": r[3] is not None,
+             "opened_at": _iso(r[3]), "last_failure_at": _iso(r[4]), "reason": r[5]}
+            for r in db.execute("SELECT scenario, target, failures, opened_at, last_failure_at, reason FROM breakers "
+                                "ORDER BY scenario, target != ?, target", (FLEET,))]
         holds = [
             {"target": r[0], "scenario": r[1], "until": _iso(r[2]), "reason": r[3]}
             for r in db.execute("SELECT target, scenario, until, reason FROM holds WHERE until > ? ORDER BY until",

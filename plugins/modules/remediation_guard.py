@@ -24,8 +24,10 @@ description:
     O(cooldown) seconds and answers C(escalate). When the target's O(group) already has its share of targets
     being remediated (O(max_share) of O(group_size), the blast radius) it waits up to O(wait) seconds for a slot.
   - O(action=release) ends this run's attempt with its O(outcome); a C(failed) outcome (the remediation did not
-    verify) counts against the scenario's circuit breaker, which opens after O(breaker_threshold) failures in a
-    row and stays open until a human resets it (C(runbook breaker reset SCENARIO), or O(action=reset)).
+    verify) counts against the target's circuit breaker, which opens after O(breaker_threshold) failures in a
+    row and stays open until a human resets it (C(runbook breaker reset SCENARIO --target TARGET), or
+    O(action=reset)). When O(fleet_breaker_threshold) targets are failing at once, the scenario's fleet breaker
+    opens for every target.
   - O(action=status) reads the state; O(action=reset) closes breakers and lifts holds.
   - Runs where the state file lives, normally on the controller (C(delegate_to) V(localhost)).
 
@@ -116,7 +118,12 @@ options:
     default: 3600
   breaker_threshold:
     description:
-      - Failed verifications in a row that open the scenario's circuit breaker.
+      - Failed verifications in a row of one target that open that target's circuit breaker.
+    type: int
+    default: 3
+  fleet_breaker_threshold:
+    description:
+      - Targets with failed verifications at once that open the scenario's circuit breaker for the whole fleet.
     type: int
     default: 3
   lease_ttl:
@@ -242,6 +249,7 @@ def main():
             min_interval=dict(type="float", default=0),
             cooldown=dict(type="float", default=3600),
             breaker_threshold=dict(type="int", default=3),
+            fleet_breaker_threshold=dict(type="int", default=3),
             lease_ttl=dict(type="float", default=900),
             outcome=dict(type="str", choices=["healthy", "remediated", "failed", "escalate", "planned", "skipped"]),
         ),
@@ -259,7 +267,7 @@ def main():
 
     if not 0 < p["max_share"] <= 1:
         bad("max_share must be in (0, 1], got %s" % p["max_share"])
-    for name in ("group_size", "max_attempts", "breaker_threshold"):
+    for name in ("group_size", "max_attempts", "breaker_threshold", "fleet_breaker_threshold"):
         if p[name] < 1:
             bad("%s must be at least 1, got %s" % (name, p[name]))
     for name in ("wait", "window", "min_interval", "cooldown", "lease_ttl"):
@@ -277,7 +285,7 @@ def main():
                 max_share=p["max_share"], alert_key=p["alert_key"] or None, max_attempts=p["max_attempts"],
                 window=p["window"], min_interval=p["min_interval"], cooldown=p["cooldown"],
                 breaker_threshold=p["breaker_threshold"], lease_ttl=p["lease_ttl"], wait=p["wait"],
-                dry_run=module.check_mode)
+                dry_run=module.check_mode, fleet_breaker_threshold=p["fleet_breaker_threshold"])
             # A lease (or a hold) was written: that is a change of the envelope's state.
             wrote = result.get("attempt_id") is not None or result["decision"] == "escalate"
             changed = wrote and not module.check_mode
@@ -286,7 +294,8 @@ def main():
             if module.check_mode:
                 module.exit_json(changed=False, path=path, released=False)
             result = envelope.release(p["target"], p["scenario"], p["run_id"], p["outcome"],
-                                      breaker_threshold=p["breaker_threshold"])
+                                      breaker_threshold=p["breaker_threshold"],
+                                      fleet_breaker_threshold=p["fleet_breaker_threshold"])
             module.exit_json(changed=result["released"], path=path, **result)
         if p["action"] == "reset":
             before = envelope.status()

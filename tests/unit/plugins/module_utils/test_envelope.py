@@ -88,17 +88,78 @@ def test_min_interval_between_attempts(store, clock):
     assert admit(store, "c", min_interval=120)["decision"] == "act"
 
 
-def test_breaker_opens_after_failed_verifications_until_reset(store, clock):
+def test_failures_on_several_targets_open_the_fleet_breaker_until_reset(store, clock):
     for i, target in enumerate(["web-1/api", "web-2/api", "web-3/api"]):
         admit(store, f"r{i}", target=target)
-        state = store.release(target, "service-down", f"r{i}", "failed", breaker_threshold=3)
+        state = store.release(target, "service-down", f"r{i}", "failed", breaker_threshold=3,
+                              fleet_breaker_threshold=3)
         clock.now += 1
-    assert state["breaker_open"] is True and state["breaker_failures"] == 3
+    assert state["fleet_breaker_open"] is True and state["failing_targets"] == 3
+    assert state["target_breaker_open"] is False and state["breaker_failures"] == 1
     blocked = admit(store, "r9", target="web-9/api")
     assert blocked["decision"] == "breaker" and "runbook breaker reset service-down" in blocked["reason"]
     assert admit(store, "other", scenario="disk-full", target="web-9/api")["decision"] == "act"
     assert store.reset(scenario="service-down")["breakers_closed"] == 1
     assert admit(store, "r10", target="web-8/api")["decision"] == "act"
+
+
+def test_failures_on_one_target_open_only_its_breaker(store, clock):
+    # Three forged alerts against one host must not disable the scenario for the fleet.
+    for i in range(3):
+        admit(store, f"r{i}", target="web-1/api")
+        state = store.release("web-1/api", "service-down", f"r{i}", "failed", breaker_threshold=3)
+        clock.now += 1
+    assert state["target_breaker_open"] is True and state["fleet_breaker_open"] is False
+    blocked = admit(store, "r3", target="web-1/api")
+    assert blocked["decision"] == "breaker"
+    assert "--target web-1/api" in blocked["reason"]
+    assert admit(store, "r4", target="web-2/api")["decision"] == "act"
+
+
+def test_reset_with_a_target_touches_only_that_target(store, clock):
+    for target in ("web-1/api", "web-2/api"):
+        for i in range(2):
+            admit(store, f"{target}-{i}", target=target)
+            store.release(target, "service-down", f"{target}-{i}", "failed", breaker_threshold=2,
+                          fleet_breaker_threshold=5)
+            clock.now += 1
+    assert admit(store, "x", target="web-1/api")["decision"] == "breaker"
+    assert store.reset(scenario="service-down", target="web-2/api") == {"breakers_closed": 1, "holds_lifted": 0}
+    assert admit(store, "y", target="web-1/api")["decision"] == "breaker"
+    assert admit(store, "z", target="web-2/api")["decision"] == "act"
+    assert store.known_target("web-1/api") and not store.known_target("web-7/api")
+
+
+def test_a_version_1_file_is_migrated_and_keeps_its_breaker(tmp_path):
+    path = tmp_path / "envelope.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE breakers (scenario TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, opened_at REAL,
+                                   last_failure_at REAL, reason TEXT);
+            INSERT INTO breakers VALUES ('service-down', 3, 5.0, 5.0, '3 failed verifications in a row');
+        """)
+    store = envelope.Envelope(str(path))
+    assert admit(store, "a")["decision"] == "breaker"
+    assert [b["target"] for b in store.status()["breakers"]] == [envelope.FLEET]
+    store.close()
+
+
+def test_the_state_file_is_private(tmp_path):
+    path = tmp_path / "state" / "envelope.db"
+    envelope.Envelope(str(path)).close()
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_lease_can_be_renewed(store, clock):
+    admit(store, "a", lease_ttl=10)
+    clock.now += 8
+    assert store.renew("web-1/api", "service-down", "a", lease_ttl=10) is True
+    clock.now += 8
+    assert admit(store, "b")["decision"] == "duplicate"
+    assert store.renew("web-1/api", "service-down", "nobody", lease_ttl=10) is False
 
 
 def test_a_success_closes_the_failure_streak(store):

@@ -37,9 +37,10 @@ def test_check_mode_takes_no_lease(guard):
 def test_reset_reports_what_it_closed(guard):
     for run in ("a", "b"):
         guard(run_id=run, target=f"{run}/api")
-        guard(action="release", run_id=run, target=f"{run}/api", outcome="failed", breaker_threshold=2)
+        guard(action="release", run_id=run, target=f"{run}/api", outcome="failed", breaker_threshold=2,
+              fleet_breaker_threshold=2)
     assert guard(run_id="c", target="c/api")["decision"] == "breaker"
-    reset = guard(action="reset", scenario="service-down")
+    reset = guard(action="reset", scenario="service-down", target=None)
     assert reset["changed"] is True and reset["breakers_closed"] == 1
 
 
