@@ -2,12 +2,15 @@
 
     python -m runbook_remediation.rulebook > extensions/eda/rulebooks/alertmanager.yml
 
-Alertmanager's webhook posts a group of alerts; ``eda.builtin.event_splitter`` makes one
-event per alert and ``eda.builtin.insert_hosts_to_meta`` limits the run to the alert's
-``host`` label. One rule per (alert, scenario) of the catalogue runs the scenario's
-playbook by FQCN with the alert's ``service`` label. Destructive scenarios only diagnose
-from an alert (``runbook_diagnose_only``): a human runs the remediation. Only
-ansible-rulebook's built-in source and filters are used (ansible.eda is not needed).
+Alertmanager's webhook posts a group of alerts. ansible-rulebook's built-in webhook source
+takes them only with the bearer token (``webhook_token``); the collection's
+``runbook.remediation.alerts`` filter makes one checked event per alert (labels of plain
+names only, no annotations, ``meta.hosts`` = the one inventory host its ``host`` label
+names, else the alert is refused). One rule per (alert, scenario) of the catalogue runs the
+scenario's playbook by FQCN with the alert's ``service`` label; destructive scenarios only
+diagnose from an alert (``runbook_diagnose_only``): a human runs the remediation. An alert
+the filter refused runs no scenario: the first rule hands it to
+``runbook.remediation.alert_unhandled``, which records and announces it.
 
 The rules run in parallel: the safety envelope in every playbook, not the rulebook,
 decides what may act (dedupe, budget, breaker, blast radius), so its decisions are the
@@ -26,21 +29,30 @@ from runbook_remediation.collection import find_collection
 
 # Where the generated rulebook lives in the collection.
 RULEBOOK = Path("extensions") / "eda" / "rulebooks" / "alertmanager.yml"
+UNHANDLED = "runbook.remediation.alert_unhandled"
+FILTER = "runbook.remediation.alerts"
 
 HEADER = """\
 ---
 # Generated from meta/scenarios.yml by `python -m runbook_remediation.rulebook`: do not edit.
-# Alertmanager webhook -> the catalogue's scenario -> run_playbook by FQCN.
+# Alertmanager webhook (bearer token) -> checked alert events -> the catalogue's scenario.
 #
 #   ansible-rulebook -r extensions/eda/rulebooks/alertmanager.yml -i INVENTORY \\
-#     --vars VARS.yml          # webhook_host, webhook_port (runbook watch writes it)
+#     --vars VARS.yml          # webhook_host, webhook_port, webhook_token (runbook watch writes it, 0600)
 #
-# Alertmanager receiver: webhook_configs: [{url: http://HOST:PORT/alerts, send_resolved: true}]
+# Alertmanager receiver: webhook_configs: [{url: http://HOST:PORT/alerts, send_resolved: true,
+#   http_config: {authorization: {type: Bearer, credentials_file: TOKEN_FILE}}}]
 """
+
+ACCEPTED = "event.runbook_rejected is not defined"
 
 
 def rules(scenarios: list[catalogue.Scenario]) -> list[dict]:
-    out = []
+    out = [{
+        "name": "Refused alert -> record and announce, run nothing",
+        "condition": "event.runbook_rejected is defined",
+        "action": {"run_playbook": {"name": UNHANDLED, "extra_vars": {"runbook_unhandled": "rejected"}}},
+    }]
     for scenario in scenarios:
         for alert in scenario.alerts:
             extra_vars = {
@@ -51,7 +63,7 @@ def rules(scenarios: list[catalogue.Scenario]) -> list[dict]:
                 extra_vars["runbook_diagnose_only"] = True
             out.append({
                 "name": f"{alert} -> {scenario.name}" + (" (diagnose only)" if scenario.destructive else ""),
-                "condition": f'event.status == "firing" and event.labels.alertname == "{alert}"',
+                "condition": f'{ACCEPTED} and event.status == "firing" and event.labels.alertname == "{alert}"',
                 "action": {"run_playbook": {"name": scenario.fqcn, "extra_vars": extra_vars}},
             })
     return out
@@ -71,11 +83,9 @@ def rulebook(scenarios: list[catalogue.Scenario]) -> str:
         "execution_strategy": "parallel",
         "sources": [{
             "name": "alertmanager",
-            "eda.builtin.webhook": {"host": "{{ webhook_host }}", "port": "{{ webhook_port }}"},
-            "filters": [
-                {"eda.builtin.event_splitter": {"splitter_key": "payload.alerts"}},
-                {"eda.builtin.insert_hosts_to_meta": {"host_path": "labels.host"}},
-            ],
+            "eda.builtin.webhook": {"host": "{{ webhook_host }}", "port": "{{ webhook_port }}",
+                                    "token": "{{ webhook_token }}"},
+            "filters": [{FILTER: None}],
         }],
         "rules": rules(scenarios),
     }

@@ -23,7 +23,8 @@ def test_committed_rulebook_is_current(collection):
 
 def test_every_alert_of_the_catalogue_has_a_rule_running_its_playbook(collection):
     [ruleset] = yaml.safe_load((collection.root / RULEBOOK).read_text(encoding="utf-8"))
-    by_alert = {rule["condition"].split('alertname == "')[1].rstrip('"'): rule for rule in ruleset["rules"]}
+    by_alert = {rule["condition"].split('alertname == "')[1].rstrip('"'): rule for rule in ruleset["rules"]
+                if 'alertname == "' in rule["condition"]}
     for scenario in catalogue.catalogue(collection):
         for alert in scenario.alerts:
             action = by_alert[alert]["action"]["run_playbook"]
@@ -31,10 +32,29 @@ def test_every_alert_of_the_catalogue_has_a_rule_running_its_playbook(collection
             assert scenario.playbook_path(collection).is_file() or scenario.name in {"db-restore"}
             # Destructive remediations never start from an alert alone.
             assert action["extra_vars"].get("runbook_diagnose_only", False) is scenario.destructive
-            assert by_alert[alert]["condition"].startswith('event.status == "firing"')
+            # Only alerts the filter accepted, and only firing ones.
+            assert by_alert[alert]["condition"].startswith(
+                'event.runbook_rejected is not defined and event.status == "firing"')
 
 
-def test_rulebook_uses_only_builtin_plugins(collection):
+def test_a_refused_alert_runs_no_scenario(collection):
+    [ruleset] = yaml.safe_load((collection.root / RULEBOOK).read_text(encoding="utf-8"))
+    first = ruleset["rules"][0]
+    assert first["condition"] == "event.runbook_rejected is defined"
+    assert first["action"]["run_playbook"]["name"] == "runbook.remediation.alert_unhandled"
+    assert (collection.root / "playbooks" / "alert_unhandled.yml").is_file()
+
+
+def test_the_webhook_needs_its_token_and_alerts_pass_the_collections_filter(collection):
+    [ruleset] = yaml.safe_load((collection.root / RULEBOOK).read_text(encoding="utf-8"))
+    [source] = ruleset["sources"]
+    assert source["eda.builtin.webhook"]["token"] == "{{ webhook_token }}"
+    # The collection's filter replaces event_splitter + insert_hosts_to_meta: checked fields, one host.
+    assert [next(iter(f)) for f in source["filters"]] == ["runbook.remediation.alerts"]
+    assert (collection.root / "extensions" / "eda" / "plugins" / "event_filter" / "alerts.py").is_file()
+
+
+def test_rulebook_uses_only_builtin_and_own_plugins(collection):
     text = (collection.root / RULEBOOK).read_text(encoding="utf-8")
     assert "ansible.eda." not in text
     [ruleset] = yaml.safe_load(text)
@@ -47,5 +67,6 @@ def test_ansible_rulebook_accepts_it(collection):
 
     data = yaml.safe_load((collection.root / RULEBOOK).read_text(encoding="utf-8"))
     Validate.rulebook(data)
-    [ruleset] = rules_parser.parse_rule_sets(data, {"webhook_host": "127.0.0.1", "webhook_port": 5000})
-    assert len(ruleset.rules) == sum(len(s.alerts) for s in catalogue.catalogue(collection))
+    [ruleset] = rules_parser.parse_rule_sets(data, {"webhook_host": "127.0.0.1", "webhook_port": 5000,
+                                                    "webhook_token": "t"})
+    assert len(ruleset.rules) == 1 + sum(len(s.alerts) for s in catalogue.catalogue(collection))
