@@ -21,33 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-BENCH_VARS = {
-    "safety_envelope_max_attempts": 1000, "safety_envelope_window": 1,
-    "service_restart_budget_window": 1, "service_restart_state_dir": "/var/lib/runbook-remediation-bench",
-}
-
-
-def health(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - the lab's http URL
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise SystemExit(f"fanout: timed out after {timeout:.0f} s waiting for {what}")
+from _common import BENCH_VARS, BenchError, health, wait
 
 
 def timed_run(limit: str, extra: dict) -> float:
@@ -57,15 +33,23 @@ def timed_run(limit: str, extra: dict) -> float:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        raise SystemExit(f"fanout: `runbook run service-down -l {limit}` exited {proc.returncode}: "
+        raise BenchError(f"`runbook run service-down -l {limit}` exited {proc.returncode}: "
                          f"{proc.stderr.strip().splitlines()[-1:]}")
     outcomes = {r["outcome"] for r in json.loads(proc.stdout)["hosts"].values()}
     if outcomes != {"remediated"}:
-        raise SystemExit(f"fanout: expected every host remediated, got {outcomes}")
+        raise BenchError(f"expected every host remediated, got {outcomes}")
     return elapsed
 
 
 def main() -> int:
+    try:
+        return bench()
+    except BenchError as exc:
+        print(f"fanout: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def bench() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=10)

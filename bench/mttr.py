@@ -30,40 +30,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import yaml
+from _common import BENCH_VARS, BenchError, health, wait
 
 TARGET_SECONDS = 10.0
 AIM_SECONDS = 5.0
 HOST = "lab-1"
-BENCH_VARS = {
-    "safety_envelope_max_attempts": 1000, "safety_envelope_window": 1,
-    "service_restart_budget_window": 1, "service_restart_state_dir": "/var/lib/runbook-remediation-bench",
-}
-
-
-def health(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - the lab's http URL
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
-
-
-def wait(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"mttr: timed out after {timeout:.0f} s waiting for {what}")
 
 
 def parse_ts(text: str) -> float:
@@ -78,6 +54,14 @@ def active_alert(alertmanager: str, host: str) -> bool:
 
 
 def main() -> int:
+    try:
+        return bench()
+    except BenchError as exc:
+        print(f"mttr: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+def bench() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="leave the bench lab running")
@@ -96,7 +80,8 @@ def main() -> int:
         host = lab.host(HOST)
         alertmanager = f"http://127.0.0.1:{lab.state().alertmanager_port}"
         inventory = yaml.safe_load(lab.inventory_path.read_text())
-        inventory["all"]["vars"].update(BENCH_VARS)
+        # In the inventory (the owner's configuration), not as extra vars: the rulebook passes none.
+        inventory["all"]["vars"].update({k: v for k, v in BENCH_VARS.items() if k != "runbook_override_safety"})
         bench_inventory = state / "bench-inventory.yml"
         bench_inventory.write_text(yaml.safe_dump(inventory))
         log = open(state / "watch.log", "w")

@@ -115,6 +115,11 @@ def role_uses(plays: Any) -> list[RoleUse]:
             fixed = frozenset((entry.get("vars") or {}) if isinstance(entry, dict) else ())
             if name.startswith(f"{COLLECTION}."):
                 uses.append(RoleUse(name.removeprefix(f"{COLLECTION}."), "main", fixed))
+            # The scenario frame runs its remediation role: that role's variables are the playbook's too.
+            inner = entry.get("scenario_role", "") if isinstance(entry, dict) else ""
+            if name == f"{COLLECTION}.scenario" and inner.startswith(f"{COLLECTION}."):
+                uses.append(RoleUse(inner.removeprefix(f"{COLLECTION}."), str(entry.get("scenario_tasks_from", "main")),
+                                    frozenset()))
         for key in _TASK_LISTS:
             if key == "roles":
                 continue

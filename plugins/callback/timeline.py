@@ -173,6 +173,16 @@ def _plain(value):
     return str(value)
 
 
+def _frame_scenario(play):
+    """The scenario a play runs: the scenario_name of its runbook.remediation.scenario role."""
+    for role in play.get_roles() if hasattr(play, 'get_roles') else []:
+        if role.get_name() in ('runbook.remediation.scenario', 'scenario'):
+            name = (getattr(role, '_role_params', None) or {}).get('scenario_name')
+            if isinstance(name, str) and name:
+                return name
+    return None
+
+
 def playbook_name(path):
     """``runbook.remediation.disk_full`` for a collection playbook, else the file name."""
     path = os.path.abspath(path or '')
@@ -249,7 +259,7 @@ class CallbackModule(CallbackBase):
         play_vars = _plain(dict(play.get_vars() or {}))
         # Values of secret-like variables are masked wherever they show up later.
         self._store.add_secrets(secret_values(extra_vars) | secret_values(play_vars))
-        scenario = play_vars.get('runbook_scenario') or extra_vars.get('runbook_scenario')
+        scenario = _frame_scenario(play) or play_vars.get('runbook_scenario') or extra_vars.get('runbook_scenario')
         if isinstance(scenario, str) and '{{' in scenario:
             scenario = None
         if self._run_started:

@@ -7,10 +7,37 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.runbook.remediation.plugins.module_utils._secrets import is_secret_name
+
 MANAGERS = ("systemd", "docker", "compose")
 
 
-def select_service(services, name=""):
+def public_service(service):
+    """The description without its secrets (database.password, tokens, API keys...), at
+    any depth: what may become a fact, a registered result or an event."""
+    if isinstance(service, dict):
+        return {key: public_service(value) for key, value in service.items() if not is_secret_name(key)}
+    if isinstance(service, list):
+        return [public_service(item) for item in service]
+    return service
+
+
+def select_service(services, name="", secrets=False):
+    """One service of a host (by name, or the only one); its secrets are left out unless
+    ``secrets`` (only for a lazily templated variable that hands one to a module)."""
+    return _select(services, name) if secrets else public_service(_select(services, name))
+
+
+def service_dependencies(services, service):
+    """The descriptions (secrets left out) of ``service``'s ``depends_on``, from the same
+    host's services; a name that is not described there is an error."""
+    names = service.get("depends_on") or [] if isinstance(service, dict) else []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise AnsibleFilterError("service %r: depends_on must be a list of service names" % service.get("name"))
+    return [select_service(services, name) for name in names]
+
+
+def _select(services, name=""):
     if not isinstance(services, list) or not all(isinstance(item, dict) for item in services):
         raise AnsibleFilterError("runbook_services must be a list of service descriptions (dicts)")
     if not services:
@@ -41,4 +68,5 @@ def _checked(service):
 
 class FilterModule:
     def filters(self):
-        return {"select_service": select_service}
+        return {"select_service": select_service, "public_service": public_service,
+                "service_dependencies": service_dependencies}

@@ -2,14 +2,19 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Pure evaluation logic of the health_check module (no I/O, easy to unit test).
+"""Health probes: the evaluation logic of the health_check module (pure, easy to unit
+test) and the probe itself, which does its I/O through the HTTP client it is given.
+Shared by health_check, service_state and service_recover.
 
 Private to this collection (the leading underscore): no compatibility promise.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
+
+from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpError
 
 JMESPATH_IMPORT_ERROR = None
 try:
@@ -222,3 +227,44 @@ class StabilityWindow:
         self.streak = 0
         self.failures += 1
         return EXHAUSTED if self.failures > self.max_failures else CONTINUE
+
+
+def probe(client, url, expected_status=(200,), expression=None, components_path='components',
+          healthy_statuses=DEFAULT_HEALTHY_STATUSES):
+    """One GET of ``url`` through ``client`` (an ``_http.HttpClient``); returns the endpoint
+    dict health_check documents (url, healthy, status, latency_ms, failing_components,
+    error, body)."""
+    started = time.monotonic()
+    endpoint = {'url': url, 'healthy': False, 'status': None, 'latency_ms': None,
+                'failing_components': [], 'error': None, 'body': None}
+    try:
+        response = client.request('GET', url, expected_status=all)
+    except HttpError as exc:
+        endpoint['error'] = exc.reason
+    else:
+        body = response.json_or_none()
+        verdict = evaluate_response(response.status, body, expected_status, expression,
+                                    components_path, healthy_statuses)
+        endpoint.update(status=response.status, body=body, **verdict)
+    endpoint['latency_ms'] = round((time.monotonic() - started) * 1000, 1)
+    return endpoint
+
+
+def wait_stable(check, probes, interval, timeout, clock=time.monotonic, sleep=time.sleep):
+    """Call ``check()`` (True when healthy) until it holds ``probes`` times in a row,
+    ``interval`` seconds apart, or ``timeout`` seconds have passed.
+
+    Returns (stable, rounds, elapsed). A failing round resets the streak, as the
+    stabilization window of the seeds' "graceful restart with health check" wants.
+    """
+    started = clock()
+    streak = rounds = 0
+    while True:
+        rounds += 1
+        streak = streak + 1 if check() else 0
+        elapsed = clock() - started
+        if streak >= probes:
+            return True, rounds, round(elapsed, 3)
+        if elapsed + interval > timeout:
+            return False, rounds, round(elapsed, 3)
+        sleep(interval)

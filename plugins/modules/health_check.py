@@ -273,28 +273,9 @@ from ansible_collections.runbook.remediation.plugins.module_utils._http import (
     HTTP_MUTUALLY_EXCLUSIVE,
     HTTP_REQUIRED_TOGETHER,
     HttpClient,
-    HttpError,
     http_argument_spec,
     is_http_url,
 )
-
-
-def probe(client, url, expected_status, expression, components_path, healthy_statuses):
-    """One GET of ``url``; returns the endpoint dict documented in RETURN."""
-    started = time.monotonic()
-    endpoint = {'url': url, 'healthy': False, 'status': None, 'latency_ms': None,
-                'failing_components': [], 'error': None, 'body': None}
-    try:
-        response = client.request('GET', url, expected_status=all)
-    except HttpError as exc:
-        endpoint['error'] = exc.reason
-    else:
-        body = response.json_or_none()
-        verdict = _health.evaluate_response(response.status, body, expected_status, expression,
-                                            components_path, healthy_statuses)
-        endpoint.update(status=response.status, body=body, **verdict)
-    endpoint['latency_ms'] = round((time.monotonic() - started) * 1000, 1)
-    return endpoint
 
 
 def summarize(endpoints, expect, attempts, stable_probes):
@@ -384,8 +365,8 @@ def main():
             endpoints = []
             for url in urls:
                 probe_time = datetime.datetime.now(datetime.timezone.utc).isoformat()
-                endpoint = probe(client, url, params['status_code'], expression,
-                                 params['components_path'], params['healthy_statuses'])
+                endpoint = _health.probe(client, url, params['status_code'], expression,
+                                         params['components_path'], params['healthy_statuses'])
                 endpoints.append(endpoint)
                 probes.append({'time': probe_time, 'url': url, 'status': endpoint['status'],
                                'latency_ms': endpoint['latency_ms'], 'healthy': endpoint['healthy'],

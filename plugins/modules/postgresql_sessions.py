@@ -97,6 +97,13 @@ options:
         RV(still_present).
     type: int
     default: 5
+  act_above:
+    description:
+      - Signal nothing unless the pool's usage (connections / C(max_connections)) is above this share first. A pool
+        with room to spare is not exhausted; its idle sessions are the application's business. V(0) acts on every
+        session past a threshold, whatever the usage.
+    type: float
+    default: 0
   login_host:
     description:
       - Host running the database. Empty to use the Unix socket (O(login_unix_socket) or libpq's default).
@@ -329,6 +336,11 @@ skipped:
   elements: dict
   returned: success
   sample: [{"pid": 4301, "user": "report", "reason": "no longer matches (state, age or backend changed)"}]
+below_threshold:
+  description: The usage was not above O(act_above), so nothing was selected.
+  returned: success
+  type: bool
+  sample: false
 still_present:
   description: Terminated backends still listed after O(wait_timeout) seconds.
   type: list
@@ -633,8 +645,10 @@ class Sessions:
         result = self.result = dict(terminated=[], cancelled=[], spared=[], skipped=[], errors=[],
                                     still_present=[], backend_pid=own_pid, server_version=version)
         plans = []
+        usage = summarize(before_rows, max_conn, reserved, params['database'])['usage']
+        result['below_threshold'] = usage <= params['act_above']
         for action in ACTIONS:
-            if params[action['option']] <= 0:
+            if params[action['option']] <= 0 or result['below_threshold']:
                 continue
             for row in self.query(candidates_sql(action), self.args(action)):
                 reason = spare_reason(row)
@@ -702,6 +716,9 @@ def validate(module):
                              error_kind='input')
     if not params['database']:
         module.fail_json(msg='postgresql_sessions: database must not be empty', error_kind='input')
+    if not 0 <= params['act_above'] < 1:
+        module.fail_json(msg='postgresql_sessions: act_above must be a share from 0 to 1 (exclusive), got %s'
+                             % params['act_above'], error_kind='input')
     for option in ('users', 'protected_users'):
         if any(not name for name in params[option]):
             module.fail_json(msg='postgresql_sessions: %s must not hold an empty name' % option, error_kind='input')
@@ -729,6 +746,7 @@ def main():
             idle_in_transaction_after=dict(type='int', default=0),
             cancel_after=dict(type='int', default=0),
             wait_timeout=dict(type='int', default=5),
+            act_above=dict(type='float', default=0),
             login_host=dict(type='str', default='', aliases=['host']),
             login_unix_socket=dict(type='str', default='', aliases=['unix_socket']),
             login_port=dict(type='int', default=5432, aliases=['port']),

@@ -109,8 +109,8 @@ def test_killed_service_heals_itself_and_the_timeline_shows_it(lab, tmp_path):
         assert [r["scenario"] for r in runs] == ["service-down"], runs
         events = store.events(run_id=runs[0]["id"])
     tasks = [e["task"] for e in events if e["kind"] == "task"]
-    for step in ("Ask the safety envelope", "Probe the service's health", f"Start {UNIT}",
-                 "Verify the service stays healthy", "Tell the safety envelope how it ended"):
+    for step in ("Admit service-down (safety envelope, silence)", "Read demo's health, state, logs and restart budget",
+                 "Restart demo within the budget and verify it", "End service-down (expire, verify, release, record)"):
         assert step in tasks, (step, tasks)
     [result] = [e for e in events if e["kind"] == "result"]
     assert result["host"] == "lab-1" and result["data"]["outcome"] == "remediated", result
@@ -251,7 +251,8 @@ def test_blast_radius_never_restarts_more_than_half_of_the_group(lab, four_hosts
     # The group is the service's replicas: the four systemd hosts (the docker and compose
     # hosts of the lab run it too, so the size is given as the issue's "group of 4").
     code, payload = run_json("run", "service-down", "-l", "lab_systemd",
-                             extra={"runbook_blast_radius": 0.5, "safety_envelope_group_size": 4})
+                             extra={"runbook_blast_radius": 0.5, "safety_envelope_group_size": 4,
+                                    "runbook_override_safety": "a group of four, as the issue has it"})
     assert code == 0, payload
     assert {h: r["outcome"] for h, r in payload["hosts"].items()} == dict.fromkeys(four_hosts, "remediated")
     spans = [(a["started_at"], a["ended_at"]) for name in four_hosts for a in attempts(f"{name}/demo")]

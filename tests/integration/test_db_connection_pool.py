@@ -26,7 +26,9 @@ from tests.postgres import free_port, running_cluster
 
 PLAYBOOK = "runbook.remediation.db_connection_pool"
 # Small thresholds so the test need not wait an hour; numbers as JSON (-e k=v is a string).
-FAST = {"db_connections_idle_after": 2, "db_connections_cancel_after": 2, "db_connections_idle_in_transaction_after": 2}
+FAST = {"db_connections_idle_after": 2, "db_connections_cancel_after": 2, "db_connections_idle_in_transaction_after": 2,
+        # ~38 of the cluster's 100 connections are in use in the tests below: exhausted at 30%.
+        "db_connections_max_usage": 0.3}
 SERVICE = "billing"
 
 
@@ -161,6 +163,19 @@ def play(inventory_path: str, *args: str, extra: dict | None = None, text: bool 
                report["stats"]["pg-host"]["changed"])
 
 
+def test_a_pool_with_room_is_left_alone_unless_forced(pool, tmp_path):
+    leaked = [pool.open(pool.client) for _index in range(5)]
+    time.sleep(2.5)  # past the idle threshold, but 5 of 100 is not an exhausted pool
+    run = play(inventory(tmp_path, pool), extra=FAST)
+    assert run.returncode == 0, run.output[-4000:]
+    assert run.result["outcome"] == "healthy", run.result["message"]
+    assert "nothing signalled" in run.result["message"] and run.result["evidence"]["terminated"] == []
+    assert all(alive(conn) for conn in leaked)
+    forced = play(inventory(tmp_path, pool), extra={**FAST, "db_connections_force": True})
+    assert forced.result["outcome"] == "remediated", forced.result["message"]
+    assert not any(alive(conn) for conn in leaked)
+
+
 def test_idle_sessions_are_terminated_protected_ones_untouched_then_nothing_to_do(pool, tmp_path):
     leaked = [pool.open(pool.client) for _index in range(30)]
     protected = [pool.open(pool.app, application_name="app-pool") for _index in range(3)]
@@ -224,15 +239,17 @@ def test_check_mode_and_diagnose_signal_nothing(pool, tmp_path):
     inv = inventory(tmp_path, pool)
     before = pool.states()
 
-    # The default callback, verbose: what an operator would paste into a ticket.
-    run = play(inv, "--check", "-vvv", extra=FAST, text=True)
+    # The default callback, verbose: what an operator would paste into a ticket. Forced:
+    # 7 of 100 connections is no exhausted pool, and the plan is what this test looks at.
+    forced = {**FAST, "db_connections_force": True}
+    run = play(inv, "--check", "-vvv", extra=forced, text=True)
     assert run.returncode == 0, run.output[-4000:]
     assert pool.pg.password not in run.output
     assert f"planned: would terminate 5 session(s) and would cancel 1 query(ies) in {pool.database}" in run.output
     assert pool.states() == before
     assert connected(pool.pg, leaked) and outcome_of_query(long_client) == "running"
 
-    run = play(inv, extra={**FAST, "runbook_diagnose_only": True})
+    run = play(inv, extra={**forced, "runbook_diagnose_only": True})
     assert run.returncode == 0, run.output[-4000:]
     assert run.result["outcome"] == "planned" and run.result["verification"]["projected"] is True
     assert run.result["evidence"]["after"]["database"]["by_state"] == {"idle": 1}
@@ -257,7 +274,7 @@ def test_postgres_down_is_unavailable(pool, tmp_path):
         ({"type": "sqlite"}, {}, "database type sqlite is not supported (postgresql only)"),
         ({"name": ""}, {}, "the database needs a name"),
         ({}, {"db_connections_idle_after": -1}, "db_connections_idle_after=-1"),
-        ({}, {"db_connections_cancel_after": "soon"}, "db_connections_cancel_after=soon"),
+        ({}, {"db_connections_cancel_after": "soon"}, "argument 'db_connections_cancel_after' is of type str"),
         ({}, {"db_connections_max_usage": 1.5}, "db_connections_max_usage=1.5"),
         ({"protected_users": ["no_such_app"]}, {}, "protected_users names role(s) that do not exist: no_such_app"),
         ({"name": "no_such_db"}, {}, "no_such_db"),

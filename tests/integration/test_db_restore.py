@@ -159,7 +159,7 @@ def test_check_mode_missing_confirmation_and_traversal_change_nothing(lab, fresh
 
     code, refused, _recap, _out = play(lab, "db_restore", "lab-2")
     assert code != 0 and refused["outcome"] == "failed" and refused["error_kind"] == "input", refused
-    assert refused["message"] == "db-restore is destructive: pass runbook_confirm=true (CLI: --yes)"
+    assert refused["message"] == "invalid input: db-restore is destructive: pass runbook_confirm=true (CLI: --yes)"
     assert snapshot(lab, "lab-2") == before
 
     code, planned, _recap, _out = play(lab, "db_restore", "lab-2", check=True)

@@ -242,7 +242,8 @@ def test_compose_oom_kill_merges_the_limit_into_the_override(lab, restored):
     ("extra", "words"),
     [
         ({"memory_limit_raise_to": "64G"}, "is above the ceiling of 4096 MiB (memory_limit_raise_ceiling)"),
-        ({"memory_limit_raise_ceiling": "1T", "memory_limit_raise_to": "1000G"}, "% of the memory of the host"),
+        ({"memory_limit_raise_ceiling": "1T", "memory_limit_raise_to": "1000G",
+          "runbook_override_safety": "a ceiling above the host"}, "% of the memory of the host"),
     ],
     ids=["above-ceiling", "above-host-share"],
 )
@@ -254,6 +255,18 @@ def test_limit_above_the_ceiling_is_bad_input_and_changes_nothing(lab, extra, wo
     assert result["outcome"] == "failed" and result["error_kind"] == "input"
     assert result["message"].startswith("invalid input: the memory limit asked for")
     assert words in result["message"] and "nothing was changed" in result["message"]
+    assert dropin(lab, "lab-1") is None
+    assert unit_show(lab, "lab-1") == before
+
+
+def test_a_ceiling_raised_from_the_command_line_needs_an_override(lab):
+    before = unit_show(lab, "lab-1")
+    code, payload = run_json("run", "oom-killed", "-l", "lab-1",
+                             extra={"memory_limit_raise_ceiling": "1T", "memory_limit_raise_to": "1000G"})
+    assert code == 2, payload
+    message = payload["hosts"]["lab-1"]["message"]
+    assert message.startswith("invalid input: memory_limit_raise_ceiling from the command line loosens"), message
+    assert "runbook_override_safety" in message
     assert dropin(lab, "lab-1") is None
     assert unit_show(lab, "lab-1") == before
 

@@ -225,7 +225,7 @@ def test_invalid_promql_is_bad_input_and_touches_nothing(lab):
     code, payload = run_json("run", "service-down", "-l", "lab-1", "-e", "runbook_verify_promql=up{host=")
     assert code == 2, payload
     message = payload["hosts"]["lab-1"]["message"]
-    assert message.startswith("invalid input: Prometheus rejected the query"), message
+    assert message.startswith("invalid input: runbook_verify_promql is not valid PromQL: Prometheus rejected"), message
 
 
 def test_prometheus_down_is_unavailable(lab):

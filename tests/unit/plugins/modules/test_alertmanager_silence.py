@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from ansible_collections.runbook.remediation.plugins.module_utils import _silence
 from ansible_collections.runbook.remediation.plugins.modules import alertmanager_silence as am
 
 NOW = 1_800_000_000.0
 
 
 def test_build_matchers_from_list_and_labels():
-    matchers = am.build_matchers(
+    matchers = _silence.build_matchers(
         [{"name": "severity", "value": "critical", "is_regex": False, "is_equal": False}],
         {"alertname": ["ServiceDown", "High.Error(Rate)"], "host": "web-1", "service": "~api|web", "team": None},
     )
@@ -36,20 +37,20 @@ def test_build_matchers_from_list_and_labels():
 )
 def test_build_matchers_rejects(labels, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        am.build_matchers(None, labels)
+        _silence.build_matchers(None, labels)
 
 
 def test_re2_escape_keeps_plain_text():
-    assert am.re2_escape("a-b_c:d e") == "a-b_c:d e"
-    assert am.re2_escape(r"x.y*z\w") == r"x\.y\*z\\w"
-    assert re.fullmatch(am.re2_escape("a+b(c)"), "a+b(c)")
+    assert _silence.re2_escape("a-b_c:d e") == "a-b_c:d e"
+    assert _silence.re2_escape(r"x.y*z\w") == r"x\.y\*z\\w"
+    assert re.fullmatch(_silence.re2_escape("a+b(c)"), "a+b(c)")
 
 
 def test_matcher_key_ignores_order_and_defaults_is_equal():
     one = [{"name": "b", "value": "2", "isRegex": False}, {"name": "a", "value": "1", "isRegex": True, "isEqual": True}]
     two = [{"name": "a", "value": "1", "isRegex": True}, {"name": "b", "value": "2", "isRegex": False, "isEqual": True}]
-    assert am.matcher_key(one) == am.matcher_key(two)
-    assert am.matcher_key(one) != am.matcher_key([dict(one[0], isEqual=False), one[1]])
+    assert _silence.matcher_key(one) == _silence.matcher_key(two)
+    assert _silence.matcher_key(one) != _silence.matcher_key([dict(one[0], isEqual=False), one[1]])
 
 
 @pytest.mark.parametrize(
@@ -58,8 +59,8 @@ def test_matcher_key_ignores_order_and_defaults_is_equal():
      (NOW + 0.9996, "2027-01-15T08:00:01.000Z")],
 )
 def test_format_time(seconds, text):
-    assert am.format_time(seconds) == text
-    assert am.parse_am_time(text) == pytest.approx(seconds, abs=0.001)
+    assert _silence.format_time(seconds) == text
+    assert _silence.parse_am_time(text) == pytest.approx(seconds, abs=0.001)
 
 
 @pytest.mark.parametrize(
@@ -73,12 +74,12 @@ def test_format_time(seconds, text):
     ],
 )
 def test_wanted_end(params, end, tolerance):
-    assert am.wanted_end(params, NOW) == (pytest.approx(end), pytest.approx(tolerance))
+    assert _silence.wanted_end(params, NOW) == (pytest.approx(end), pytest.approx(tolerance))
 
 
 def test_wanted_end_in_the_past():
     with pytest.raises(ValueError, match="is not in the future"):
-        am.wanted_end({"ends_at": "-5m", "duration": None}, NOW)
+        _silence.wanted_end({"ends_at": "-5m", "duration": None}, NOW)
 
 
 def test_live_matches_picks_same_matchers_and_comment_latest_first():
@@ -96,7 +97,7 @@ def test_live_matches_picks_same_matchers_and_comment_latest_first():
         silence("other-comment", comment="someone else"),
         silence("more-matchers", extra=[{"name": "host", "value": "a", "isRegex": False, "isEqual": True}]),
     ]
-    assert [s["id"] for s in am.live_matches(silences, matchers, "c")] == ["late", "pending", "early"]
+    assert [s["id"] for s in _silence.live_matches(silences, matchers, "c")] == ["late", "pending", "early"]
 
 
 # --------------------------------------------------------------------------- input errors, nothing sent

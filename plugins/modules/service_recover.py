@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# Copyright (c) 2026, runbook.remediation maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: service_recover
+short_description: Restart a down service within its restart budget and verify it stays healthy, in one call
+version_added: 0.2.0
+description:
+  - The act half of the P(runbook.remediation.service_restart#role) role, in one module call (one round trip) -
+    restart each unhealthy dependency first, then the service, each attempt recorded in the restart history
+    B(before) acting (a crash half-way still counts), and verify it stays healthy for O(verify_probes)
+    consecutive probes. A crash-looping service gets another attempt, up to O(max_attempts), never past the
+    budget (O(budget_max) restarts within O(budget_window)); past it the result says C(escalate=true).
+  - A graceful restart is stop (bounded by O(stop_timeout)), wait O(stop_wait), start. A unit or container
+    that is already dead (O(dead)) is only started.
+  - systemd units through C(systemctl), containers through the C(docker) CLI, Compose services through
+    C(docker compose stop) and C(docker compose up --detach --no-deps --no-build --pull never) (as
+    M(community.docker.docker_compose_v2) with C(state=present) does). Those modules are the right tools for
+    a single restart; this one exists so that budget, restart and verification cost one round trip.
+  - The health check is the service's C(health_url) (and C(health_jmespath)).
+author:
+  - runbook.remediation maintainers (@runbook-remediation)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - runbook.remediation.service
+attributes:
+  check_mode:
+    support: full
+    details: Reports the restart it would make (C(changed=true)) and touches nothing, the budget included.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  budget_max:
+    description: Restarts allowed within O(budget_window).
+    type: int
+    default: 3
+  max_attempts:
+    description: Restarts tried in this call (each verified before the next), within the budget.
+    type: int
+    default: 3
+  dead:
+    description: The service is known to be dead (a failed unit, an exited container), so start it without a stop.
+    type: bool
+    default: false
+  stop_timeout:
+    description: Seconds a container gets to stop before it is killed (a unit's own C(TimeoutStopSec) bounds it).
+    type: int
+    default: 30
+  stop_wait:
+    description: Seconds between stop and start.
+    type: float
+    default: 1
+  verify_probes:
+    description: Consecutive healthy probes that make the restart verified (the stabilization window).
+    type: int
+    default: 3
+  verify_interval:
+    description: Seconds between verification probes.
+    type: float
+    default: 1
+  verify_timeout:
+    description: Seconds an attempt may take to become and stay healthy.
+    type: float
+    default: 10
+requirements:
+  - systemd (C(systemctl)) for V(systemd) services; the C(docker) CLI (with C(docker compose) v2) for V(docker)
+    and V(compose) services.
+"""
+
+EXAMPLES = r"""
+- name: Restart demo within its budget and verify it
+  runbook.remediation.service_recover:
+    service: "{{ runbook_services | runbook.remediation.select_service('demo') }}"
+    dead: "{{ demo_state.state.dead | default(false) }}"
+    verify_probes: 3
+    verify_interval: 0.5
+  register: demo_recovery
+"""
+
+RETURN = r"""
+recovered:
+  description: Whether the service is healthy over the stabilization window after the last attempt.
+  returned: always
+  type: bool
+  sample: true
+escalate:
+  description: The restart budget is spent and the service is not healthy - a human must look.
+  returned: always
+  type: bool
+  sample: false
+attempts:
+  description: Each attempt (attempt, restarted_at, healthy, rounds, elapsed, last_error).
+  returned: always
+  type: list
+  elements: dict
+actions:
+  description: What was done (or would be, in check mode), one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["restarted demo (systemd, attempt 1 of at most 3)"]
+findings:
+  description: What was found on the way (unhealthy dependencies).
+  returned: always
+  type: list
+  elements: str
+verification:
+  description: The last attempt's verification (healthy, attempts, elapsed, stable_probes, last_error).
+  returned: when a restart was made
+  type: dict
+restarts_in_window:
+  description: Restarts in the history within O(budget_window), this call's included.
+  returned: always
+  type: int
+  sample: 1
+"""
+
+import time
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.remediation.plugins.module_utils import _health, _service
+
+
+def restart_and_verify(commands, svc, probe, dead, params):
+    """One attempt's restart and stabilization window; returns (healthy, verification)."""
+    commands.restart(dead, params['stop_timeout'], params['stop_wait'])
+    last = {}
+
+    def check():
+        last.update(probe.endpoint(svc))
+        return last['healthy']
+
+    healthy, rounds, elapsed = _health.wait_stable(check, params['verify_probes'], params['verify_interval'],
+                                                   params['verify_timeout'])
+    return healthy, {'healthy': healthy, 'attempts': rounds, 'elapsed': elapsed,
+                     'stable_probes': params['verify_probes'], 'last_error': last.get('error') or ''}
+
+
+def recover(module, params):
+    svc = _service.check_service(params['service'])
+    deps = [_service.check_service(dep) for dep in params['dependencies']]
+    probe = _service.Prober(params['health_timeout'])
+    run = module.run_command
+    result = dict(changed=False, recovered=False, escalate=False, attempts=[], actions=[], findings=[])
+
+    for dep in deps:
+        if probe.healthy(dep):
+            continue
+        result['findings'].append('dependency %s was unhealthy' % dep['name'])
+        if module.check_mode:
+            result['actions'].append('would restart dependency %s' % dep['name'])
+            continue
+        dep_commands = _service.Commands(run, dep)
+        healthy, _verification = restart_and_verify(dep_commands, dep, probe, dep_commands.state()['dead'], params)
+        result['actions'].append('restarted dependency %s (%s)' % (dep['name'],
+                                                                   'healthy again' if healthy else 'still unhealthy'))
+        result['changed'] = True
+
+    budget_file = _service.budget_path(params['state_dir'], svc)
+    history = _service.read_budget(budget_file, params['budget_window'])
+    limit = min(params['budget_max'], params['max_attempts'])
+    commands = _service.Commands(run, svc)
+    if module.check_mode:
+        if len(history) < params['budget_max']:
+            result['changed'] = True
+            result['actions'].append('would restart %s (%s)' % (svc['name'], svc['manager']))
+        else:
+            result['escalate'] = True
+        result['restarts_in_window'] = len(history)
+        return result
+
+    for attempt in range(1, limit + 1):
+        if len(history) >= params['budget_max']:
+            result['escalate'] = True
+            break
+        # Recorded before acting: a crash half-way still counts against the budget.
+        history.append(time.time())
+        _service.write_budget(budget_file, history)
+        dead = params['dead'] if attempt == 1 else commands.state()['dead']
+        healthy, verification = restart_and_verify(commands, svc, probe, dead, params)
+        result['changed'] = True
+        result['attempts'].append(dict(verification, attempt=attempt, restarted_at=round(history[-1], 3)))
+        result['actions'].append('restarted %s (%s, attempt %d of at most %d)' % (
+            svc['name'], svc['manager'], attempt, params['budget_max']))
+        result['verification'] = verification
+        if healthy:
+            result['recovered'] = True
+            break
+    else:
+        result['escalate'] = not result['recovered'] and len(history) >= params['budget_max']
+    result['restarts_in_window'] = len(history)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            _service.argument_spec(),
+            budget_max=dict(type='int', default=3),
+            max_attempts=dict(type='int', default=3),
+            dead=dict(type='bool', default=False),
+            stop_timeout=dict(type='int', default=30),
+            stop_wait=dict(type='float', default=1),
+            verify_probes=dict(type='int', default=3),
+            verify_interval=dict(type='float', default=1),
+            verify_timeout=dict(type='float', default=10),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    for name in ('budget_max', 'max_attempts', 'verify_probes'):
+        if params[name] < 1:
+            module.fail_json(msg='service_recover: %s must be at least 1, got %s' % (name, params[name]),
+                             error_kind='input')
+    for name in ('stop_timeout', 'stop_wait', 'verify_interval', 'verify_timeout', 'budget_window'):
+        if params[name] < 0:
+            module.fail_json(msg='service_recover: %s must not be negative, got %s' % (name, params[name]),
+                             error_kind='input')
+    try:
+        result = recover(module, params)
+    except _service.ServiceError as exc:
+        module.fail_json(msg=str(exc), error_kind=exc.kind)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg='service_recover: %s' % exc, exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,114 @@
+"""The scenario frame, for every scenario of the catalogue, on the real lab: bad input is
+refused before anything is admitted (the breakers untouched), and when the safety envelope
+cannot decide the remediation does not run at all (fail closed)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import yaml
+
+from runbook_remediation import catalogue
+from runbook_remediation.collection import find_collection
+from tests.conftest import http_status, restore_host, run_json, wait_for
+
+pytestmark = pytest.mark.lab
+
+SCENARIOS = [s.name for s in catalogue.catalogue(find_collection())]
+# Destructive scenarios need the confirmation to get as far as the envelope.
+CONFIRMED = {"runbook_confirm": True}
+
+
+def envelope_rows(path) -> dict:
+    if not path.exists():
+        return {"attempts": 0, "decisions": 0, "breakers": 0}
+    with sqlite3.connect(path) as conn:
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                for table in ("attempts", "decisions", "breakers")}
+
+
+@pytest.fixture(scope="module")
+def pg_inventory(lab, tmp_path_factory):
+    """The lab's inventory plus one host describing a PostgreSQL database (db-connection-pool
+    validates its description; nothing here connects before the envelope admits)."""
+    data = yaml.safe_load(lab.inventory_path.read_text())
+    data["all"]["children"]["pg"] = {"hosts": {"pg-host": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "runbook_services": [{"name": "billing", "manager": "systemd", "unit": "billing.service",
+                              "health_url": "http://127.0.0.1:9/health",
+                              "database": {"type": "postgresql", "name": "billing", "host": "127.0.0.1",
+                                           "port": 9, "user": "runbook", "password": "Pw-frame-SEED"}}]}}}
+    path = tmp_path_factory.mktemp("frame") / "inventory.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def target(scenario: str, pg_inventory) -> list[str]:
+    if scenario == "db-connection-pool":
+        return ["-i", str(pg_inventory), "-l", "pg-host"]
+    return ["-l", "lab-1"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_bad_input_is_refused_before_admission(lab, own_envelope, pg_inventory, scenario):
+    code, payload = run_json("run", scenario, *target(scenario, pg_inventory), "--service", "no-such-service",
+                             "--yes")
+    assert code == 2, payload
+    [result] = payload["hosts"].values()
+    assert result["outcome"] == "failed" and result["error_kind"] == "input", result
+    assert result["message"].startswith("invalid input:") and "no-such-service" in result["message"], result
+    # Nothing admitted, nothing counted, no breaker touched.
+    assert envelope_rows(own_envelope) == {"attempts": 0, "decisions": 0, "breakers": 0}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypatch, pg_inventory, scenario):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("the envelope's directory is a file: it cannot be opened")
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(blocker / "envelope.db"))
+    host = lab.host("lab-1")
+    if scenario == "service-down":
+        lab.break_service("crash", "lab-1")
+        wait_for(lambda: http_status(host.health_url) != 200, timeout=10, what="lab-1 down")
+    before = lab.client.containers.get(host.container).exec_run(
+        ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "runbook-demo.service"]).output
+    try:
+        extra = dict(CONFIRMED) if scenario == "db-restore" else None
+        args = [*target(scenario, pg_inventory), *(["--yes"] if scenario == "db-restore" else [])]
+        code, payload = run_json("run", scenario, *args, extra=extra)
+        assert code == 5, payload
+        [result] = payload["hosts"].values()
+        assert result["outcome"] == "failed" and result["error_kind"] == "unavailable", result
+        assert "the safety envelope could not decide" in result["message"], result
+        assert result["actions"] == [] and result["decision"] == "refused", result
+        after = lab.client.containers.get(host.container).exec_run(
+            ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "runbook-demo.service"]).output
+        assert after == before  # the unit was neither stopped nor started
+        if scenario == "service-down":
+            assert http_status(host.health_url) != 200  # still down: nothing restarted it
+        # No task of the run changed anything (the timeline has every task of it).
+        from runbook_remediation.timeline import open_store
+
+        with open_store() as store:
+            events = store.events(run_id=payload["run_id"])
+        assert events and not [e for e in events if e["kind"] == "task" and e["changed"]], json.dumps(events)[:2000]
+    finally:
+        if scenario == "service-down":
+            restore_host(lab, "lab-1")
+
+
+def test_a_run_with_a_safety_override_records_it(lab, own_envelope):
+    code, payload = run_json("run", "service-down", "-l", "lab-1", extra={
+        "safety_envelope_max_attempts": 10, "runbook_override_safety": "drill with a bigger budget"})
+    assert code == 4, payload
+    findings = payload["hosts"]["lab-1"]["findings"]
+    assert "safety overridden (safety_envelope_max_attempts): drill with a bigger budget" in findings
+
+
+def test_a_safety_setting_from_the_command_line_alone_is_refused(lab, own_envelope):
+    code, payload = run_json("run", "service-down", "-l", "lab-1", extra={"safety_envelope_enabled": False})
+    assert code == 2, payload
+    assert "runbook_override_safety" in payload["hosts"]["lab-1"]["message"]
+    assert envelope_rows(own_envelope)["decisions"] == 0

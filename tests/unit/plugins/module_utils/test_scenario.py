@@ -1,0 +1,98 @@
+"""The scenario frame's rules: request shapes, safety overrides, outcomes."""
+
+from __future__ import annotations
+
+import pytest
+from ansible_collections.runbook.remediation.plugins.module_utils import _scenario as scenario
+
+PAYLOAD = "{{ lookup('pipe', 'id > /tmp/owned') }}"
+
+
+@pytest.mark.parametrize("value", ["demo", "web-1", "api_v2.internal", ""])
+def test_plain_service_names_pass(value):
+    assert scenario.check_request({"service": value})["service"] == value
+
+
+@pytest.mark.parametrize("value", [PAYLOAD, "{% raw %}", "{# x #}", "a b", "a,b", "web-*", "x;rm -rf /", "a" * 200,
+                                   "ünïcode", "../etc"])
+def test_anything_else_is_refused_without_echoing_it(value):
+    with pytest.raises(scenario.RequestError) as exc:
+        scenario.check_request({"service": value})
+    assert "{{" not in str(exc.value) and "lookup" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("runbook_alert_key", "deadbeef@2026-12-03T08:00:00Z"),
+    ("runbook_alert_key", "0a1b2c3d4e5f6789@2026-12-03T08:00:00.123456789+01:00"),
+    ("runbook_run_id", "20261203T080000-ab12cd34"),
+    ("runbook_incident", "INC-20261203-0001"),
+])
+def test_other_request_values(name, value):
+    assert scenario.check_request({name: value})[name] == value
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("runbook_alert_key", "x@y"), ("runbook_alert_key", PAYLOAD), ("runbook_run_id", PAYLOAD),
+    ("runbook_incident", "INC 1"), ("service", 7.5), ("service", ["demo"]), ("service", True),
+])
+def test_other_bad_request_values(name, value):
+    with pytest.raises(scenario.RequestError):
+        scenario.check_request({name: value})
+
+
+def test_an_eda_event_is_reduced_to_checked_fields():
+    event = {"event": {"labels": {"alertname": "ServiceDown", "host": "lab-1", "service": "demo",
+                                  "severity": "critical"},
+                       "annotations": {"summary": PAYLOAD}, "fingerprint": "a1b2", "status": "firing",
+                       "startsAt": "2026-12-03T08:00:00Z", "generatorURL": PAYLOAD}}
+    alert = scenario.check_request({"ansible_eda": event})["alert"]
+    assert alert == {"fingerprint": "a1b2", "starts_at": "2026-12-03T08:00:00Z", "status": "firing",
+                     "labels": event["event"]["labels"], "key": "a1b2@2026-12-03T08:00:00Z"}
+
+
+@pytest.mark.parametrize("labels", [{"service": PAYLOAD}, {"bad-name": "x"}, {"host": "a b"}, {"x": ["list"]}])
+def test_an_eda_event_with_a_bad_label_is_refused(labels):
+    with pytest.raises(scenario.RequestError):
+        scenario.check_eda_event({"event": {"labels": labels}})
+
+
+def test_safety_overrides_are_named():
+    names = ["service", "safety_envelope_max_attempts", "runbook_blast_radius", "service_restart_budget_max",
+             "service_restart_budget_window", "service_restart_max_attempts", "service_restart_state_dir",
+             "memory_limit_raise_ceiling", "service_restart_verify_timeout", "runbook_verify_promql"]
+    assert scenario.safety_overrides(names) == sorted(names[1:8])
+
+
+@pytest.mark.parametrize(("decision", "outcome", "expected"), [
+    ("act", "remediated", "remediated"),
+    ("diagnose", "planned", "planned"),
+    ("duplicate", "planned", "skipped"),
+    ("cooldown", "planned", "escalate"),
+    ("breaker", "planned", "escalate"),
+    ("busy", "planned", "escalate"),
+    ("cooldown", "healthy", "healthy"),
+    ("breaker", "failed", "failed"),
+])
+def test_the_envelope_decision_shapes_the_outcome(decision, outcome, expected):
+    result = scenario.apply_decision({"outcome": outcome, "message": "x"}, decision, "why")
+    assert result["outcome"] == expected
+
+
+def test_results_are_complete_and_unknown_outcomes_fail():
+    final = scenario.complete_result({"outcome": "weird", "message": "m"}, "service-down", "web-1", False)
+    assert final["outcome"] == "failed" and final["scenario"] == "service-down" and final["host"] == "web-1"
+    assert set(final) >= {"findings", "actions", "verification", "evidence", "check_mode"}
+    assert scenario.rejected_result("no such service")["message"] == "invalid input: no such service"
+    assert scenario.rejected_result("down", "unavailable")["message"] == "unavailable: down"
+
+
+def test_failure_keeps_what_the_role_recorded():
+    result = scenario.failure_result({"findings": ["a"], "evidence": {"x": 1}}, "boom", "Restart it")
+    assert result["outcome"] == "failed" and result["findings"] == ["a", "task 'Restart it' failed"]
+    assert result["evidence"] == {"x": 1}
+
+
+@pytest.mark.parametrize(("entry", "ttl"), [
+    ({}, 900), ({"max_seconds": 60}, 900), ({"max_seconds": 3600}, 7200), ({"max_seconds": "x"}, 900)])
+def test_lease_ttl_covers_the_longest_run(entry, ttl):
+    assert scenario.lease_ttl(entry) == ttl
