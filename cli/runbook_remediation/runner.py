@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -166,9 +167,26 @@ def parse_extra_vars(values: Iterable[str]) -> dict:
 def _vars_file(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"-e @{path}: not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise BadInput(f"-e @{path}: cannot read it ({exc.strerror or exc})") from exc
     return _vars_object(text, f"-e @{path}")
+
+
+# Nesting deeper than this is no variable a playbook reads, and deep enough to exhaust
+# the parser's recursion: refused as bad input.
+MAX_DEPTH = 64
+
+
+def _depth(value, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(item, level + 1) for item in value), default=level + 1)
+    return level
 
 
 def _vars_object(text: str, where: str) -> dict:
@@ -177,6 +195,10 @@ def _vars_object(text: str, where: str) -> dict:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{where} is not valid JSON/YAML: {problem}") from exc
+    except RecursionError as exc:
+        raise BadInput(f"{where} is nested too deeply (more than {MAX_DEPTH} levels)") from exc
+    if _depth(data) > MAX_DEPTH:
+        raise BadInput(f"{where} is nested too deeply (more than {MAX_DEPTH} levels)")
     if not isinstance(data, dict):
         raise BadInput(f"{where} must hold a mapping of variables, not {type(data).__name__}")
     for key in data:
@@ -234,13 +256,23 @@ def _check_plain_data(extravars: Mapping) -> None:
 
 # --- environment ------------------------------------------------------------------------
 
-def is_allowed(name: str) -> bool:
-    """Whether the user's variable ``name`` may reach a child (ansible-playbook, ansible-rulebook)."""
+def is_allowed(name: str, value: str = "") -> bool:
+    """Whether the user's variable ``name`` may reach a child (ansible-playbook,
+    ansible-rulebook), whose environment ansible-runner writes to its artifacts: never a
+    secret-named one (``ANSIBLE_BECOME_PASS``, ``RUNBOOK_*_TOKEN``...), never a URL with
+    credentials in it (``DOCKER_HOST=tcp://user:pass@host``)."""
     if name in OWN_ENV:
         return False
-    if name.startswith("RUNBOOK_") and name not in NOT_SECRET_ENV and secret_names.is_secret_name(name):
+    # ANSIBLE_VAULT_PASSWORD_FILE and friends name a file, not the secret itself.
+    if name not in NOT_SECRET_ENV and not name.endswith("_FILE") and secret_names.is_secret_name(name):
+        return False
+    if _USERINFO.search(value or ""):
         return False
     return name in ALLOWED_ENV or name.startswith(ALLOWED_PREFIXES)
+
+
+# scheme://user:password@host: a URL that carries its credentials.
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
 
 
 def find_ansible_playbook(path: str) -> str:
@@ -302,7 +334,7 @@ def child_env(inherited: Mapping[str, str], ours: Mapping[str, str],
     env = {}
     for name, value in (inherited if prepared is None else prepared).items():
         only_inherited = name in inherited and inherited[name] == value
-        if not only_inherited or is_allowed(name):
+        if not only_inherited or is_allowed(name, value):
             env[name] = value
     for name in OWN_ENV:
         env.pop(name, None)
@@ -314,9 +346,51 @@ def child_env(inherited: Mapping[str, str], ours: Mapping[str, str],
 
 # --- the run ----------------------------------------------------------------------------
 
+# Retention of the run directories (their artifacts hold every task's output): the
+# newest RUNBOOK_RUNS_KEEP are kept, none older than RUNBOOK_RUNS_MAX_AGE_DAYS.
+RUNS_KEEP = 200
+RUNS_MAX_AGE_DAYS = 30.0
+_RUN_DIR = re.compile(r"^\d{8}T\d{6}-[a-z0-9][a-z0-9-]*$")
+
+
+def retention(environ: Mapping[str, str]) -> tuple[int, float]:
+    """(keep, max age in days) from the environment; bad values are bad input."""
+    try:
+        keep = int(environ.get("RUNBOOK_RUNS_KEEP", RUNS_KEEP))
+        days = float(environ.get("RUNBOOK_RUNS_MAX_AGE_DAYS", RUNS_MAX_AGE_DAYS))
+    except ValueError as exc:
+        raise BadInput("RUNBOOK_RUNS_KEEP must be a whole number and RUNBOOK_RUNS_MAX_AGE_DAYS a number of days") \
+            from exc
+    if keep < 1 or days <= 0:
+        raise BadInput("RUNBOOK_RUNS_KEEP must be at least 1 and RUNBOOK_RUNS_MAX_AGE_DAYS more than 0")
+    return keep, days
+
+
+def prune_runs(base: Path, keep: int, max_age_days: float, now: float | None = None) -> list[Path]:
+    """Remove run directories past the retention; returns what was removed. Only
+    directories named like a run (``20261203T080000-service-down``) are ever touched."""
+    if not base.is_dir():
+        return []
+    now = time.time() if now is None else now
+    runs = sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink() and _RUN_DIR.match(p.name)),
+                  key=lambda p: p.name, reverse=True)
+    removed = []
+    for index, path in enumerate(runs):
+        try:
+            old = now - path.stat().st_mtime > max_age_days * 86400
+        except OSError:
+            continue
+        if index >= keep or old:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def new_run_dir(base: Path, scenario: str, now: datetime | None = None) -> Path:
     stamp = (now or datetime.now()).strftime("%Y%m%dT%H%M%S")
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    keep, days = retention(os.environ)
+    prune_runs(base, keep - 1, days)  # room for the new one
     for attempt in range(1, 1000):
         suffix = "" if attempt == 1 else f"-{attempt}"
         path = base / f"{stamp}-{scenario}{suffix}"
@@ -328,19 +402,51 @@ def new_run_dir(base: Path, scenario: str, now: datetime | None = None) -> Path:
     raise Unavailable(f"cannot make a run directory under {base}")
 
 
+class _DataDumper(yaml.SafeDumper):
+    """YAML in which every string value is ``!unsafe``: ansible-core loads it as data and
+    never renders it as a template, whatever it holds (``{{ lookup('pipe', ...) }}``)."""
+
+    def represent_mapping(self, tag, mapping, flow_style=None):
+        node = super().represent_mapping(tag, mapping, flow_style)
+        for key_node, _value in node.value:  # names stay plain: only values are data
+            if key_node.tag == "!unsafe":
+                key_node.tag = "tag:yaml.org,2002:str"
+        return node
+
+
+_DataDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar("!unsafe", value))
+
+
+def dump_vars(data: Mapping) -> str:
+    """Extra vars as ansible-playbook should read them: data, never templates."""
+    return yaml.dump(dict(data), Dumper=_DataDumper, sort_keys=True, allow_unicode=True)
+
+
+def write_extravars(private_data_dir: Path, extravars: Mapping) -> None:
+    """``env/extravars`` of the run, which ansible-runner passes as ``-e @FILE``. Written
+    here, not by ansible-runner (which would also put them inline on the command line as
+    JSON, where ansible-core treats every string as a trusted template)."""
+    env_dir = private_data_dir / "env"
+    env_dir.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(env_dir / "extravars", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(dump_vars(extravars))
+
+
 def secrets_file(secret_vars: Mapping) -> Path:
-    """A 0600 JSON file in a fresh 0700 directory outside the run directory, in memory when
-    the machine offers it (``$XDG_RUNTIME_DIR``, ``/dev/shm``). The caller removes it."""
+    """A 0600 file of ``!unsafe`` YAML in a fresh 0700 directory outside the run directory,
+    in memory when the machine offers it (``$XDG_RUNTIME_DIR``, ``/dev/shm``). The caller
+    removes it."""
     base = None
     for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):  # noqa: S108 - a private 0700 dir inside
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
             base = candidate
             break
     directory = Path(tempfile.mkdtemp(prefix="runbook-secrets-", dir=base))
-    path = directory / "vars.json"
+    path = directory / "vars.yml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(dict(secret_vars), handle)
+        handle.write(dump_vars(secret_vars))
     return path
 
 
@@ -366,8 +472,7 @@ def runner_kwargs(request: Request, private_data_dir: Path, ours: Mapping[str, s
     }
     if request.limit:
         kwargs["limit"] = request.limit.strip()
-    if request.extravars:
-        kwargs["extravars"] = dict(request.extravars)
+    # Extra vars: env/extravars, written by write_extravars (never inline, see there).
     cmdline = []
     if request.check:
         cmdline.append("--check")
@@ -502,6 +607,8 @@ def run(
     inherited = dict(os.environ)
     ours = {**our_env(collections_path, inherited), **request.env}
     private_data_dir = new_run_dir(runs_dir, request.scenario)
+    if request.extravars:
+        write_extravars(private_data_dir, request.extravars)
     started = time.monotonic()
     secret_file = secrets_file(request.secret_vars) if request.secret_vars else None
     try:

@@ -108,7 +108,7 @@ def test_runner_kwargs(tmp_path):
     assert kwargs["playbook"] == "runbook.remediation.outcome"
     assert kwargs["inventory"] == str(inventory.resolve())
     assert kwargs["limit"] == "web-1"
-    assert kwargs["extravars"] == {"service": "demo"}
+    assert "extravars" not in kwargs  # written to env/extravars as data (write_extravars), never inline
     assert kwargs["cmdline"] == "--check"
     assert kwargs["quiet"] is True
     assert kwargs["envvars"] == ours
@@ -134,10 +134,54 @@ def test_secrets_file_is_private_and_removed(tmp_path, monkeypatch):
     path = runner.secrets_file({"token": "abc"})
     assert path.parent.parent == tmp_path
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
-    assert json.loads(path.read_text(encoding="utf-8")) == {"token": "abc"}
+    assert path.read_text(encoding="utf-8") == "token: !unsafe 'abc'\n"
     runner.remove_secrets_file(path)
     assert not path.parent.exists()
     runner.remove_secrets_file(None)
+
+
+PAYLOAD = "{{ lookup('pipe', 'id') }}"
+
+
+def test_extra_vars_are_written_as_data(tmp_path):
+    runner.write_extravars(tmp_path, {"service": PAYLOAD, "n": 3, "nested": {"k": [PAYLOAD, 1]}, "b": True})
+    path = tmp_path / "env" / "extravars"
+    assert path.stat().st_mode & 0o777 == 0o600
+    text = path.read_text(encoding="utf-8")
+    assert "service: !unsafe" in text and "n: 3" in text and "b: true" in text
+    assert text.count("!unsafe") == 2  # every string value, no key, no number
+
+
+@pytest.mark.parametrize(("name", "value", "allowed"), [
+    ("ANSIBLE_BECOME_PASS", "x", False), ("ANSIBLE_VAULT_PASSWORD", "x", False), ("ANSIBLE_GALAXY_TOKEN", "x", False),
+    ("ANSIBLE_VAULT_PASSWORD_FILE", "/etc/vault-pass", True), ("ANSIBLE_FORKS", "10", True),
+    ("DOCKER_HOST", "tcp://127.0.0.1:2375", True), ("DOCKER_HOST", "tcp://admin:s3cret@127.0.0.1:2375", False),
+    ("RUNBOOK_WEBHOOK_URL", "http://x", False), ("RUNBOOK_SECRET_PATTERNS", "a", True), ("HOME", "/root", True),
+    ("AWS_SECRET_ACCESS_KEY", "x", False),
+])
+def test_what_reaches_a_child(name, value, allowed):
+    assert runner.is_allowed(name, value) is allowed
+
+
+def test_run_directories_are_pruned(tmp_path):
+    now = 1_800_000_000.0
+    names = [f"2026120{d}T000000-service-down" for d in range(1, 8)]
+    for index, name in enumerate(names):
+        path = tmp_path / name
+        path.mkdir()
+        os.utime(path, (now - (7 - index) * 86400, now - (7 - index) * 86400))
+    (tmp_path / "not-a-run").mkdir()
+    removed = runner.prune_runs(tmp_path, keep=4, max_age_days=5.5, now=now)
+    assert sorted(p.name for p in removed) == names[:3]  # beyond the newest four (older than 5.5 days too)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names[3:], "not-a-run"])
+    assert sorted(p.name for p in runner.prune_runs(tmp_path, keep=10, max_age_days=2.5, now=now)) == names[3:5]
+
+
+@pytest.mark.parametrize("env", [{"RUNBOOK_RUNS_KEEP": "x"}, {"RUNBOOK_RUNS_KEEP": "0"},
+                                 {"RUNBOOK_RUNS_MAX_AGE_DAYS": "-1"}])
+def test_bad_retention_settings_are_bad_input(env):
+    with pytest.raises(BadInput):
+        runner.retention(env)
 
 
 def test_timeline_env_appends_the_callback_once():
