@@ -18,11 +18,22 @@ The environment
     human when a run escalates or opens a breaker (ansible-rulebook's runs keep their
     ansible-runner directories only while they run). The work directory
     (``<state dir>/watch``) is 0700 and ``rulebook.log`` 0600.
+
+Who may send alerts
+    The webhook listens on 127.0.0.1 only and takes a POST only with the bearer token
+    (ansible-rulebook answers 401 otherwise). The token is generated for each watcher
+    (or read from ``--token-file``) and kept in ``<state dir>/watch/token`` (0600); the
+    lab's Alertmanager is configured to read it from that file (``credentials_file``),
+    another Alertmanager needs the same file. Every alert then passes the collection's
+    alert filter: only the inventory's host names (``$RUNBOOK_ALERT_HOSTS``, from
+    ``ansible-inventory``) may be acted on.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,6 +41,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +49,7 @@ from pathlib import Path
 
 import yaml
 
+from runbook_remediation import inventory as inventories
 from runbook_remediation import notify, runner
 from runbook_remediation.collection import Collection, find_collection
 from runbook_remediation.errors import BadInput, Unavailable
@@ -74,15 +87,39 @@ def lab_inventory() -> tuple[Path | None, dict]:
     return path, (data.get("all") or {}).get("vars") or {}
 
 
-def check_alertmanager(url: str) -> None:
-    if not url.startswith(("http://", "https://")):
-        raise BadInput(f"--alertmanager {url!r} is not an http(s) URL")
+def shown(url: str) -> str:
+    """An Alertmanager URL as messages show it: without a user and password."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v2/status", timeout=3) as response:  # noqa: S310
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+    except ValueError:
+        return "(an unparsable URL)"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_alertmanager(url: str) -> None:
+    """Alertmanager answers at ``url`` (whose user:password, if any, is basic auth)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise BadInput(f"--alertmanager {shown(url)} is not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"--alertmanager {shown(url)} is not an http(s) URL with a host")
+    request = urllib.request.Request(f"{shown(url).rstrip('/')}/api/v2/status")  # noqa: S310 - http(s) checked
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
             response.read()
+    except urllib.error.HTTPError as exc:
+        raise Unavailable(f"Alertmanager at {shown(url)} answered HTTP {exc.code}") from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise Unavailable(f"Alertmanager at {url} does not answer: {reason}") from exc
+        raise Unavailable(f"Alertmanager at {shown(url)} does not answer: {reason}") from exc
 
 
 def playbooks_running(root: int) -> bool:
@@ -119,10 +156,12 @@ def rulebook_binary() -> str:
     return found
 
 
-def rulebook_env(collection: Collection, environ: Mapping[str, str]) -> dict[str, str]:
+def rulebook_env(collection: Collection, environ: Mapping[str, str], hosts: list[str] = ()) -> dict[str, str]:
     """ansible-rulebook's environment (see the module's documentation)."""
     ours = runner.our_env(collection.env_collections_path(), environ)
     ours.update({"RUNBOOK_ENTRANCE": "rulebook", "RUNBOOK_STATE_DIR": str(state_dir())})
+    if hosts:
+        ours["RUNBOOK_ALERT_HOSTS"] = ",".join(hosts)
     if (collection.root / "plugins" / "callback" / "timeline.py").is_file():
         enabled = [c for c in environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c]
         ours["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(dict.fromkeys([*enabled, runner.TIMELINE_CALLBACK]))
@@ -142,6 +181,8 @@ class Plan:
     binary: str
     attach: bool
     port: int
+    hosts: tuple[str, ...] = ()  # the inventory's host names: an alert may name only these
+    token_file: Path | None = None  # the user's token; else one is made for this watcher
 
     @property
     def webhook_url(self) -> str:
@@ -149,7 +190,7 @@ class Plan:
 
 
 def plan(inventory: str | None, alertmanager: str | None, port: int | None, attach: bool | None,
-         rulebook_path: Path | None) -> Plan:
+         rulebook_path: Path | None, token_file: Path | None = None) -> Plan:
     """Check the inputs (the lab's inventory and Alertmanager by default); nothing is started."""
     collection = find_collection()
     lab_path, lab_vars = lab_inventory()
@@ -166,6 +207,9 @@ def plan(inventory: str | None, alertmanager: str | None, port: int | None, atta
     if not rulebook.is_file():
         raise BadInput(f"rulebook {rulebook} does not exist")
     binary = rulebook_binary()
+    if token_file is not None:
+        read_token(token_file)  # checked now: a bad file is bad input before anything starts
+    hosts = tuple(inventories.host_names(inventory_path, runner.child_env(os.environ, {})))
     is_lab = alertmanager.rstrip("/") == str(lab_vars.get("runbook_alertmanager_url", "")).rstrip("/")
     attach = is_lab if attach is None else attach
     if attach and not is_lab:
@@ -173,7 +217,33 @@ def plan(inventory: str | None, alertmanager: str | None, port: int | None, atta
     port = port or free_port()
     if listening(HOST, port):
         raise BadInput(f"port {port} on {HOST} is taken: pick another with --port")
-    return Plan(collection, inventory_path, alertmanager, rulebook, binary, attach, port)
+    return Plan(collection, inventory_path, alertmanager, rulebook, binary, attach, port, hosts, token_file)
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path``: one line of printable characters, only its owner may read it."""
+    try:
+        if path.stat().st_mode & 0o077:
+            raise BadInput(f"--token-file {path} is readable by others: chmod 600 it")
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"--token-file {path} cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+    if len(token) < 16 or any(c.isspace() or not c.isprintable() for c in token):
+        raise BadInput(f"--token-file {path} must hold one token of at least 16 printable characters, no spaces")
+    return token
+
+
+def _token(work: Path, given: Path | None) -> tuple[str, Path]:
+    """The webhook's bearer token and the 0600 file Alertmanager reads it from."""
+    if given is not None:
+        return read_token(given), given.resolve()
+    path = work / "token"
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token, path
 
 
 def _work_dir() -> Path:
@@ -195,11 +265,15 @@ def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = Fal
     """Run ansible-rulebook until SIGINT/SIGTERM; on the way out detach the lab's
     Alertmanager, wait up to ``drain`` seconds for the remediations in flight, then stop it."""
     work = _work_dir()
+    token, token_file = _token(work, the_plan.token_file)
     vars_file = work / "vars.yml"
-    vars_file.write_text(yaml.safe_dump({"webhook_host": HOST, "webhook_port": the_plan.port}), encoding="utf-8")
+    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        yaml.safe_dump({"webhook_host": HOST, "webhook_port": the_plan.port, "webhook_token": token}, handle)
     log_path = work / "rulebook.log"
     webhook_url = the_plan.webhook_url
-    env = rulebook_env(the_plan.collection, os.environ)
+    env = rulebook_env(the_plan.collection, os.environ, list(the_plan.hosts))
     argv = [the_plan.binary, "--rulebook", str(the_plan.rulebook), "--inventory", str(the_plan.inventory),
             "--vars", str(vars_file)]
     if verbose:
@@ -231,11 +305,12 @@ def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = Fal
             from runbook_remediation.lab.lab import Lab
 
             lab = Lab(state_dir())
-            lab.set_webhook(webhook_url)
-            terminal.status(f"watch: the lab's Alertmanager {the_plan.alertmanager} now sends to {webhook_url}")
+            lab.set_webhook(webhook_url, str(token_file))
+            terminal.status(f"watch: the lab's Alertmanager {shown(the_plan.alertmanager)} now sends to {webhook_url}")
         else:
-            terminal.status(f"watch: add to {the_plan.alertmanager}'s configuration a receiver "
-                            f"webhook_configs: [{{url: {webhook_url}, send_resolved: true}}]")
+            terminal.status(f"watch: add to {shown(the_plan.alertmanager)}'s configuration a receiver "
+                            f"webhook_configs: [{{url: {webhook_url}, send_resolved: true, http_config: "
+                            f"{{authorization: {{type: Bearer, credentials_file: {token_file}}}}}}}]")
         terminal.status("watch: remediating alerts as they fire (Ctrl-C stops; `runbook breaker status`)")
         while process.poll() is None and not stopping["signal"]:
             time.sleep(0.2)

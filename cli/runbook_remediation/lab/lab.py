@@ -81,6 +81,7 @@ class LabState:
     alertmanager_port: int | None = None
     alertmanager_pid: int | None = None
     webhook_url: str | None = None
+    webhook_token_file: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -443,7 +444,7 @@ class Lab:
             state.prometheus_port = free_port(taken)
 
         alertmanager = self._alertmanager(state)
-        changed = alertmanager.write_config(alertmanager_config(state.webhook_url))
+        changed = alertmanager.write_config(alertmanager_config(state.webhook_url, state.webhook_token_file))
         changes.append(self._ensure_running(alertmanager, changed, started))
         state.alertmanager_pid = alertmanager.pid
 
@@ -512,15 +513,16 @@ class Lab:
             removed.append(f"removed {self.dir}")
         return removed
 
-    def set_webhook(self, url: str | None) -> None:
-        """Point the lab's Alertmanager at a webhook receiver (``runbook watch``), or at
-        nothing again (``None``), and reload it."""
+    def set_webhook(self, url: str | None, token_file: str | None = None) -> None:
+        """Point the lab's Alertmanager at a webhook receiver (``runbook watch``) that wants
+        the bearer token in ``token_file``, or at nothing again (``None``), and reload it."""
         state = self.state()
         if state.alertmanager_port is None:
             raise BadInput("the lab is not up: run `runbook lab up` first")
         state.webhook_url = url
+        state.webhook_token_file = token_file if url else None
         alertmanager = self._alertmanager(state)
-        if alertmanager.write_config(alertmanager_config(url)) and alertmanager.running():
+        if alertmanager.write_config(alertmanager_config(url, state.webhook_token_file)) and alertmanager.running():
             alertmanager.reload()
         state.save(self.state_path)
 

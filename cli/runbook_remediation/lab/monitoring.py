@@ -62,10 +62,15 @@ def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules
     }
 
 
-def alertmanager_config(webhook_url: str | None = None) -> dict:
+def alertmanager_config(webhook_url: str | None = None, token_file: str | None = None) -> dict:
+    """The lab Alertmanager's configuration; with a watcher attached it posts to its
+    webhook with the bearer token read from ``token_file`` (never written into this file)."""
     receiver: dict = {"name": "runbook"}
     if webhook_url:
-        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+        webhook: dict = {"url": webhook_url, "send_resolved": True}
+        if token_file:
+            webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": token_file}}
+        receiver["webhook_configs"] = [webhook]
     return {
         "route": {
             "receiver": "runbook",
