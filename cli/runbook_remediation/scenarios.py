@@ -26,12 +26,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runbook_remediation import catalogue, incidents, notify, outcomes, results, runner, secret_names, timeline
+from runbook_remediation import inventory as inventories
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError, Unavailable
 from runbook_remediation.paths import state_dir
 from runbook_remediation.terminal import Terminal
 
 CONFIRM_VAR = "runbook_confirm"  # destructive playbooks refuse to act without it
+OVERRIDE_VAR = "runbook_override_safety"  # the scenario frame refuses safety extra vars without it
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class Selection:
     service: str | None
     timeout: int | None
     incident: str | None = None
+    # Why safety settings given as extra vars may loosen the envelope (recorded in the result).
+    override_safety: str | None = None
 
 
 @dataclass
@@ -65,6 +69,25 @@ def inventory(given: str | None) -> Path:
     raise BadInput("no inventory: pass -i or start the lab (runbook lab up)")
 
 
+def check_alert_host(host: str | None, inventory_path: Path) -> str:
+    """The host an alert names, as the limit of a run: it must be one host of the
+    inventory (an alert without one would run on every host; a label is never a pattern)."""
+    if not host:
+        raise BadInput("the alert names no host: refusing to run on every host",
+                       hint="run the scenario yourself with -l HOST")
+    names = inventories.host_names(inventory_path, runner.child_env(os.environ, {}))
+    if host not in names:
+        raise BadInput(f"the alert's host {escape_label(host)} is not a host of {inventory_path}",
+                       hint="an alert may only name one inventory host")
+    return host
+
+
+def escape_label(value: str) -> str:
+    """A label value as a message shows it: printable, short, quoted."""
+    text = "".join(c if c.isprintable() else "?" for c in str(value))
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
 def _extravars(selection: Selection, diagnose: bool) -> dict:
     extravars = runner.parse_extra_vars(selection.extra_vars)
     if selection.service is not None:
@@ -76,6 +99,11 @@ def _extravars(selection: Selection, diagnose: bool) -> dict:
         extravars["service"] = service
     if CONFIRM_VAR in extravars:
         raise BadInput(f"-e {CONFIRM_VAR} is set by runbook itself after confirmation: use --yes instead")
+    if selection.override_safety is not None:
+        reason = " ".join(selection.override_safety.split())
+        if len(reason) < 3:
+            raise BadInput("--override-safety needs a reason (it is recorded with the run's result)")
+        extravars[OVERRIDE_VAR] = reason
     if diagnose:
         extravars["runbook_diagnose_only"] = True
     return extravars

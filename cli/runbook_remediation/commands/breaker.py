@@ -8,6 +8,7 @@ from rich.table import Table
 
 from runbook_remediation import envelope
 from runbook_remediation.commands.base import Context, handle_errors, output_option
+from runbook_remediation.errors import BadInput
 
 
 @click.group()
@@ -43,11 +44,14 @@ def status(ctx: Context, recent: int) -> None:
     if not opened:
         out.print("breakers: all closed")
     for item in state["breakers"]:
+        scope = "whole fleet" if item.get("fleet") else escape(item.get("target") or "")
+        reset_cmd = escape(item["scenario"]) + ("" if item.get("fleet") else f" --target {scope}")
         if item["open"]:
-            out.print(f"[red]breaker OPEN[/red] {escape(item['scenario'])}: {escape(item['reason'] or '')} "
-                      f"(since {item['opened_at']}; reset: runbook breaker reset {escape(item['scenario'])})")
+            out.print(f"[red]breaker OPEN[/red] {escape(item['scenario'])} ({scope}): {escape(item['reason'] or '')} "
+                      f"(since {item['opened_at']}; reset: runbook breaker reset {reset_cmd})")
         elif item["failures"]:
-            out.print(f"breaker closed {escape(item['scenario'])}: {item['failures']} failed verification(s) in a row")
+            out.print(f"breaker closed {escape(item['scenario'])} ({scope}): {item['failures']} failed "
+                      "verification(s) in a row")
     for hold in state["holds"]:
         out.print(f"[yellow]hold[/yellow] {escape(hold['target'])} ({escape(hold['scenario'])}) until {hold['until']}: "
                   f"{escape(hold['reason'])}")
@@ -65,12 +69,13 @@ def status(ctx: Context, recent: int) -> None:
 
 @breaker.command()
 @click.argument("scenario", required=False)
-@click.option("--target", metavar="HOST/SERVICE", help="Lift the hold of this target only.")
+@click.option("--target", metavar="HOST/SERVICE",
+              help="Only this target's breakers and holds (the fleet breaker stays as it is).")
 @output_option
 @click.pass_obj
 @handle_errors
 def reset(ctx: Context, scenario: str | None, target: str | None) -> None:
-    """Close breakers and lift holds: of SCENARIO, or all of them.
+    """Close breakers and lift holds: of SCENARIO, of one --target, or all of them.
 
     Do it once the cause is understood: the next alert may remediate again.
     """
@@ -79,14 +84,19 @@ def reset(ctx: Context, scenario: str | None, target: str | None) -> None:
         from runbook_remediation.collection import find_collection
 
         catalogue.get(find_collection(), scenario)  # an unknown name is bad input, not a silent no-op
+    if target is not None and not target.strip():
+        raise BadInput("--target is empty: name a HOST/SERVICE (runbook breaker status lists them)")
     store = envelope.open_envelope()
     try:
+        if target is not None and not store.known_target(target):
+            raise BadInput(f"unknown target {target!r}: the safety envelope has never seen it",
+                           hint="runbook breaker status lists the targets with breakers, holds and leases")
         result = store.reset(scenario=scenario, target=target)
     finally:
         store.close()
     if ctx.terminal.json:
         ctx.terminal.data(result)
         return
-    what = scenario or "every scenario"
+    what = (scenario or "every scenario") + (f" on {target}" if target else "")
     ctx.terminal.out.print(f"{what}: {result['breakers_closed']} breaker(s) closed, "
                            f"{result['holds_lifted']} hold(s) lifted")

@@ -41,18 +41,21 @@ def _selection_options(func):
 @_selection_options
 @click.option("--check", is_flag=True, help="Check mode: report what would be done (outcome planned), change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Run a destructive scenario without asking for confirmation.")
+@click.option("--override-safety", metavar="REASON",
+              help="Let -e loosen the safety envelope, a budget, a ceiling or the blast radius "
+                   "(safety_envelope_*, *_budget_max, *_ceiling, runbook_blast_radius...); the reason is recorded.")
 @output_option
 @click.pass_obj
 @handle_errors
 def run(ctx: Context, scenario: str, inventory, limit, extra_vars, service, timeout, incident, check: bool,
-        yes: bool) -> None:
+        yes: bool, override_safety: str | None) -> None:
     """Run SCENARIO (see `runbook list`): diagnose, decide, remediate, verify.
 
     Exit codes: 0 remediated (or planned with --check), 1 failed, 2 bad input,
     3 escalate (a budget or breaker said no), 4 nothing to do (healthy),
     5 a host unreachable, 130 cancelled.
     """
-    selection = scenarios.Selection(inventory, limit, extra_vars, service, timeout, incident)
+    selection = scenarios.Selection(inventory, limit, extra_vars, service, timeout, incident, override_safety)
     summary, info, recorded = scenarios.execute(ctx.terminal, scenario, selection, check=check, diagnose=False,
                                                 yes=yes, verbose=ctx.verbose, confirm=confirm)
     run_report.show(ctx.terminal, summary, info, summary.exit_code, diagnose=False, recorded=recorded)

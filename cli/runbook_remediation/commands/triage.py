@@ -102,8 +102,10 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, 
     if chosen_row is None:
         raise RunbookError("nothing to run: no firing alert maps to a scenario"
                            + (" (escalate the rest to a human)" if rows else ""), ExitCode.NOTHING_TO_DO)
-    _confirm(ctx, chosen_row, yes)
     alert = chosen_row.alert
+    # The alert names where to act: one host of the inventory, never a pattern, never "all".
+    scenarios.check_alert_host(alert.host, scenarios.inventory(given_inventory))
+    _confirm(ctx, chosen_row, yes)
     selection = scenarios.Selection(given_inventory, alert.host, (), alert.service, None, chosen_row.incident)
     # The same path as `runbook run`; the confirmation above covers a destructive scenario.
     summary, info, recorded = scenarios.execute(ctx.terminal, chosen_row.scenario.name, selection, check=False,
