@@ -65,10 +65,10 @@ options:
     description:
       - Extra regular expressions (Python syntax) whose matches are masked before anything is stored; only the
         groups are masked when a pattern has groups, for example V(ghp_[A-Za-z0-9]+) or V(dsn=\\S+://\\S+:(\\S+)@).
-      - Comma-separated in the environment variable.
-    type: list
-    elements: str
-    default: []
+      - A JSON list (V(["ghp_[A-Za-z0-9]+", "x{2,5}"])) or one pattern per line; never split on commas, which
+        regular expressions use.
+    type: str
+    default: ""
     env:
       - name: RUNBOOK_SECRET_PATTERNS
     ini:
@@ -107,6 +107,7 @@ from ansible_collections.runbook.remediation.plugins.module_utils._timeline impo
     TimelineError,
     TimelineStore,
     secret_values,
+    split_patterns,
 )
 
 NO_LOG_MESSAGE = '(output hidden by no_log)'
@@ -153,8 +154,10 @@ def _first_lines(value, count):
     return lines[:count]
 
 
-def _short(text):
-    text = ' '.join(str(text).split())
+def _short(text, store):
+    """One line of at most MESSAGE_LIMIT characters, masked BEFORE it is cut: a secret
+    straddling the cut would otherwise survive as a fragment the masking cannot know."""
+    text = ' '.join(str(store.mask(str(text))).split())
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 3] + '...'
 
 
@@ -237,7 +240,7 @@ class CallbackModule(CallbackBase):
     def _open(self):
         try:
             self._store = TimelineStore(self.get_option('db_path') or None,
-                                        secret_patterns=self.get_option('secret_patterns') or [])
+                                        secret_patterns=split_patterns(self.get_option('secret_patterns')))
         except (TimelineError, OSError, ValueError) as exc:
             self._disabled = True
             self._warn('cannot open the timeline', exc)
@@ -378,7 +381,7 @@ class CallbackModule(CallbackBase):
             message = ('rc %s: %s' % (body['rc'], first[0])).rstrip(': ')
         else:
             message = None
-        return (_short(message) if message else None), data
+        return (_short(message, self._store) if message else None), data
 
     def _record_scenario_result(self, host, task_name, action, outcome):
         result = _plain(outcome)
@@ -390,7 +393,7 @@ class CallbackModule(CallbackBase):
             'result', run_id=self._run_id, host=host, task=task_name, action=action,
             status='failed' if self._outcomes[host] in ('failed', 'escalate') else 'ok',
             failed=self._outcomes[host] in ('failed', 'escalate'),
-            message=_short('%s: %s' % (self._outcomes[host], result.get('message') or '')),
+            message=_short('%s: %s' % (self._outcomes[host], result.get('message') or ''), self._store),
             data=data)
         self._store.update_run(self._run_id, outcome=self._run_outcome())
         if self._outcomes[host] == 'escalate' and not self._store.get_run(self._run_id).get('incident_id'):
@@ -411,7 +414,7 @@ class CallbackModule(CallbackBase):
                                                    service=result.get('service'), hosts=[host])
         self._store.update_run(self._run_id, incident_id=incident_id)
         self._store.add_event('status', run_id=self._run_id, incident_id=incident_id, host=host,
-                              message=_short('escalated to a human: %s' % (result.get('message') or '')))
+                              message=_short('escalated to a human: %s' % (result.get('message') or ''), self._store))
 
     def _run_outcome(self, stats_failed=False):
         if self._outcomes:

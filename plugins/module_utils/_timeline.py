@@ -196,7 +196,20 @@ def format_ts(seconds):
 
 # A dict key naming a secret (the one rule, _secrets.py): its whole value is masked.
 SECRET_KEY_RE = SECRET_NAME_RE
-_URL_USERINFO_RE = re.compile(r'\b([a-zA-Z][a-zA-Z0-9+.-]{0,30}://)([^\s/@:]+)(?::([^\s/@]*))?@')
+# scheme://user:password@host - the password may hold '@', '/' or spaces: it ends at the
+# last '@' that a host name follows, within one line and 256 characters (see _mask_userinfo:
+# a scan per scheme, linear in the text, where one regular expression would backtrack).
+_URL_SCHEME_RE = re.compile(r'\b[a-zA-Z][a-zA-Z0-9+.-]{0,30}://')
+_USERINFO_WINDOW = 256
+_HOST_AFTER_RE = re.compile(r'[A-Za-z0-9._-]+(?::[0-9]+)?(?:[/?#\s"\'),;]|$)')
+# Authorization: <scheme> <credentials> (any scheme: Bearer, Basic, Token, Digest, ...).
+_AUTH_HEADER_RE = re.compile(r'\b(authorization)(["\']?\s*[:=]\s*["\']?)(?:[A-Za-z-]+\s+)?[^\s"\',;]+',
+                             re.IGNORECASE)
+# Webhook URLs carry their token in the path (Slack, Discord, Mattermost, Teams).
+_WEBHOOK_PATH_RE = re.compile(
+    r'\b(https?://(?:hooks\.slack\.com/(?:services|workflows|triggers)|discord(?:app)?\.com/api/webhooks'
+    r'|[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?/hooks|[A-Za-z0-9.-]{1,253}\.webhook\.office\.com/webhookb2)/)'
+    r'[^\s"\'<>]+')
 _BEARER_RE = re.compile(r'\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+', re.IGNORECASE)
 _BASIC_RE = re.compile(r'\b(Basic)(\s+)[A-Za-z0-9+/]{8,}={0,2}')
 # password=..., "token": "...", api_key: ..., --password ... A key starts at a word
@@ -209,6 +222,26 @@ _INLINE_RE = re.compile(
 )
 # Literal secrets shorter than this are not searched for: they would mask ordinary words.
 MIN_SECRET_LENGTH = 4
+
+
+def split_patterns(text):
+    """User secret patterns from one setting (``$RUNBOOK_SECRET_PATTERNS``): a JSON list of
+    regular expressions, or one per line. Never split on commas: ``a{2,5}`` is one pattern."""
+    if isinstance(text, (list, tuple)):
+        return [str(item) for item in text if str(item)]
+    text = (text or '').strip()
+    if not text:
+        return []
+    if text.startswith('['):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise TimelineError('secret patterns: not a JSON list of regular expressions: %s' % exc,
+                                kind='input') from exc
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise TimelineError('secret patterns: the JSON must be a list of strings', kind='input')
+        return [item for item in items if item]
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def compile_patterns(patterns):
@@ -285,7 +318,9 @@ def _mask_text(text, patterns, variants):
         return text
     for secret in variants:
         text = text.replace(secret, MASK)
-    text = _URL_USERINFO_RE.sub(_userinfo, text)
+    text = _mask_userinfo(text)
+    text = _WEBHOOK_PATH_RE.sub(lambda m: m.group(1) + MASK, text)
+    text = _AUTH_HEADER_RE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
     text = _BEARER_RE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
     text = _BASIC_RE.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
     text = _INLINE_RE.sub(_inline, text)
@@ -294,11 +329,31 @@ def _mask_text(text, patterns, variants):
     return text
 
 
-def _userinfo(match):
-    # user:password@ keeps the user; a lone user@ is often a token (https://TOKEN@host).
-    if match.group(3) is not None:
-        return '%s%s:%s@' % (match.group(1), match.group(2), MASK)
-    return '%s%s@' % (match.group(1), MASK)
+def _mask_userinfo(text):
+    """URL userinfo masked: ``user:password@`` keeps the user; a lone ``user@`` is often a
+    token (``https://TOKEN@host``) and is masked whole."""
+    out, last = [], 0
+    for match in _URL_SCHEME_RE.finditer(text):
+        start = match.end()
+        if start < last:
+            continue
+        window = text[start:start + _USERINFO_WINDOW].split('\n', 1)[0]
+        at = window.rfind('@')
+        while at >= 0 and not _HOST_AFTER_RE.match(window, at + 1):
+            at = window.rfind('@', 0, at)
+        if at < 0:
+            continue
+        userinfo = window[:at]
+        user, colon, _password = userinfo.partition(':')
+        if not colon and ('/' in userinfo or any(c.isspace() for c in userinfo)):
+            continue  # not userinfo: an '@' further on in the path or the prose
+        if colon and ('/' in user or any(c.isspace() for c in user)):
+            continue
+        out.append(text[last:start])
+        out.append('%s:%s' % (user, MASK) if colon else MASK)
+        last = start + at
+    out.append(text[last:])
+    return ''.join(out)
 
 
 def mask(value, patterns=None, secrets=None):
@@ -308,9 +363,11 @@ def mask(value, patterns=None, secrets=None):
       token, api_key, apikey, authorization, bearer, credential, private_key, ssh_key,
       webhook; case-insensitive): the whole value is masked (booleans, None and empty
       strings are kept: they are no secret);
-    - in every string: URL userinfo (``https://user:********@``), ``Bearer ********``,
-      ``Basic ********``, ``password=********``, ``"token": "********"``,
-      ``--password ********``;
+    - in every string: URL userinfo (``https://user:********@``, the password may hold
+      ``@``, ``/`` or spaces), ``Authorization: ********`` (any scheme), ``Bearer ********``,
+      ``Basic ********``, webhook paths (``hooks.slack.com/services/********``),
+      ``password=********``, ``db_pass=********``, ``pwd: ********``,
+      ``"token": "********"``, ``--password ********``;
     - ``patterns``: extra regular expressions; a match is masked (only its groups when
       it has any);
     - ``secrets``: literal values (also URL- and JSON-escaped) masked wherever they

@@ -20,6 +20,7 @@ from ansible_collections.runbook.remediation.plugins.module_utils._timeline impo
     TimelineError,
     TimelineStore,
     mask,
+    split_patterns,
 )
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -51,10 +52,20 @@ def all_bytes(directory: Path) -> bytes:
         ("apikey=XYZ&user=bob", f"apikey={MASK}&user=bob"),
         ("curl https://bob:pw1234@example.com/x", f"curl https://bob:{MASK}@example.com/x"),
         ("git clone https://ghp_abcdef@github.com/x", f"git clone https://{MASK}@github.com/x"),
-        ("Authorization: Bearer abc.def-ghi", f"Authorization: {MASK} {MASK}"),
+        ("Authorization: Bearer abc.def-ghi", f"Authorization: {MASK}"),
         ("header bearer eyJhbGciOi.x", f"header bearer {MASK}"),
         ("Basic dXNlcjpwYXNzd29yZA==", f"Basic {MASK}"),
         ("run --password hunter22 now", f"run --password {MASK} now"),
+        # what a review found stored in clear
+        ("Authorization: Token abc123def", f"Authorization: {MASK}"),
+        ("authorization=Digest username=x", f"authorization={MASK}"),
+        ("postgres://app:p@ss/w0rd@db.example.com:5432/x", f"postgres://app:{MASK}@db.example.com:5432/x"),
+        ("redis://:pass word@cache:6379", f"redis://:{MASK}@cache:6379"),
+        ("db_pass=Sup3rSecret", f"db_pass={MASK}"),
+        ("pwd: Sup3rSecret", f"pwd: {MASK}"),
+        ("posted to https://hooks.slack.com/services/T0000/B0000/XXXXsecret ok",
+         f"posted to https://hooks.slack.com/services/{MASK} ok"),
+        ("https://discord.com/api/webhooks/123/abcSECRET", f"https://discord.com/api/webhooks/{MASK}"),
         # prose stays readable
         ("the token expired", "the token expired"),
         ("Password reset for bob", "Password reset for bob"),
@@ -64,6 +75,26 @@ def all_bytes(directory: Path) -> bytes:
 )
 def test_mask_inline(text, expected):
     assert mask(text) == expected
+
+
+@pytest.mark.parametrize(("setting", "patterns"), [
+    ("", []),
+    ("x{2,5}", ["x{2,5}"]),
+    ("a{1,3}\nghp_[A-Za-z0-9]+", ["a{1,3}", "ghp_[A-Za-z0-9]+"]),
+    ('["a,b", "c{1,2}"]', ["a,b", "c{1,2}"]),
+])
+def test_secret_patterns_are_never_split_on_commas(setting, patterns):
+    assert split_patterns(setting) == patterns
+
+
+def test_a_secret_straddling_the_message_cut_is_masked(tmp_path):
+    from ansible_collections.runbook.remediation.plugins.callback import timeline as callback
+
+    store = TimelineStore(str(tmp_path / "t.db"), secrets=["Straddling-Secret-4711"])
+    text = "x" * (callback.MESSAGE_LIMIT - 10) + " Straddling-Secret-4711 tail"
+    short = callback._short(text, store)
+    assert "Stradd" not in short and len(short) <= callback.MESSAGE_LIMIT
+    store.close()
 
 
 def test_mask_keys_recursively():
