@@ -30,6 +30,7 @@ from runbook_remediation import notify, triage
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.outcomes import REMEDIATED
+from runbook_remediation.terminal import clean
 from runbook_remediation.timeline import open_store
 from runbook_remediation.triage import Matrix, human_age
 
@@ -364,9 +365,11 @@ def context(incident: Mapping, events: list[Mapping], runs: list[Mapping], matri
 
 
 def render(kind: str, ctx: Mapping, mask=lambda value: value) -> str:
-    """Render one template with ``ctx``; the text goes through ``mask`` (the store's)."""
+    """Render one template with ``ctx``; the text goes through ``mask`` (the store's) and
+    loses its control characters (a title's ``ESC]0;...`` would retitle the terminal that
+    shows the notification, the post-mortem or the chat message)."""
     text = environment().get_template(TEMPLATES[kind]).render(**ctx)
-    return mask(text)
+    return clean(mask(text))
 
 
 def notification_kind_for(status: str | None) -> str:

@@ -7,12 +7,18 @@ task failed before the result; its entry is then made from the failure event's `
 
 Which hosts failed or were unreachable comes from the ``playbook_on_stats`` event when
 there is one (a failure rescued by a ``block`` is not a failure), else from the events.
+
+When no host ran, ansible's own lines say why: an inventory it could not parse (broken
+YAML, a binary file) is bad input and says so (:class:`InventoryUnusable`), not "no host
+matched".
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError
 from runbook_remediation.outcomes import (
@@ -49,6 +55,16 @@ PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
 # ansible-playbook refuses to start without hosts before it emits any event but this
 # verbose line; it is the one piece of ansible's text we read.
 _NO_HOSTS_TEXT = ("no hosts to target", "no hosts matched")
+# ... and its inventory warnings, one line (one verbose event) each.
+_UNPARSED = re.compile(r"Unable to parse (?P<source>.+) as an inventory source")
+_NOTHING_PARSED = "No inventory was parsed"
+_PLUGIN_FAILED = re.compile(r"Failed to parse inventory with '(?P<plugin>[^']+)' plugin: (?P<message>.+)")
+_ORIGIN = re.compile(r"^Origin: (?P<path>[^<].*?):(?P<line>\d+):(?P<column>\d+)$")
+_UNDECODABLE = re.compile(r"File '(?P<path>.+)' could not be decoded as 'utf-8'")
+_GROUP_SKIPPED = re.compile(r"Skipping '.+' as this is not a valid group definition")
+# The inventory plugin whose complaint fits a file, by its suffix (the others' only confuse).
+_PLUGIN_FOR = {".yml": ("yaml", "auto"), ".yaml": ("yaml", "auto"), ".json": ("yaml", "auto"),
+               ".toml": ("toml",), ".ini": ("ini",), "": ("ini",)}
 
 
 class NoHostsMatched(BadInput):
@@ -57,6 +73,10 @@ class NoHostsMatched(BadInput):
 
 class RunBroken(RunbookError):
     """ansible-playbook stopped before any host ran (a bad playbook, inventory or var)."""
+
+
+class InventoryUnusable(BadInput):
+    """ansible could not read the inventory (not YAML/INI, not UTF-8): nothing was run."""
 
 
 def rank(entry: dict) -> str:
@@ -89,6 +109,12 @@ class Collector:
         self.stats: dict | None = None
         self.no_hosts_matched = False
         self.errors: list[str] = []  # ansible's own [ERROR] lines outside any task
+        self.unparsed: list[str] = []  # inventory sources ansible could not parse
+        self.nothing_parsed = False
+        self.plugin_errors: dict[str, str] = {}  # inventory plugin -> its first complaint
+        self.origins: list[tuple[str, str, str]] = []  # (path, line, column) of parse errors
+        self.undecodable: list[str] = []  # files that are not UTF-8
+        self.group_warnings: list[str] = []
 
     def __call__(self, event: dict) -> None:
         self.add(event)
@@ -100,12 +126,54 @@ class Collector:
             self.stats = data
         elif kind == "playbook_on_no_hosts_matched":
             self.no_hosts_matched = True
-        elif kind == "verbose":
-            text = (event.get("stdout") or "").strip()
+        elif kind in ("verbose", "error"):
+            text = (event.get("stdout") or "").strip().splitlines()
+            text = text[0].strip() if text else ""  # an "error" event goes on with a traceback
             if text.startswith(("[ERROR]", "ERROR!")):
                 self.errors.append(text.split(":", 1)[-1].strip() if text.startswith("[ERROR]") else text[6:].strip())
+            else:
+                self._inventory_line(text)
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
             self._host_event(kind, data)
+
+    def _inventory_line(self, text: str) -> None:
+        if match := _UNPARSED.search(text):
+            self.unparsed.append(match["source"])
+        elif _NOTHING_PARSED in text:
+            self.nothing_parsed = True
+        elif match := _PLUGIN_FAILED.search(text):
+            message = match["message"].strip().removeprefix("Failed to parse inventory: ")
+            self.plugin_errors.setdefault(match["plugin"], message)
+        elif match := _ORIGIN.match(text):
+            self.origins.append((match["path"], match["line"], match["column"]))
+        elif match := _UNDECODABLE.search(text):
+            self.undecodable.append(match["path"])
+        elif match := _GROUP_SKIPPED.search(text):
+            self.group_warnings.append(match[0])
+
+    def inventory_problem(self) -> str | None:
+        """Why ansible had no inventory to run on, when that is why (else None)."""
+        binary = [path for path in self.undecodable if path in self.unparsed or not self.unparsed]
+        if binary:
+            return f"{'inventory ' if binary[0] in self.unparsed else ''}{binary[0]} is not UTF-8 text (a binary file?)"
+        if not self.unparsed and not self.nothing_parsed:
+            return None
+        source = self.unparsed[0] if self.unparsed else "the inventory"
+        suffix = PurePath(source).suffix.lower()
+        preferred = [p for p in _PLUGIN_FOR.get(suffix, ()) if p in self.plugin_errors]
+        if "auto" in preferred and not self.plugin_errors["auto"].startswith(("no root 'plugin' key",
+                                                                              "YAML parsing failed")):
+            preferred.insert(0, "auto")  # the config of an inventory plugin: that plugin's complaint
+        plugin = (preferred or list(self.plugin_errors) or [None])[0]
+        detail = self.plugin_errors.get(plugin) if plugin else None
+        where = next((f" (line {line}, column {column})" for path, line, column in self.origins
+                      if path == source and plugin in ("yaml", "auto")), "")  # the YAML parser's position
+        if not detail:
+            return f"inventory {source} could not be parsed"
+        as_what = {"auto": "an inventory plugin config", "yaml": "YAML", "ini": "INI",
+                   "toml": "TOML"}.get(plugin, f"the {plugin} plugin")
+        detail = detail.removeprefix("YAML parsing failed: ").rstrip(".")
+        return f"inventory {source} could not be parsed as {as_what}: {detail}{where}"
 
     def _host_event(self, kind: str, data: dict) -> None:
         host = data.get("host")
@@ -245,8 +313,12 @@ def _made(base: dict, outcome: str, problem: dict | None, check: bool, fallback:
 
 
 def _raise_nothing_ran(collector: Collector, rc: int) -> None:
+    problem = collector.inventory_problem()
+    if problem:
+        raise InventoryUnusable(f"{problem}: nothing was run")
     text = " ".join(collector.errors)
     if collector.no_hosts_matched or any(marker in text.lower() for marker in _NO_HOSTS_TEXT):
+        text = text or " ".join(collector.group_warnings[:1])
         raise NoHostsMatched(f"no host matched: {text}" if text else "no host matched")
     if text:
         raise RunBroken(f"ansible-playbook stopped before any host ran: {text}")

@@ -7,12 +7,11 @@ command exits with the code it chose afterwards.
 from __future__ import annotations
 
 import yaml
-from rich.markup import escape
 
 from runbook_remediation import outcomes, results, runner
 from runbook_remediation.errors import ExitCode
 from runbook_remediation.scenarios import Recorded
-from runbook_remediation.terminal import Terminal
+from runbook_remediation.terminal import Terminal, safe
 
 
 def show(terminal: Terminal, summary: results.Summary, info: runner.RunInfo, code: ExitCode, diagnose: bool,
@@ -45,24 +44,24 @@ def show(terminal: Terminal, summary: results.Summary, info: runner.RunInfo, cod
 def _print_host(out, host: str, entry: dict, diagnose: bool) -> None:
     outcome = entry["outcome"]
     colour = outcomes.colour(outcome)
-    out.print(f"[bold]{escape(host)}[/bold]  [{colour}]{outcome}[/{colour}]  {escape(entry.get('message') or '')}",
+    out.print(f"[bold]{safe(host)}[/bold]  [{colour}]{safe(outcome)}[/{colour}]  {safe(entry.get('message') or '')}",
               markup=True)
     if entry.get("task") and outcome in outcomes.BROKEN:
-        out.print(f"  task: {escape(str(entry['task']))}", markup=True)
+        out.print(f"  task: {safe(str(entry['task']))}", markup=True)
     for title, items in (("findings", entry["findings"]),
                          ("would do" if outcome == outcomes.PLANNED else "actions", entry["actions"])):
         if items:
             out.print(f"  {title}:")
             for item in items:
-                out.print(f"    - {escape(item)}", markup=True)
+                out.print(f"    - {safe(item)}", markup=True)
     if entry["verification"]:
-        out.print(f"  verification: {escape(_inline(entry['verification']))}", markup=True)
+        out.print(f"  verification: {safe(_inline(entry['verification']))}", markup=True)
     if diagnose and entry["evidence"]:
         out.print("  evidence:")
         text = yaml.safe_dump(entry["evidence"], sort_keys=False, default_flow_style=False, allow_unicode=True,
                               width=4096)
         for line in text.rstrip().splitlines():
-            out.print(f"    {escape(line)}", markup=True)
+            out.print(f"    {safe(line)}", markup=True)
     out.print("")
 
 

@@ -8,6 +8,7 @@ module builds the root group and registers them. Every error a user can act on i
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -15,8 +16,9 @@ import click
 from runbook_remediation import __version__
 from runbook_remediation.commands import breaker, incident, lab, postmortem, run, triage, watch
 from runbook_remediation.commands import list as list_command
-from runbook_remediation.commands.base import Context
+from runbook_remediation.commands.base import Context, unexpected
 from runbook_remediation.errors import ExitCode
+from runbook_remediation.terminal import one_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "RUNBOOK"})
@@ -43,23 +45,44 @@ for _command in (lab.lab, list_command.list_, run.run, run.diagnose, triage.tria
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point. Usage errors become one line with exit code 2."""
+    """Console-script entry point. Usage errors become one line with exit code 2; an
+    exception nobody expected one line with exit code 1 (its traceback with --debug)."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = cli.main(args=argv, prog_name="runbook", standalone_mode=False)
+        code = cli.main(args=args, prog_name="runbook", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:  # `runbook` alone: help, then exit 2 like click
         click.echo(exc.ctx.get_help(), err=True)
         code = ExitCode.BAD_INPUT
     except click.UsageError as exc:
-        message = exc.format_message().replace("\n", " ")
         command = exc.ctx.command_path if exc.ctx else "runbook"
-        click.echo(f"runbook: error: {message} (see `{command} --help`)", err=True)
+        _error(f"{exc.format_message()} (see `{command} --help`)")
         code = ExitCode.BAD_INPUT
     except click.Abort:
-        click.echo("runbook: error: cancelled", err=True)
+        _error("cancelled")
         code = ExitCode.CANCELLED
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        click.echo(f"runbook: error: {exc.format_message()}", err=True)
+        _error(exc.format_message())
         code = exc.exit_code
+    except Exception as exc:  # an input nobody checked, outside any command (or a bug)
+        if _debug(args):
+            raise
+        message, hint = unexpected(exc)
+        _error(message)
+        click.echo(f"hint: {hint}", err=True)
+        code = ExitCode.FAILED
     sys.exit(int(code or 0))
+
+
+def _error(message: str) -> None:
+    """One line on stderr, whatever the message holds (click quotes what the user typed)."""
+    click.echo(f"runbook: error: {one_line(message)}", err=True)
+
+
+def _debug(args: list[str]) -> bool:
+    """--debug (or RUNBOOK_DEBUG) as the root group would have read it."""
+    if "--" in args:
+        args = args[: args.index("--")]
+    flag = os.environ.get("RUNBOOK_DEBUG", "").strip().lower()
+    return "--debug" in args or flag in ("1", "true", "t", "yes", "y", "on")

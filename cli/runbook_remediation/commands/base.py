@@ -40,8 +40,25 @@ def output_option(func):
     )(func)
 
 
+def non_empty(_ctx: click.Context, param: click.Parameter, value):
+    """Callback for a name that must not be empty (``--host ''``, an empty INCIDENT): a
+    usage error, exit 2. Strips blanks; takes a ``multiple`` option's tuple too."""
+    if value is None:
+        return None
+    values = value if isinstance(value, tuple) else (value,)
+    stripped = tuple(str(v).strip() for v in values)
+    if any(not v for v in stripped):
+        raise click.BadParameter("must not be empty", param=param)
+    return stripped if isinstance(value, tuple) else stripped[0]
+
+
 def handle_errors(func):
-    """Turn RunbookError into a one-line message and its exit code."""
+    """Turn RunbookError into a one-line message and its exit code.
+
+    Any other exception is a bug, or an input nobody checked: one line naming only its
+    type (its text may hold what the user typed, a token in a URL included) and exit 1;
+    ``--debug`` shows the traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -57,8 +74,22 @@ def handle_errors(func):
         except KeyboardInterrupt:
             runbook.terminal.error("cancelled")
             ctx.exit(int(ExitCode.CANCELLED))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, BrokenPipeError):
+            raise  # click's own (a closed pipe included: `runbook incident list | head -1`)
+        except Exception as exc:
+            if runbook.debug:
+                raise
+            runbook.terminal.error(*unexpected(exc))
+            ctx.exit(int(ExitCode.FAILED))
 
     return wrapper
+
+
+def unexpected(exc: BaseException) -> tuple[str, str]:
+    """The message and hint for an exception nobody expected (no text of its own: it may
+    quote a secret)."""
+    return (f"unexpected error ({type(exc).__name__}): this is a bug in runbook",
+            "run again with --debug for the traceback (it may show what you typed, secrets too)")
 
 
 def confirm(question: str) -> bool:

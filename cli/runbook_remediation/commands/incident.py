@@ -12,12 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from rich.markup import escape
 from rich.table import Table
 
 from runbook_remediation import catalogue, incidents, notify, triage
 from runbook_remediation.collection import find_collection
-from runbook_remediation.commands.base import Context, handle_errors, output_option
+from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
 from runbook_remediation.incidents import (
     Notice,
@@ -29,6 +28,7 @@ from runbook_remediation.incidents import (
     now,
     open_incident,
 )
+from runbook_remediation.terminal import safe
 from runbook_remediation.timeline import open_store
 
 _STATUS_COLOURS = {"investigating": "red", "identified": "yellow", "monitoring": "cyan", "resolved": "green"}
@@ -44,7 +44,7 @@ def show_notice(ctx: Context, notice: Notice, printed_to_stdout: bool = False) -
         ctx.terminal.status(f"{notice.kind} notification sent to {notice.sent_to} (HTTP {notice.status})")
     elif not printed_to_stdout:
         ctx.terminal.status(f"{notice.kind} notification (no webhook set: --notify URL or RUNBOOK_WEBHOOK_URL):")
-        ctx.terminal.err.print(escape(notice.text.rstrip()), markup=True)
+        ctx.terminal.err.print(safe(notice.text.rstrip()), markup=True)
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -74,11 +74,14 @@ def incident() -> None:
 @incident.command(name="open")
 @click.argument("title")
 @click.option("--severity", type=click.Choice(triage.SEVERITIES), default="P2", show_default=True)
-@click.option("--commander", metavar="NAME", help="The incident commander (names one: acknowledged).")
+@click.option("--commander", metavar="NAME", callback=non_empty,
+              help="The incident commander (names one: acknowledged).")
 @click.option("--impact", metavar="TEXT", help="Who or what is affected.")
-@click.option("--scenario", metavar="NAME", help="The scenario that applies (see `runbook list`).")
-@click.option("--service", metavar="NAME", help="The affected service.")
-@click.option("--host", "hosts", multiple=True, metavar="HOST", help="An affected host. Repeatable.")
+@click.option("--scenario", metavar="NAME", callback=non_empty,
+              help="The scenario that applies (see `runbook list`).")
+@click.option("--service", metavar="NAME", callback=non_empty, help="The affected service.")
+@click.option("--host", "hosts", multiple=True, metavar="HOST", callback=non_empty,
+              help="An affected host. Repeatable.")
 @click.option("--detected-at", metavar="TIME", help="When the problem started (ISO 8601, e.g. the alert's startsAt).")
 @_notify_options
 @output_option
@@ -109,11 +112,11 @@ def open_(ctx: Context, title, severity, commander, impact, scenario, service, h
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT")
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
 @click.option("--status", type=click.Choice(incidents.STATUSES),
               help="investigating, identified, monitoring (resolve with `incident resolve`).")
 @click.option("--severity", type=click.Choice(triage.SEVERITIES))
-@click.option("--commander", metavar="NAME")
+@click.option("--commander", metavar="NAME", callback=non_empty)
 @click.option("--impact", metavar="TEXT")
 @click.option("--note", metavar="TEXT", help="What you learned or did (goes into the update and the timeline).")
 @click.option("--root-cause", metavar="TEXT", help="The root cause, once known.")
@@ -141,8 +144,8 @@ def update(ctx: Context, incident_id, status, severity, commander, impact, note,
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT")
-@click.option("--commander", metavar="NAME", help="Take command as NAME.")
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.option("--commander", metavar="NAME", callback=non_empty, help="Take command as NAME.")
 @output_option
 @click.pass_obj
 @handle_errors
@@ -154,7 +157,7 @@ def ack(ctx: Context, incident_id, commander) -> None:
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT")
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
 @click.option("--root-cause", metavar="TEXT", help="The root cause (into the resolution and the post-mortem).")
 @click.option("--resolution", metavar="TEXT", help="What fixed it (the remediated runs are listed anyway).")
 @click.option("--note", metavar="TEXT")
@@ -183,7 +186,7 @@ def resolve(ctx: Context, incident_id, root_cause, resolution, note, notify_url,
 
 
 @incident.command(name="notify")
-@click.argument("incident_id", metavar="INCIDENT")
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
 @click.option("--kind", type=click.Choice(incidents.NOTIFICATION_KINDS),
               help="Which template. Default: resolution when resolved, else update.")
 @click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
@@ -201,7 +204,7 @@ def notify_(ctx: Context, incident_id, kind, notify_url) -> None:
     if ctx.terminal.json:
         ctx.terminal.data({"incident": incident_id, "notification": notice.as_dict()})
     elif not url:
-        ctx.terminal.out.print(escape(notice.text.rstrip()), markup=True)
+        ctx.terminal.out.print(safe(notice.text.rstrip()), markup=True)
     show_notice(ctx, notice, printed_to_stdout=True)
     fail_if_undelivered(notice, f"{incident_id} is unchanged")
 
@@ -235,11 +238,12 @@ def list_(ctx: Context, all_: bool) -> None:
         table.add_column(column, overflow="fold")
     for record, _due in rows:
         colour = _SEVERITY_COLOURS.get(record["severity"], "")
+        severity = safe(record["severity"])
         age_end = incidents.parse_ts(record.get("resolved_at")) or moment
         age = triage.human_age((age_end - incidents.parse_ts(record["opened_at"])).total_seconds())
         table.add_row(
-            record["id"], f"[{colour}]{record['severity']}[/{colour}]" if colour else record["severity"],
-            _status(record["status"]), age, escape(record["title"]), escape(record.get("commander") or "-"),
+            safe(record["id"]), f"[{colour}]{severity}[/{colour}]" if colour else severity,
+            _status(record["status"]), age, safe(record["title"]), safe(record.get("commander") or "-"),
         )
     out = ctx.terminal.out
     out.print(table)
@@ -247,11 +251,11 @@ def list_(ctx: Context, all_: bool) -> None:
     for record, due in rows:
         for reminder in due:
             colour = "red" if reminder.overdue else "dim"
-            out.print(f"{record['id']}: [{colour}]{escape(reminder.text)}[/{colour}]", markup=True, soft_wrap=True)
+            out.print(f"{safe(record['id'])}: [{colour}]{safe(reminder.text)}[/{colour}]", markup=True, soft_wrap=True)
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT")
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
 @click.option("--tasks", is_flag=True, help="Every task event, not only those that changed or failed something.")
 @output_option
 @click.pass_obj
@@ -272,12 +276,12 @@ def show(ctx: Context, incident_id, tasks: bool) -> None:
         ctx.terminal.data(payload)
         return
     out = ctx.terminal.out
-    out.print(f"[bold]{record['id']}[/bold]  {_status(record['status'])}  {record['severity']}  "
-              f"{escape(record['title'])}", markup=True)
+    out.print(f"[bold]{safe(record['id'])}[/bold]  {_status(record['status'])}  {safe(record['severity'])}  "
+              f"{safe(record['title'])}", markup=True)
     for label, key in (("commander", "commander"), ("impact", "impact"), ("scenario", "scenario"),
                        ("service", "service"), ("created by", "created_by")):
-        out.print(f"  {label + ':':<15}{escape(str(record.get(key) or '-'))}", markup=True)
-    out.print(f"  {'hosts:':<15}{escape(', '.join(record.get('hosts') or []) or '-')}", markup=True)
+        out.print(f"  {label + ':':<15}{safe(str(record.get(key) or '-'))}", markup=True)
+    out.print(f"  {'hosts:':<15}{safe(', '.join(record.get('hosts') or []) or '-')}", markup=True)
     for label, key in (("detected", "detected_at"), ("opened", "opened_at"), ("acknowledged", "acknowledged_at"),
                        ("mitigated", "mitigated_at"), ("resolved", "resolved_at")):
         out.print(f"  {label + ':':<15}{incidents.show_ts(record.get(key))}")
@@ -286,11 +290,11 @@ def show(ctx: Context, incident_id, tasks: bool) -> None:
         out.print("[bold]reminders[/bold]", markup=True)
         for reminder in due:
             colour = "red" if reminder.overdue else "dim"
-            out.print(f"  [{colour}]{escape(reminder.text)}[/{colour}]", markup=True)
+            out.print(f"  [{colour}]{safe(reminder.text)}[/{colour}]", markup=True)
     out.print(f"[bold]timeline[/bold] ({len(runs)} run(s))", markup=True)
     for row in story:
         host = f" {row['host']}" if row.get("host") else ""
-        out.print(f"  {incidents.show_ts(row['ts'])}  {row['kind']:<12}{escape(host)}  {escape(row['text'])}",
+        out.print(f"  {incidents.show_ts(row['ts'])}  {safe(row['kind']):<12}{safe(host)}  {safe(row['text'])}",
                   markup=True)
 
 
@@ -298,7 +302,7 @@ def show(ctx: Context, incident_id, tasks: bool) -> None:
 
 def _status(status: str) -> str:
     colour = _STATUS_COLOURS.get(status, "")
-    return f"[{colour}]{status}[/{colour}]" if colour else status
+    return f"[{colour}]{safe(status)}[/{colour}]" if colour else safe(status)
 
 
 def _record_dict(record: dict, due: list, moment: datetime) -> dict:
@@ -312,8 +316,8 @@ def _emit_change(ctx: Context, record: dict, notice: Notice | None, summary: str
         payload = {"incident": record, "notification": notice.as_dict() if notice else None}
         ctx.terminal.data(payload)
     else:
-        ctx.terminal.out.print(record["id"])
-        ctx.terminal.status(escape(summary))
+        ctx.terminal.out.print(safe(record["id"]))
+        ctx.terminal.status(summary)
     if notice is not None and not ctx.terminal.json:
         show_notice(ctx, notice)
     elif notice is not None and notice.error:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from runbook_remediation.commands.base import Context, handle_errors, output_option
+from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
-from runbook_remediation.lab.lab import FAULTS, Lab
+from runbook_remediation.lab.lab import FAULTS, MAX_HOSTS, Lab
 from runbook_remediation.paths import state_dir
+from runbook_remediation.terminal import safe
 
 
 def _lab(ctx: Context) -> Lab:
@@ -23,7 +24,8 @@ def lab() -> None:
 
 
 @lab.command()
-@click.option("--hosts", type=int, default=2, show_default=True, help="Number of systemd target hosts.")
+@click.option("--hosts", type=int, default=2, show_default=True,
+              help=f"Number of systemd target hosts (1 to {MAX_HOSTS}).")
 @output_option
 @click.pass_obj
 @handle_errors
@@ -74,8 +76,9 @@ def _parse_params(values: tuple[str, ...]) -> dict:
     name="break",
     help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS)}.",
 )
-@click.argument("fault", metavar="FAULT")
-@click.option("--host", "host_name", required=True, help="Lab host to break (see `runbook lab status`).")
+@click.argument("fault", metavar="FAULT", callback=non_empty)
+@click.option("--host", "host_name", required=True, callback=non_empty,
+              help="Lab host to break (see `runbook lab status`).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Fault parameter, e.g. rate=0.3.")
 @output_option
 @click.pass_obj
@@ -89,7 +92,7 @@ def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) ->
 
 
 @lab.command()
-@click.option("--host", "host_name", required=True, help="Lab host to heal.")
+@click.option("--host", "host_name", required=True, callback=non_empty, help="Lab host to heal.")
 @output_option
 @click.pass_obj
 @handle_errors
@@ -126,9 +129,9 @@ def _print_status(ctx: Context, status: dict) -> None:
     for host in status["hosts"]:
         health = host["health"]
         colour = "green" if host["healthy"] else "red"
-        table.add_row(host["name"], host["manager"], host["container_status"], f"[{colour}]{health}[/{colour}]",
-                      host["health_url"])
+        table.add_row(safe(host["name"]), safe(host["manager"]), safe(host["container_status"]),
+                      f"[{colour}]{safe(health)}[/{colour}]", safe(host["health_url"]))
     ctx.terminal.out.print(table)
-    ctx.terminal.out.print(f"Prometheus:   {status['prometheus']['url']}")
-    ctx.terminal.out.print(f"Alertmanager: {status['alertmanager']['url']}")
-    ctx.terminal.out.print(f"Inventory:    {status['inventory']}")
+    ctx.terminal.out.print(f"Prometheus:   {safe(status['prometheus']['url'])}")
+    ctx.terminal.out.print(f"Alertmanager: {safe(status['alertmanager']['url'])}")
+    ctx.terminal.out.print(f"Inventory:    {safe(status['inventory'])}")

@@ -140,16 +140,28 @@ def test_postmortem_markdown_matches_the_recorded_timestamps(recorded):
 def test_postmortem_to_a_file_and_as_json(recorded, tmp_path):
     incident_id, _run_id = recorded
     target = tmp_path / "pm.md"
-    result = invoke("postmortem", incident_id, "-o", str(target))
+    result = invoke("postmortem", incident_id, "--file", str(target))
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and target.read_text(encoding="utf-8").startswith("# Post-Mortem:")
-    again = invoke("postmortem", incident_id, "-o", str(target))
+    again = invoke("postmortem", incident_id, "-f", str(target))
     assert again.exit_code == ExitCode.BAD_INPUT and "--force" in again.stderr
-    assert invoke("postmortem", incident_id, "-o", str(target), "--force").exit_code == 0
+    assert invoke("postmortem", incident_id, "--file", str(target), "--force").exit_code == 0
 
     data = json.loads(invoke("postmortem", incident_id, "-o", "json").stdout)
     assert {m["code"]: m["seconds"] for m in data["metrics"]}["TTR"] == 1650.0
     assert data["markdown"] == target.read_text(encoding="utf-8")
+    assert json.loads(invoke("-o", "json", "postmortem", incident_id).stdout)["markdown"] == data["markdown"]
+
+
+def test_postmortem_output_is_the_format_never_a_file(recorded, tmp_path, monkeypatch):
+    """-o is the output format, as on every command: `-o yaml` is a usage error, not a
+    file named yaml."""
+    incident_id, _run_id = recorded
+    monkeypatch.chdir(tmp_path)
+    result = invoke("postmortem", incident_id, "-o", "yaml")
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "'yaml' is not one of 'text', 'json'" in result.stderr
+    assert not (tmp_path / "yaml").exists()
 
 
 def test_postmortem_of_an_open_incident_warns(runbook_env, monkeypatch):

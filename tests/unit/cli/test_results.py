@@ -232,6 +232,69 @@ def test_playbook_error_before_any_host():
     assert "WARNING" not in info.value.message
 
 
+def verbose(*lines: str) -> list[dict]:
+    return [{"event": "verbose", "stdout": line} for line in lines]
+
+
+BROKEN_YAML = verbose(  # ansible-core 2.19's lines for `-i broken.yml` (one verbose event each)
+    "[WARNING]: Failed to parse inventory with 'auto' plugin: YAML parsing failed: While parsing a flow node "
+    "did not find expected node content.",
+    "", "Failed to parse inventory with 'auto' plugin.", "", "<<< caused by >>>", "",
+    "YAML parsing failed: While parsing a flow node did not find expected node content.",
+    "Origin: /inv/broken.yml:4:1", "",
+    "[WARNING]: Failed to parse inventory with 'yaml' plugin: YAML parsing failed: While parsing a flow node "
+    "did not find expected node content.",
+    "Origin: <inventory plugin 'yaml' with source '/inv/broken.yml'>",
+    "[WARNING]: Failed to parse inventory with 'ini' plugin: Failed to parse inventory: Invalid host pattern "
+    "'all:' supplied, ending in ':' is not allowed, this character is reserved to provide a port.",
+    "Origin: /inv/broken.yml",
+    "[WARNING]: Unable to parse /inv/broken.yml as an inventory source",
+    "[WARNING]: No inventory was parsed, only implicit localhost is available",
+    "[WARNING]: provided hosts list is empty, only localhost is available. Note that the implicit localhost "
+    "does not match 'all'",
+)
+
+
+def test_an_unparsable_inventory_says_so_not_no_host_matched():
+    events = [*BROKEN_YAML, {"event": "playbook_on_no_hosts_matched", "event_data": {}}, stats()]
+    with pytest.raises(results.InventoryUnusable) as info:
+        results.summarize(collect(*events), "s")
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    assert info.value.message == ("inventory /inv/broken.yml could not be parsed as YAML: While parsing a flow node "
+                                  "did not find expected node content (line 4, column 1): nothing was run")
+
+
+def test_an_unparsable_ini_inventory_gets_the_ini_complaint():
+    events = verbose(
+        "[WARNING]: Failed to parse inventory with 'ini' plugin: Failed to parse inventory: not enough values "
+        "to unpack (expected 3, got 2)",
+        "Origin: /inv/hosts",
+        "[WARNING]: Unable to parse /inv/hosts as an inventory source",
+        "[WARNING]: No inventory was parsed, only implicit localhost is available",
+    )
+    with pytest.raises(results.InventoryUnusable, match=r"inventory /inv/hosts could not be parsed as INI: "
+                                                        r"not enough values to unpack"):
+        results.summarize(collect(*events, stats()), "s")
+
+
+def test_a_binary_inventory_is_bad_input_even_when_ansible_crashes():
+    events = [*verbose(
+        "[DEPRECATION WARNING]: File '/inv/blob' could not be decoded as 'utf-8'. Invalid content has been escaped.",
+        "[WARNING]: Unable to parse /inv/blob as an inventory source",
+    ), {"event": "error", "stdout": "[ERROR]: Unexpected Exception, this is probably a bug: embedded null byte\r\n"
+                                    "\r\nTraceback (most recent call last):\r\n  File ..."}]
+    with pytest.raises(results.InventoryUnusable) as info:
+        results.summarize(collect(*events), "s", rc=250)
+    assert info.value.message == "inventory /inv/blob is not UTF-8 text (a binary file?): nothing was run"
+
+
+def test_an_error_event_gives_its_first_line():
+    event = {"event": "error", "stdout": "[ERROR]: Unexpected Exception: boom\r\n\r\nTraceback (most recent..."}
+    with pytest.raises(results.RunBroken) as info:
+        results.summarize(collect(event), "s", rc=250)
+    assert info.value.message == "ansible-playbook stopped before any host ran: Unexpected Exception: boom"
+
+
 def test_nonzero_rc_without_any_event():
     with pytest.raises(results.RunBroken, match="status 127"):
         results.summarize(collect(), "s", rc=127)
