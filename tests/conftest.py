@@ -6,8 +6,10 @@ name and state directory, so a developer's lab is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -126,3 +128,57 @@ def postgres():
 
     with running_cluster() as cluster:
         yield cluster
+
+
+# --- runbook watch -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def watcher(tmp_path: Path, *args: str):
+    """`runbook watch` in a child process, as a user starts it; yields its webhook port;
+    stopped with SIGTERM (it lets the remediations in flight finish)."""
+    from runbook_remediation.lab.lab import free_port
+
+    port = free_port()
+    log = tmp_path / f"watch-{port}.log"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "runbook_remediation", "watch", "--port", str(port), *args],
+                                   stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
+    try:
+        wait_for(lambda: "remediating alerts as they fire" in log.read_text() or process.poll() is not None,
+                 timeout=120, what="runbook watch ready")
+        assert process.poll() is None, log.read_text()
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert "watch: stopped" in log.read_text(), log.read_text()
+
+
+def watch_token() -> str:
+    """The bearer token the running watcher made (<state dir>/watch/token)."""
+    return (Path(os.environ["RUNBOOK_STATE_DIR"]) / "watch" / "token").read_text().strip()
+
+
+def post_alerts(port: int, payload: dict, token: str | None = "") -> int:
+    """POST an Alertmanager webhook payload to the watcher; ``token`` None sends none,
+    "" the watcher's own. Returns the HTTP status (401 too)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token or watch_token()}"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(payload).encode(),
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def alert_payload(*alerts: dict) -> dict:
+    """Alertmanager's webhook body around ``alerts``."""
+    return {"version": "4", "status": "firing", "receiver": "runbook", "groupLabels": {}, "commonLabels": {},
+            "commonAnnotations": {}, "externalURL": "", "alerts": list(alerts)}

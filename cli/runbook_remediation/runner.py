@@ -403,8 +403,10 @@ def new_run_dir(base: Path, scenario: str, now: datetime | None = None) -> Path:
 
 
 class _DataDumper(yaml.SafeDumper):
-    """YAML in which every string value is ``!unsafe``: ansible-core loads it as data and
-    never renders it as a template, whatever it holds (``{{ lookup('pipe', ...) }}``)."""
+    """YAML in which every string value that could be a template (it holds a ``{``) is
+    ``!unsafe``: ansible-core loads it as data and never renders it (``{{ lookup('pipe',
+    ...) }}`` stays text). Other strings stay plain: ansible-core 2.19 turns an unsafe
+    ``"5"`` into the number 5 when it is templated, a plain one stays a string."""
 
     def represent_mapping(self, tag, mapping, flow_style=None):
         node = super().represent_mapping(tag, mapping, flow_style)
@@ -414,7 +416,8 @@ class _DataDumper(yaml.SafeDumper):
         return node
 
 
-_DataDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar("!unsafe", value))
+_DataDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
+    "!unsafe" if "{" in value else "tag:yaml.org,2002:str", value))
 
 
 def dump_vars(data: Mapping) -> str:

@@ -144,6 +144,9 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     if not playbook_path.is_file():
         raise Unavailable(f"scenario {scenario.name}: its playbook {playbook_path} is missing from the collection")
     extravars = _extravars(selection, diagnose)
+    # Settings the run needs after it acted are checked before: a bad one must stop it here.
+    notify.webhook_url(None)
+    runner.retention(os.environ)
     plain, secret = runner.split_secrets(extravars, _secret_checker(terminal))
     request = runner.Request(
         scenario=scenario.name,
@@ -190,6 +193,9 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     try:
         summary = results.summarize(collector, scenario.name, service=request.extravars.get("service"),
                                     check=request.check, rc=info.rc)
+    except results.InventoryUnusable:
+        _record_end(terminal, recorded, outcomes.NO_HOSTS, info)
+        raise
     except results.NoHostsMatched as exc:
         _record_end(terminal, recorded, outcomes.NO_HOSTS, info)
         where = f"--limit {request.limit!r}" if request.limit else "the playbook's hosts"

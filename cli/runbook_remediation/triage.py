@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from runbook_remediation import catalogue
+from runbook_remediation import catalogue, notify
 from runbook_remediation.errors import BadInput, Unavailable
 
 SEVERITIES = catalogue.SEVERITIES
@@ -158,27 +158,19 @@ def from_prometheus(items: Iterable[Mapping]) -> list[Alert]:
 
 def check_url(url: str, what: str) -> str:
     """An http(s) URL with a host, without a trailing slash; BadInput otherwise."""
-    parsed = urllib.parse.urlsplit(url.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise BadInput(f"{what} URL {redact_url(url)!r} is not an http(s) URL with a host")
     try:
+        parsed = urllib.parse.urlsplit(url.strip())
         parsed.port  # noqa: B018 - raises on a bad port
     except ValueError as exc:
-        raise BadInput(f"{what} URL {redact_url(url)!r} has a bad port: {exc}") from exc
+        raise BadInput(f"{what} URL {redact_url(url)} is not a valid URL (a bad host or port)") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise BadInput(f"{what} URL {redact_url(url)} is not an http(s) URL with a host")
     return url.strip().rstrip("/")
 
 
 def redact_url(url: str) -> str:
-    """A URL fit for a message: no userinfo, no query."""
-    try:
-        parsed = urllib.parse.urlsplit(url)
-        host = parsed.hostname or ""
-        port = parsed.port
-    except ValueError:
-        return "(unparsable URL)"
-    if port:
-        host = f"{host}:{port}"
-    return urllib.parse.urlunsplit((parsed.scheme, host, parsed.path, "", ""))
+    """A URL fit for a message: scheme, host and port only (a path or userinfo may hold a token)."""
+    return notify.where(url)
 
 
 class Unreachable(Exception):
@@ -405,6 +397,8 @@ class Matrix:
     def load(cls, path: Path) -> Matrix:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"severity matrix {path}: not UTF-8 text (byte {exc.start})") from exc
         except OSError as exc:
             raise BadInput(f"severity matrix {path}: cannot read it ({exc.strerror or exc})") from exc
         except yaml.YAMLError as exc:

@@ -88,14 +88,16 @@ def lab_inventory() -> tuple[Path | None, dict]:
 
 
 def shown(url: str) -> str:
-    """An Alertmanager URL as messages show it: without a user and password."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-    except ValueError:
-        return "(an unparsable URL)"
+    """An Alertmanager URL as messages show it: scheme, host and port (never its userinfo)."""
+    return notify.where(url)
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL to request: its user and password go in a header instead."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
@@ -108,7 +110,7 @@ def check_alertmanager(url: str) -> None:
         raise BadInput(f"--alertmanager {shown(url)} is not a valid URL") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadInput(f"--alertmanager {shown(url)} is not an http(s) URL with a host")
-    request = urllib.request.Request(f"{shown(url).rstrip('/')}/api/v2/status")  # noqa: S310 - http(s) checked
+    request = urllib.request.Request(f"{_without_userinfo(url).rstrip('/')}/api/v2/status")  # noqa: S310 - checked
     if parts.username is not None:
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())

@@ -154,6 +154,12 @@ def _first_lines(value, count):
     return lines[:count]
 
 
+def _with_outcome(outcome, message):
+    """``outcome: message``, once: scenario messages usually start with their outcome."""
+    message = str(message or '')
+    return message if message.startswith(outcome + ':') else '%s: %s' % (outcome, message)
+
+
 def _short(text, store):
     """One line of at most MESSAGE_LIMIT characters, masked BEFORE it is cut: a secret
     straddling the cut would otherwise survive as a fragment the masking cannot know."""
@@ -393,7 +399,7 @@ class CallbackModule(CallbackBase):
             'result', run_id=self._run_id, host=host, task=task_name, action=action,
             status='failed' if self._outcomes[host] in ('failed', 'escalate') else 'ok',
             failed=self._outcomes[host] in ('failed', 'escalate'),
-            message=_short('%s: %s' % (self._outcomes[host], result.get('message') or ''), self._store),
+            message=_short(_with_outcome(self._outcomes[host], result.get('message')), self._store),
             data=data)
         self._store.update_run(self._run_id, outcome=self._run_outcome())
         if self._outcomes[host] == 'escalate' and not self._store.get_run(self._run_id).get('incident_id'):

@@ -5,18 +5,12 @@ alerts, and the blast radius of a fleet run."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -24,8 +18,7 @@ import yaml
 
 from runbook_remediation import envelope as envelope_cli
 from runbook_remediation import timeline as timeline_cli
-from runbook_remediation.lab.lab import free_port
-from tests.conftest import http_status, restore_host, run_json, wait_for
+from tests.conftest import alert_payload, http_status, post_alerts, restore_host, run_json, wait_for, watcher
 
 pytestmark = pytest.mark.lab
 
@@ -57,29 +50,6 @@ def unit_start(lab, name: str) -> str:
     container = lab.client.containers.get(lab.host(name).container)
     out = container.exec_run(["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", UNIT])
     return out.output.decode().strip()
-
-
-@contextlib.contextmanager
-def watcher(tmp_path: Path, *args: str):
-    """`runbook watch` in a child process, as a user starts it; stopped with SIGTERM."""
-    port = free_port()
-    log = tmp_path / f"watch-{port}.log"
-    with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "runbook_remediation", "watch", "--port", str(port), *args],
-                                   stdout=subprocess.DEVNULL, stderr=err, env=dict(os.environ))
-    try:
-        wait_for(lambda: "remediating alerts as they fire" in log.read_text() or process.poll() is not None,
-                 timeout=120, what="runbook watch ready")
-        assert process.poll() is None, log.read_text()
-        yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=180)  # it lets the remediations in flight finish
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert "watch: stopped" in log.read_text(), log.read_text()
 
 
 def active_alerts(lab, alertname: str, host: str) -> list[dict]:
@@ -193,13 +163,6 @@ def test_crash_loop_escalates_and_stays_on_hold_across_a_rulebook_restart(lab, t
     assert len(runs) >= 2 and {r["outcome"] for r in runs} == {"escalate"}, runs
 
 
-def _post(port: int, payload: dict) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/alerts", data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status
-
-
 def test_ten_simultaneous_duplicate_alerts_remediate_once(lab, tmp_path):
     alert = {
         "status": "firing", "labels": {"alertname": "ServiceDown", "host": "lab-1", "service": "demo",
@@ -207,15 +170,14 @@ def test_ten_simultaneous_duplicate_alerts_remediate_once(lab, tmp_path):
         "annotations": {}, "startsAt": datetime.now(UTC).isoformat(), "endsAt": "0001-01-01T00:00:00Z",
         "fingerprint": uuid.uuid4().hex[:16], "generatorURL": "",
     }
-    payload = {"version": "4", "status": "firing", "receiver": "runbook", "groupLabels": {}, "commonLabels": {},
-               "commonAnnotations": {}, "externalURL": "", "alerts": [alert]}
+    payload = alert_payload(alert)
     try:
         # Not attached: only these ten alerts reach the rulebook.
         with watcher(tmp_path, "--no-attach") as port:
             lab.break_service("crash", "lab-1")
             wait_for(lambda: http_status(lab.host("lab-1").health_url) != 200, timeout=10, what="lab-1 down")
             codes = []
-            threads = [threading.Thread(target=lambda: codes.append(_post(port, payload))) for copy in range(10)]
+            threads = [threading.Thread(target=lambda: codes.append(post_alerts(port, payload))) for copy in range(10)]
             for thread in threads:
                 thread.start()
             for thread in threads:

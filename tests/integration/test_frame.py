@@ -17,8 +17,6 @@ from tests.conftest import http_status, restore_host, run_json, wait_for
 pytestmark = pytest.mark.lab
 
 SCENARIOS = [s.name for s in catalogue.catalogue(find_collection())]
-# Destructive scenarios need the confirmation to get as far as the envelope.
-CONFIRMED = {"runbook_confirm": True}
 
 
 def envelope_rows(path) -> dict:
@@ -75,9 +73,8 @@ def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypa
     before = lab.client.containers.get(host.container).exec_run(
         ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "runbook-demo.service"]).output
     try:
-        extra = dict(CONFIRMED) if scenario == "db-restore" else None
         args = [*target(scenario, pg_inventory), *(["--yes"] if scenario == "db-restore" else [])]
-        code, payload = run_json("run", scenario, *args, extra=extra)
+        code, payload = run_json("run", scenario, *args)
         assert code == 5, payload
         [result] = payload["hosts"].values()
         assert result["outcome"] == "failed" and result["error_kind"] == "unavailable", result

@@ -84,6 +84,8 @@ def reset(ctx: Context, scenario: str | None, target: str | None) -> None:
         from runbook_remediation.collection import find_collection
 
         catalogue.get(find_collection(), scenario)  # an unknown name is bad input, not a silent no-op
+    if scenario is not None and not scenario.strip():
+        raise BadInput("the scenario is empty: name one (runbook list), or leave it out to reset every scenario")
     if target is not None and not target.strip():
         raise BadInput("--target is empty: name a HOST/SERVICE (runbook breaker status lists them)")
     store = envelope.open_envelope()

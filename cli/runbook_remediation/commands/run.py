@@ -11,13 +11,13 @@ from __future__ import annotations
 import click
 
 from runbook_remediation import run_report, scenarios
-from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, output_option
+from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, non_empty, output_option
 
 
 def _selection_options(func):
     """The options ``run`` and ``diagnose`` share."""
     options = [
-        click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY",
+        click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY", callback=non_empty,
                      help="Inventory file or directory. Env: RUNBOOK_INVENTORY. "
                           "Default: the lab's inventory when the lab is up."),
         click.option("-l", "--limit", metavar="PATTERN", help="Only these hosts (an Ansible host pattern)."),

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from runbook_remediation import catalogue, incidents, notify, run_report, scenarios, triage
 from runbook_remediation.collection import find_collection
-from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, output_option
+from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError
 from runbook_remediation.paths import state_dir
 
@@ -33,7 +33,7 @@ _SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
 @click.option("--prometheus", metavar="URL", envvar="RUNBOOK_PROMETHEUS_URL",
               help="Prometheus' base URL (fallback for alerts; instance counts). Env: RUNBOOK_PROMETHEUS_URL. "
                    "Default: the inventory's runbook_prometheus_url.")
-@click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY",
+@click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY", callback=non_empty,
               help="Inventory (YAML) for the URLs and the commands. Env: RUNBOOK_INVENTORY. Default: the lab's.")
 @click.option("--matrix", metavar="FILE", envvar="RUNBOOK_SEVERITY_MATRIX",
               help="Severity matrix to use. Env: RUNBOOK_SEVERITY_MATRIX. Default: the collection's "

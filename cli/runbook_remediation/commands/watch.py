@@ -10,11 +10,11 @@ from pathlib import Path
 import click
 
 from runbook_remediation import watcher
-from runbook_remediation.commands.base import Context, handle_errors
+from runbook_remediation.commands.base import Context, handle_errors, non_empty
 
 
 @click.command()
-@click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY",
+@click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY", callback=non_empty,
               help="Inventory the rulebook's runs use. Default: the lab's when the lab is up.")
 @click.option("--alertmanager", metavar="URL", envvar="RUNBOOK_ALERTMANAGER_URL",
               help="The Alertmanager that sends the alerts. Default: the lab's.")

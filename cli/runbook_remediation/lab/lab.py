@@ -564,8 +564,10 @@ class Lab:
             for name in ("compose.override.yaml", "compose.override.yml"):
                 (self.compose_dir / name).unlink(missing_ok=True)
         if host.manager != "systemd":
-            # Docker and Compose services keep their histories on the controller (the Docker host).
-            for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{host.container}*.json"):
+            # Docker and Compose services keep their histories on the controller (the Docker
+            # host), named after what they count: the container, or Compose's project.service.
+            thing = host.container if host.manager == "docker" else f"{self.compose_project}.{SERVICE}"
+            for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{thing}.json"):
                 path.unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])

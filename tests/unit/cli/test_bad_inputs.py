@@ -15,10 +15,6 @@ at nothing) with its own state directory, and must:
 
 Where a command needs an inventory, it gets one in the case's directory whose hosts
 nobody answers for; every case stops at checking its input.
-
-Cases marked ``lead`` wait on modules another change owns (runner.py, triage.py,
-scenarios.py, commands/breaker.py): strict xfails that turn into failures the day they
-pass, so the mark is then removed.
 """
 
 from __future__ import annotations
@@ -66,7 +62,6 @@ class Case:
     env: dict = field(default_factory=dict)
     setup: str | None = None
     progress: bool = False  # ansible-playbook runs first: progress lines may precede the error
-    lead: str | None = None  # waits on another change: strict xfail with this reason
 
 
 def case(id_: str, *argv: str, **kwargs) -> Case:
@@ -74,12 +69,6 @@ def case(id_: str, *argv: str, **kwargs) -> Case:
 
 
 INC = "INC[/]"  # an incident id that is rich markup
-LEAD_TRIAGE = ("lead fixes triage.py (check_url: an unparsable URL, the path of a bad URL in the message; "
-               "Matrix.load of a non-UTF-8 file)")
-LEAD_RETENTION = ("lead fixes runner.py: RUNBOOK_RUNS_KEEP is checked after `running ...` was printed "
-                  "(check it with the other input, before the run is announced)")
-LEAD_SCENARIOS = "lead fixes scenarios.execute: check $RUNBOOK_WEBHOOK_URL before the run acts"
-LEAD_BREAKER = "lead fixes commands/breaker.py: an empty SCENARIO resets every breaker"
 
 CASES = [
     # --- run -------------------------------------------------------------------------------
@@ -116,7 +105,7 @@ CASES = [
     case("run-destructive-without-tty", "run", "db-restore", "-i", "{inv}"),
     case("run-output-yaml", "run", "service-down", "-o", "yaml"),
     case("run-webhook-env-bad-acts-first", "run", "service-down", "-i", "{inv}", "-y",
-         env={"RUNBOOK_WEBHOOK_URL": f"http://hooks.example:abc/{SECRET}"}, lead=LEAD_SCENARIOS),
+         env={"RUNBOOK_WEBHOOK_URL": f"http://hooks.example:abc/{SECRET}"}),
     # --- diagnose --------------------------------------------------------------------------
     case("diagnose-scenario-markup", "diagnose", "y[/]"),
     case("diagnose-limit-empty", "diagnose", "service-down", "-i", "{inv}", "-l", " "),
@@ -125,8 +114,7 @@ CASES = [
     case("diagnose-inventory-env-missing", "diagnose", "service-down", env={"RUNBOOK_INVENTORY": "{dir}/nope"}),
     case("diagnose-incident-env-markup", "diagnose", "service-down", "-i", "{inv}",
          env={"RUNBOOK_INCIDENT": INC}),
-    case("diagnose-runs-keep-env", "diagnose", "service-down", "-i", "{inv}", env={"RUNBOOK_RUNS_KEEP": "many"},
-         lead=LEAD_RETENTION),
+    case("diagnose-runs-keep-env", "diagnose", "service-down", "-i", "{inv}", env={"RUNBOOK_RUNS_KEEP": "many"}),
     # --- list and the root group -----------------------------------------------------------
     case("list-extra-argument-escape", "list", ESC),
     case("list-output-yaml", "list", "-o", "yaml"),
@@ -139,19 +127,17 @@ CASES = [
     case("root-unknown-option", "--colour", "list"),
     case("list-collection-missing", "list", code=UNAVAILABLE, env={"RUNBOOK_COLLECTION_ROOT": "{dir}/nope"}),
     # --- triage ----------------------------------------------------------------------------
-    case("triage-alertmanager-unparsable", "triage", "--no-open", "--alertmanager", f"http://[::1/{SECRET}",
-         lead=LEAD_TRIAGE),
+    case("triage-alertmanager-unparsable", "triage", "--no-open", "--alertmanager", f"http://[::1/{SECRET}"),
     case("triage-alertmanager-bad-port-password", "triage", "--no-open", "--alertmanager",
          f"http://admin:{SECRET}@127.0.0.1:abc/"),
-    case("triage-prometheus-not-http", "triage", "--no-open", "--prometheus", f"ftp://prom.example/{SECRET}",
-         lead=LEAD_TRIAGE),
+    case("triage-prometheus-not-http", "triage", "--no-open", "--prometheus", f"ftp://prom.example/{SECRET}"),
     case("triage-alertmanager-env-markup", "triage", "--no-open", env={"RUNBOOK_ALERTMANAGER_URL": "x[/]"}),
     case("triage-matrix-missing", "triage", "--no-open", "--alertmanager", "http://127.0.0.1:{closed}",
          "--matrix", "{dir}/nope.yml"),
     case("triage-matrix-broken-yaml", "triage", "--no-open", "--alertmanager", "http://127.0.0.1:{closed}",
          "--matrix", "{broken_matrix}"),
     case("triage-matrix-env-not-utf8", "triage", "--no-open", "--alertmanager", "http://127.0.0.1:{closed}",
-         env={"RUNBOOK_SEVERITY_MATRIX": "{nonutf_matrix}"}, lead=LEAD_TRIAGE),
+         env={"RUNBOOK_SEVERITY_MATRIX": "{nonutf_matrix}"}),
     case("triage-inventory-missing", "triage", "--no-open", "-i", "{dir}/nope.yml"),
     case("triage-run-without-tty", "triage", "--run"),
     case("triage-notify-space", "triage", "--alertmanager", "http://127.0.0.1:{closed}", "--notify",
@@ -225,7 +211,7 @@ CASES = [
     case("watch-drain-negative", "watch", "--drain", "-1"),
     # --- breaker ---------------------------------------------------------------------------
     case("breaker-reset-markup", "breaker", "reset", "x[/]"),
-    case("breaker-reset-empty-scenario", "breaker", "reset", "", lead=LEAD_BREAKER),
+    case("breaker-reset-empty-scenario", "breaker", "reset", ""),
     case("breaker-status-recent-negative", "breaker", "status", "--recent", "-1"),
     case("breaker-status-envelope-not-a-db", "breaker", "status", code=UNAVAILABLE,
          env={"RUNBOOK_ENVELOPE_DB": "{notdb}"}),
@@ -354,8 +340,7 @@ def outcomes(request, tmp_path_factory) -> dict:
 
 def _params():
     for item in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=item.lead)] if item.lead else []
-        yield pytest.param(item, id=item.id, marks=marks)
+        yield pytest.param(item, id=item.id)
 
 
 def test_the_table_is_big_and_distinct():

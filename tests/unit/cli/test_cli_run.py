@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from runbook_remediation import shell
@@ -439,7 +440,7 @@ def extravars_of(data: dict) -> dict:
     """What ansible-runner handed to the playbook (env/extravars of the run's directory)."""
     private = Path(data["artifacts"]).parent.parent
     path = private / "env" / "extravars"
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from runbook_remediation import runner
@@ -134,7 +135,7 @@ def test_secrets_file_is_private_and_removed(tmp_path, monkeypatch):
     path = runner.secrets_file({"token": "abc"})
     assert path.parent.parent == tmp_path
     assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
-    assert path.read_text(encoding="utf-8") == "token: !unsafe 'abc'\n"
+    assert path.read_text(encoding="utf-8") == "token: abc\n"
     runner.remove_secrets_file(path)
     assert not path.parent.exists()
     runner.remove_secrets_file(None)
@@ -149,7 +150,10 @@ def test_extra_vars_are_written_as_data(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text(encoding="utf-8")
     assert "service: !unsafe" in text and "n: 3" in text and "b: true" in text
-    assert text.count("!unsafe") == 2  # every string value, no key, no number
+    assert text.count("!unsafe") == 2  # every string that could be a template, no key, no number
+    (tmp_path / "plain").mkdir()
+    runner.write_extravars(tmp_path / "plain", {"n": "5"})  # stays the string "5"
+    assert (tmp_path / "plain" / "env" / "extravars").read_text(encoding="utf-8") == "n: '5'\n"
 
 
 @pytest.mark.parametrize(("name", "value", "allowed"), [
@@ -353,7 +357,7 @@ def test_real_run_passes_only_allowed_environment(runbook_env, inventory, monkey
     assert "--check" not in command["command"]
     assert "fixture_outcome=remediated" not in " ".join(command["command"])  # in env/extravars, 0600
     extravars = info.private_data_dir / "env" / "extravars"
-    assert json.loads(extravars.read_text(encoding="utf-8"))["fixture_outcome"] == "remediated"
+    assert yaml.safe_load(extravars.read_text(encoding="utf-8"))["fixture_outcome"] == "remediated"
     assert extravars.stat().st_mode & 0o077 == 0
 
 

@@ -254,8 +254,8 @@ def test_inventory_totals_count_hosts_per_service():
     assert triage.inventory_totals({}) is None
 
 
-def test_redact_url_drops_userinfo_and_query():
-    assert triage.redact_url("https://user:pw@am.example:9093/x?token=abc") == "https://am.example:9093/x"
+def test_redact_url_keeps_only_scheme_host_and_port():
+    assert triage.redact_url("https://user:pw@am.example:9093/x?token=abc") == "https://am.example:9093"
 
 
 # --- `runbook triage` against HTTP servers on 127.0.0.1 ------------------------------------------

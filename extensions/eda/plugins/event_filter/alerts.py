@@ -15,8 +15,10 @@ alert's ``host`` label (as eda.builtin.insert_hosts_to_meta does) only when that
 one plain inventory host name: never a pattern (``all``, ``web-*``, ``a,b``), never
 missing (an alert without a host would otherwise run on every host), and, when ``hosts``
 is given, one of them. An alert that fails any check becomes an event with
-``runbook_rejected`` (the reason) and ``meta.hosts: [localhost]``: the rulebook records
-it and runs no scenario.
+``runbook_rejected`` (the reason): the rulebook records and announces it and runs no
+scenario. Its ``meta.hosts`` is the inventory's first host (the notice runs on the
+controller; ansible-rulebook only limits a run to inventory hosts), or ``localhost``
+when no host list is known.
 
 Options:
   hosts: the inventory's host names (a list, or one comma-separated string); when given,
@@ -57,10 +59,27 @@ def _host_list(hosts: Any) -> set[str] | None:
     return {str(name) for name in hosts}
 
 
+def _plain_labels(labels: Any) -> dict[str, str]:
+    """The labels whose name and value pass the rules, each on its own."""
+    plain = {}
+    for key, value in (labels.items() if isinstance(labels, dict) else ()):
+        try:
+            if isinstance(key, str) and rules.LABEL_NAME_RE.match(key):
+                plain[key] = rules.check_value(key, value, rules.LABEL_VALUE_RE, "a plain label value")
+        except rules.RequestError:
+            continue
+    return plain
+
+
+def notice_host(allowed: set[str] | None) -> str:
+    """Where a refused alert's notice runs (see the module's documentation)."""
+    return min(allowed) if allowed else "localhost"
+
+
 def check_alert(alert: Any, allowed: set[str] | None, host_label: str = "host") -> dict[str, Any]:
     """One checked alert event; ``runbook_rejected`` says why it cannot run a scenario."""
     if not isinstance(alert, dict):
-        return {"runbook_rejected": "an alert must be a JSON object", "meta": {"hosts": ["localhost"]}}
+        return {"runbook_rejected": "an alert must be a JSON object", "meta": {"hosts": [notice_host(allowed)]}}
     event: dict[str, Any] = {"labels": {}, "status": "", "fingerprint": "", "startsAt": ""}
     try:
         checked = rules.check_eda_event({"event": {
@@ -80,9 +99,11 @@ def check_alert(alert: Any, allowed: set[str] | None, host_label: str = "host") 
         if allowed is not None and host not in allowed:
             raise rules.RequestError(f"the {host_label} label '{host}' is not a host of the inventory")
     except rules.RequestError as exc:
-        # Only checked values travel on; the reason names the problem, never the raw text.
+        # Only checked values travel on (the labels that pass on their own, so the notice
+        # can name the alert); the reason names the problem, never the raw text.
+        event["labels"] = _plain_labels(alert.get("labels"))
         event["runbook_rejected"] = str(exc)
-        event["meta"] = {"hosts": ["localhost"]}
+        event["meta"] = {"hosts": [notice_host(allowed)]}
         return event
     event["meta"] = {"hosts": [host]}
     return event
@@ -95,5 +116,5 @@ def main(event: dict[str, Any], hosts: Any = None, host_label: str = "host") -> 
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
     if not isinstance(alerts, list):
         return [{"runbook_rejected": "not an Alertmanager webhook payload (no alerts list)",
-                 "labels": {}, "status": "", "meta": {"hosts": ["localhost"]}}]
+                 "labels": {}, "status": "", "meta": {"hosts": [notice_host(allowed)]}}]
     return [check_alert(alert, allowed, host_label) for alert in alerts]
