@@ -50,6 +50,11 @@ def alert(**labels) -> dict:
             "fingerprint": uuid.uuid4().hex[:16], "generatorURL": ""}
 
 
+def timeline_runs() -> list[dict]:
+    with timeline.open_store() as store:
+        return store.list_runs()
+
+
 def notifications(kind: str) -> list[dict]:
     with timeline.open_store() as store:
         return [e for e in store.events(kind="notification") if (e.get("data") or {}).get("notice") == kind]
@@ -80,8 +85,7 @@ def test_the_webhook_wants_its_token_and_refuses_bad_alerts(lab, tmp_path, marke
                  what="every hostile alert recorded as refused")
         # The good one ran service-down on lab-1 (healthy: nothing to do); its free text never mattered.
         wait_for(lambda: any(r["scenario"] == "service-down" and r["entrance"] == "rulebook" and r["ended_at"]
-                             for r in timeline.open_store().list_runs()), timeout=240, interval=1,
-                 what="the good alert's run")
+                             for r in timeline_runs()), timeout=240, interval=1, what="the good alert's run")
     refused = notifications("rejected")[before:]
     texts = " ".join(e["message"] for e in refused)
     assert "templates are not accepted" in texts
