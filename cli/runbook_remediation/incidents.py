@@ -24,8 +24,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import jinja2
-
 from runbook_remediation import notify, triage
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, Unavailable
@@ -310,9 +308,11 @@ def escalations_passed(incident: Mapping, matrix: Matrix) -> list[str]:
 
 # --- rendering -------------------------------------------------------------------------------------
 
-def environment() -> jinja2.Environment:
+def environment():
     """The templates shipped in runbook_remediation/templates (plain text and Markdown:
     no autoescape; a missing variable is an error, not an empty string)."""
+    import jinja2  # only where a template is rendered: `runbook run` rarely needs it
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("runbook_remediation", "templates"),
         undefined=jinja2.StrictUndefined,

@@ -8,20 +8,46 @@ module builds the root group and registers them. Every error a user can act on i
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
 import click
 
 from runbook_remediation import __version__
-from runbook_remediation.commands import breaker, incident, lab, postmortem, run, triage, watch
-from runbook_remediation.commands import list as list_command
 from runbook_remediation.commands.base import Context, unexpected
 from runbook_remediation.errors import ExitCode
 from runbook_remediation.terminal import one_line
 
+# name -> (module under commands/, its click command): imported only when the command
+# runs (or help lists it), so `runbook run` does not pay for the incident and lab code.
+COMMANDS = {
+    "lab": ("lab", "lab"),
+    "list": ("list", "list_"),
+    "run": ("run", "run"),
+    "diagnose": ("run", "diagnose"),
+    "triage": ("triage", "triage_"),
+    "incident": ("incident", "incident"),
+    "postmortem": ("postmortem", "postmortem"),
+    "watch": ("watch", "watch"),
+    "breaker": ("breaker", "breaker"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "RUNBOOK"})
+
+class _LazyGroup(click.Group):
+    """The root group: commands resolved by name on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(f"runbook_remediation.commands.{module}"), attribute)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "RUNBOOK"})
 @click.option(
     "--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="Output format for data on stdout. Env: RUNBOOK_OUTPUT.",
@@ -37,11 +63,6 @@ def cli(ctx: click.Context, output: str, verbose: bool, debug: bool) -> None:
     (healthy), 5 a prerequisite unavailable, 130 cancelled.
     """
     ctx.obj = Context(output=output, debug=debug, verbose=verbose)
-
-
-for _command in (lab.lab, list_command.list_, run.run, run.diagnose, triage.triage_, incident.incident,
-                 postmortem.postmortem, watch.watch, breaker.breaker):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -201,7 +201,7 @@ class ActionModule(_frame.FrameAction):
             matchers = _silence.build_matchers(None, labels)
             params = {'silence_id': None, 'comment': comment, 'created_by': 'runbook.remediation',
                       'duration': str(settings.get('duration') or '15m'), 'ends_at': None}
-            made = _silence.ensure_present(params, client, matchers, self.now(), check_mode)
+            made = _silence.ensure_present(params, client, matchers, self.now(), check_mode, refetch=False)
         except (_prometheus.PrometheusError, ValueError) as exc:
             warnings.append('could not silence %s: %s' % (', '.join(names), exc))
             return {'silenced': False, 'message': 'warning: could not silence: %s' % exc}

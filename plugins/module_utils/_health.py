@@ -250,12 +250,15 @@ def probe(client, url, expected_status=(200,), expression=None, components_path=
     return endpoint
 
 
-def wait_stable(check, probes, interval, timeout, clock=time.monotonic, sleep=time.sleep):
+def wait_stable(check, probes, interval, timeout, retry=0.1, clock=time.monotonic, sleep=time.sleep):
     """Call ``check()`` (True when healthy) until it holds ``probes`` times in a row,
     ``interval`` seconds apart, or ``timeout`` seconds have passed.
 
     Returns (stable, rounds, elapsed). A failing round resets the streak, as the
-    stabilization window of the seeds' "graceful restart with health check" wants.
+    stabilization window of the seeds' "graceful restart with health check" wants; after a
+    failing round the next probe comes ``retry`` seconds later (a service that is still
+    starting answers soon), so the window starts at its first good answer, not an
+    interval after it.
     """
     started = clock()
     streak = rounds = 0
@@ -265,6 +268,7 @@ def wait_stable(check, probes, interval, timeout, clock=time.monotonic, sleep=ti
         elapsed = clock() - started
         if streak >= probes:
             return True, rounds, round(elapsed, 3)
-        if elapsed + interval > timeout:
+        pause = interval if streak else min(retry, interval)
+        if elapsed + pause > timeout:
             return False, rounds, round(elapsed, 3)
-        sleep(interval)
+        sleep(pause)

@@ -302,3 +302,36 @@ def state_findings(svc, state):
     if state['oom_killed']:
         found.append('the kernel OOM killer stopped it (State.OOMKilled)')
     return found
+
+
+def read_state(run, svc, deps, probe, state_dir, budget_window, log_lines, evidence='auto'):
+    """Health, restart budget and, when unhealthy (``evidence='auto'``) or always, the
+    evidence: the manager's state, the last log lines, the port's holder on EADDRINUSE,
+    the dependencies' health. Reads only. The dict service_state returns."""
+    health = probe.endpoint(svc)
+    budget_file = budget_path(state_dir, svc)
+    result = dict(changed=False, healthy=health['healthy'], budget_file=budget_file,
+                  restarts_in_window=len(read_budget(budget_file, budget_window)), findings=[],
+                  health={k: v for k, v in health.items() if k != 'body'})
+    if not health['healthy']:
+        result['findings'].append('health check failed: %s' % why(health))
+    if evidence == 'never' or (evidence == 'auto' and health['healthy']):
+        return result
+    commands = Commands(run, svc, log_lines)
+    state = commands.state()
+    logs = commands.logs()
+    result.update(state=state, log_tail=logs)
+    result['findings'].extend(state_findings(svc, state))
+    if svc.get('port') and EADDRINUSE.search('\n'.join(logs)):
+        holder = commands.port_holder(svc['port'])
+        result['port_holder'] = holder
+        result['findings'].append('port %s is already in use (EADDRINUSE): %s' % (
+            svc['port'], '; '.join(holder) or 'holder not visible from here'))
+    result['dependencies'] = []
+    for dep in deps:
+        dep_health = probe.endpoint(dep)
+        result['dependencies'].append({'name': dep['name'], 'healthy': dep_health['healthy'],
+                                       'error': dep_health['error']})
+        if not dep_health['healthy']:
+            result['findings'].append('dependency %s is unhealthy: %s' % (dep['name'], why(dep_health)))
+    return result

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: service_recover
-short_description: Restart a down service within its restart budget and verify it stays healthy, in one call
+short_description: Read a service's state and restart it within its budget until it stays healthy, in one call
 version_added: 0.2.0
 description:
-  - The act half of the P(runbook.remediation.service_restart#role) role, in one module call (one round trip) -
-    restart each unhealthy dependency first, then the service, each attempt recorded in the restart history
+  - The hot path of the P(runbook.remediation.service_restart#role) role, in one module call (one round trip).
+  - First it reads, as M(runbook.remediation.service_state) does - health, and when the service is unhealthy the
+    evidence (unit or container state, last log lines, the port's holder, the dependencies' health) and the
+    restart budget. Returns everything service_state returns.
+  - Then, when O(act) and the service is unhealthy (or O(force)), it
+    restarts each unhealthy dependency first, then the service, each attempt recorded in the restart history
     B(before) acting (a crash half-way still counts), and verify it stays healthy for O(verify_probes)
     consecutive probes. A crash-looping service gets another attempt, up to O(max_attempts), never past the
     budget (O(budget_max) restarts within O(budget_window)); past it the result says C(escalate=true).
   - A graceful restart is stop (bounded by O(stop_timeout)), wait O(stop_wait), start. A unit or container
-    that is already dead (O(dead)) is only started.
+    that is already dead (failed, exited) is only started.
   - systemd units through C(systemctl), containers through the C(docker) CLI, Compose services through
     C(docker compose stop) and C(docker compose up --detach --no-deps --no-build --pull never) (as
     M(community.docker.docker_compose_v2) with C(state=present) does). Those modules are the right tools for
@@ -44,10 +48,18 @@ options:
     description: Restarts tried in this call (each verified before the next), within the budget.
     type: int
     default: 3
-  dead:
-    description: The service is known to be dead (a failed unit, an exited container), so start it without a stop.
+  act:
+    description: Restart when needed. V(false) only reads and decides (diagnose-only), as check mode does.
+    type: bool
+    default: true
+  force:
+    description: Restart even when the health check passes.
     type: bool
     default: false
+  restart_dependencies:
+    description: Restart an unhealthy dependency before the service.
+    type: bool
+    default: true
   stop_timeout:
     description: Seconds a container gets to stop before it is killed (a unit's own C(TimeoutStopSec) bounds it).
     type: int
@@ -77,13 +89,26 @@ EXAMPLES = r"""
 - name: Restart demo within its budget and verify it
   runbook.remediation.service_recover:
     service: "{{ runbook_services | runbook.remediation.select_service('demo') }}"
-    dead: "{{ demo_state.state.dead | default(false) }}"
     verify_probes: 3
     verify_interval: 0.5
   register: demo_recovery
 """
 
 RETURN = r"""
+healthy:
+  description: Whether the service answered its health check before anything was done.
+  returned: always
+  type: bool
+  sample: false
+state:
+  description: The manager's view (see M(runbook.remediation.service_state)).
+  returned: when the evidence was gathered
+  type: dict
+log_tail:
+  description: The last log lines before the restart.
+  returned: when the evidence was gathered
+  type: list
+  elements: str
 recovered:
   description: Whether the service is healthy over the stabilization window after the last attempt.
   returned: always
@@ -149,53 +174,51 @@ def recover(module, params):
     deps = [_service.check_service(dep) for dep in params['dependencies']]
     probe = _service.Prober(params['health_timeout'])
     run = module.run_command
-    result = dict(changed=False, recovered=False, escalate=False, attempts=[], actions=[], findings=[])
-
-    for dep in deps:
-        if probe.healthy(dep):
-            continue
-        result['findings'].append('dependency %s was unhealthy' % dep['name'])
-        if module.check_mode:
-            result['actions'].append('would restart dependency %s' % dep['name'])
-            continue
-        dep_commands = _service.Commands(run, dep)
-        healthy, _verification = restart_and_verify(dep_commands, dep, probe, dep_commands.state()['dead'], params)
-        result['actions'].append('restarted dependency %s (%s)' % (dep['name'],
-                                                                   'healthy again' if healthy else 'still unhealthy'))
-        result['changed'] = True
-
-    budget_file = _service.budget_path(params['state_dir'], svc)
-    history = _service.read_budget(budget_file, params['budget_window'])
-    limit = min(params['budget_max'], params['max_attempts'])
-    commands = _service.Commands(run, svc)
-    if module.check_mode:
-        if len(history) < params['budget_max']:
-            result['changed'] = True
-            result['actions'].append('would restart %s (%s)' % (svc['name'], svc['manager']))
-        else:
-            result['escalate'] = True
-        result['restarts_in_window'] = len(history)
+    result = _service.read_state(run, svc, deps, probe, params['state_dir'], params['budget_window'],
+                                 params['log_lines'], 'always' if params['force'] else 'auto')
+    result.update(recovered=False, escalate=False, attempts=[], actions=[], restarted=False)
+    if result['healthy'] and not params['force']:
+        return result
+    history = _service.read_budget(result['budget_file'], params['budget_window'])
+    if len(history) >= params['budget_max']:
+        result['escalate'] = True
+        return result
+    if not params['act'] or module.check_mode:
+        result['actions'].append('would restart %s (%s)' % (svc['name'], svc['manager']))
+        result['changed'] = module.check_mode and params['act']
         return result
 
-    for attempt in range(1, limit + 1):
+    if params['restart_dependencies']:
+        unhealthy = {d['name'] for d in result.get('dependencies', []) if not d['healthy']}
+        for dep in deps:
+            if dep['name'] not in unhealthy:
+                continue
+            dep_commands = _service.Commands(run, dep)
+            healthy, _verification = restart_and_verify(dep_commands, dep, probe, dep_commands.state()['dead'],
+                                                        params)
+            result['actions'].append('restarted dependency %s (%s)' % (
+                dep['name'], 'healthy again' if healthy else 'still unhealthy'))
+            result['changed'] = True
+
+    commands = _service.Commands(run, svc)
+    for attempt in range(1, min(params['budget_max'], params['max_attempts']) + 1):
         if len(history) >= params['budget_max']:
             result['escalate'] = True
             break
         # Recorded before acting: a crash half-way still counts against the budget.
         history.append(time.time())
-        _service.write_budget(budget_file, history)
-        dead = params['dead'] if attempt == 1 else commands.state()['dead']
+        _service.write_budget(result['budget_file'], history)
+        dead = (result.get('state') or {}).get('dead', False) if attempt == 1 else commands.state()['dead']
         healthy, verification = restart_and_verify(commands, svc, probe, dead, params)
-        result['changed'] = True
+        result.update(changed=True, restarted=True, verification=verification)
         result['attempts'].append(dict(verification, attempt=attempt, restarted_at=round(history[-1], 3)))
         result['actions'].append('restarted %s (%s, attempt %d of at most %d)' % (
             svc['name'], svc['manager'], attempt, params['budget_max']))
-        result['verification'] = verification
         if healthy:
             result['recovered'] = True
             break
     else:
-        result['escalate'] = not result['recovered'] and len(history) >= params['budget_max']
+        result['escalate'] = len(history) >= params['budget_max']
     result['restarts_in_window'] = len(history)
     return result
 
@@ -206,7 +229,9 @@ def main():
             _service.argument_spec(),
             budget_max=dict(type='int', default=3),
             max_attempts=dict(type='int', default=3),
-            dead=dict(type='bool', default=False),
+            act=dict(type='bool', default=True),
+            force=dict(type='bool', default=False),
+            restart_dependencies=dict(type='bool', default=True),
             stop_timeout=dict(type='int', default=30),
             stop_wait=dict(type='float', default=1),
             verify_probes=dict(type='int', default=3),

@@ -115,26 +115,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.runbook.remediation.plugins.module_utils import _service
 
 
-def gather(commands, svc, deps, probe, result):
-    """The evidence of an unhealthy service, into ``result``."""
-    state = commands.state()
-    logs = commands.logs()
-    result.update(state=state, log_tail=logs)
-    result['findings'].extend(_service.state_findings(svc, state))
-    if svc.get('port') and _service.EADDRINUSE.search('\n'.join(logs)):
-        holder = commands.port_holder(svc['port'])
-        result['port_holder'] = holder
-        result['findings'].append('port %s is already in use (EADDRINUSE): %s' % (
-            svc['port'], '; '.join(holder) or 'holder not visible from here'))
-    result['dependencies'] = []
-    for dep in deps:
-        dep_health = probe.endpoint(dep)
-        result['dependencies'].append({'name': dep['name'], 'healthy': dep_health['healthy'],
-                                       'error': dep_health['error']})
-        if not dep_health['healthy']:
-            result['findings'].append('dependency %s is unhealthy: %s' % (dep['name'], _service.why(dep_health)))
-
-
 def main():
     module = AnsibleModule(argument_spec=dict(_service.argument_spec(),
                                               evidence=dict(type='str', choices=['auto', 'always', 'never'],
@@ -144,25 +124,13 @@ def main():
     try:
         svc = _service.check_service(params['service'])
         deps = [_service.check_service(dep) for dep in params['dependencies']]
-        probe = _service.Prober(params['health_timeout'])
-        health = probe.endpoint(svc)
+        result = _service.read_state(module.run_command, svc, deps, _service.Prober(params['health_timeout']),
+                                     params['state_dir'], params['budget_window'], params['log_lines'],
+                                     params['evidence'])
     except _service.ServiceError as exc:
         module.fail_json(msg=str(exc), error_kind=exc.kind)
-    budget_file = _service.budget_path(params['state_dir'], svc)
-    restarts = _service.read_budget(budget_file, params['budget_window'])
-    result = dict(changed=False, healthy=health['healthy'], budget_file=budget_file,
-                  restarts_in_window=len(restarts), findings=[],
-                  health={k: v for k, v in health.items() if k != 'body'})
-    if not health['healthy']:
-        result['findings'].append('health check failed: %s' % _service.why(health))
-    if params['evidence'] == 'always' or (params['evidence'] == 'auto' and not health['healthy']):
-        commands = _service.Commands(module.run_command, svc, params['log_lines'])
-        try:
-            gather(commands, svc, deps, probe, result)
-        except _service.ServiceError as exc:
-            module.fail_json(msg=str(exc), error_kind=exc.kind, **result)
-        except (OSError, ValueError) as exc:
-            module.fail_json(msg='service_state: %s' % exc, exception=traceback.format_exc(), **result)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg='service_state: %s' % exc, exception=traceback.format_exc())
     module.exit_json(**result)
 
 

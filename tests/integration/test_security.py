@@ -233,7 +233,7 @@ def test_no_seeded_secret_reaches_the_state_directory(lab, seeded_inventory, own
             outputs.append(result.stdout + result.stderr)
 
     state = Path(os.environ["RUNBOOK_STATE_DIR"])
-    files = [p for p in state.rglob("*") if p.is_file()] + [p for p in own_envelope.parent.glob("envelope.db*")]
+    files = [p for p in state.rglob("*") if p.is_file()] + list(own_envelope.parent.glob("envelope.db*"))
     assert any("runs" in p.parts for p in files), "no run artifacts were written"
     for name, secret in SEEDS.items():
         for text in outputs:

@@ -205,3 +205,27 @@ def test_format_components():
     assert health.format_components([{"name": "db", "status": "down"}, {"name": "x", "status": None}]) == (
         "db (down), x (no status)"
     )
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("answers", "stable", "elapsed"), [
+    ([True, True, True], True, 1.0),  # the window: three good probes, 0.5 s apart
+    ([False, False, True, True, True], True, 1.2),  # starting: retried quickly, then the window
+    ([True, False, True, True, True], True, 1.6),  # a failure resets the streak
+    ([False] * 200, False, 5.0),  # never healthy: gives up at the timeout
+])
+def test_wait_stable(answers, stable, elapsed):
+    clock = _Clock()
+    results = iter(answers)
+    ok, _rounds, took = health.wait_stable(lambda: next(results), 3, 0.5, 5, clock=clock, sleep=clock.sleep)
+    assert ok is stable and took == pytest.approx(elapsed, abs=0.01)
