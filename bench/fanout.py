@@ -59,8 +59,8 @@ def strategy(name: str, inventory: Path, state: Path) -> str | None:
     os.environ["ANSIBLE_STRATEGY_PLUGINS"] = str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
     os.environ["ANSIBLE_STRATEGY"] = "mitogen_linear"
     mitogen_inventory = state / "inventory-mitogen.yml"
-    text = inventory.read_text(encoding="utf-8").replace("ansible_connection: community.docker.docker",
-                                                        "ansible_connection: docker")
+    text = inventory.read_text(encoding="utf-8")
+    text = text.replace("ansible_connection: community.docker.docker", "ansible_connection: docker")
     mitogen_inventory.write_text(text, encoding="utf-8")
     return str(mitogen_inventory)
 

@@ -82,7 +82,7 @@ def test_shell_registers_every_command_module():
     is in its map, and every name in the map imports and is a click command."""
     from runbook_remediation import shell
 
-    assert {module for module, _ in shell.COMMANDS.values()} == {p.stem for p in COMMANDS} - {"base"}
+    assert {entry[0] for entry in shell.COMMANDS.values()} == {p.stem for p in COMMANDS} - {"base"}
     for name in shell.COMMANDS:
         assert shell.cli.get_command(None, name).name == name
 
