@@ -54,7 +54,7 @@ def write_key(path, key, vault_password_file=None):
 
 class ActionModule(ActionBase):
 
-    _VALID_ARGS = frozenset(('service', 'consumers', 'env_file', 'variable', 'verify_url', 'key_bytes',
+    _VALID_ARGS = frozenset(('service', 'consumers', 'env_file', 'variable', 'verify_url', 'key_bytes', 'min_interval',
                              'verify_timeout', 'stop_timeout', 'health_timeout', 'key_file', 'vault_password_file'))
 
     def run(self, tmp=None, task_vars=None):

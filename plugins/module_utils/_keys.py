@@ -24,6 +24,21 @@ import time
 from ansible_collections.runbook.remediation.plugins.module_utils import _service
 
 VARIABLE_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,63}$')
+# The line a rotation leaves in the env file: when, for the next run's idempotence check.
+MARKER = '# runbook.remediation: %s rotated at %s'
+MARKER_RE = re.compile(r'^# runbook\.remediation: (\S+) rotated at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)$')
+
+
+def last_rotation(text, variable):
+    """Epoch seconds of the last rotation of ``variable`` recorded in the file, or None."""
+    import calendar
+
+    found = None
+    for line in text.splitlines():
+        match = MARKER_RE.match(line.strip())
+        if match and match.group(1) == variable:
+            found = calendar.timegm(time.strptime(match.group(2), '%Y-%m-%dT%H:%M:%SZ'))
+    return found
 
 
 class RotationError(Exception):
@@ -46,10 +61,14 @@ def read_env(path, variable):
     return text, value
 
 
-def replace_value(text, variable, value):
-    """The env file's text with ``variable`` set to ``value`` (added when missing)."""
+def replace_value(text, variable, value, now=None):
+    """The env file's text with ``variable`` set to ``value`` (added when missing) and the
+    rotation marker updated."""
     lines, done = [], False
     for line in text.splitlines():
+        match = MARKER_RE.match(line.strip())
+        if match and match.group(1) == variable:
+            continue
         name, sep, _rest = line.strip().partition('=')
         if sep and name.strip() == variable:
             if not done:
@@ -59,6 +78,8 @@ def replace_value(text, variable, value):
         lines.append(line)
     if not done:
         lines.append('%s=%s' % (variable, value))
+    stamp = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() if now is None else now))
+    lines.append(MARKER % (variable, stamp))
     return '\n'.join(lines) + '\n'
 
 

@@ -56,6 +56,13 @@ options:
     description: A URL of the service that needs the key; sent with C(X-API-Key) (and C(Authorization) C(Bearer)).
     type: str
     required: true
+  min_interval:
+    description:
+      - Seconds after a rotation during which another is not made (the module's idempotence - a repeated request
+        finds the key just rotated and changes nothing). The rotation time is the comment line the module leaves
+        in O(env_file). V(0) rotates whenever asked.
+    type: float
+    default: 300
   key_bytes:
     description: Random bytes in the new key.
     type: int
@@ -101,6 +108,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+recent:
+  description: The key was rotated less than O(min_interval) seconds ago; nothing was done.
+  returned: success
+  type: bool
+  sample: false
+last_rotation_age:
+  description: Seconds since the last rotation recorded in O(env_file) (null when none is).
+  returned: success
+  type: float
+  sample: 12.5
 rotated:
   description: Whether the new key is in place and verified.
   returned: success
@@ -134,6 +151,7 @@ key_file:
 """
 
 import re
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -167,6 +185,7 @@ def main():
             variable=dict(type='str', default='API_KEY'),
             verify_url=dict(type='str', required=True),
             key_bytes=dict(type='int', default=32),
+            min_interval=dict(type='float', default=300),
             verify_timeout=dict(type='float', default=20),
             stop_timeout=dict(type='int', default=10),
             health_timeout=dict(type='float', default=3),
@@ -185,16 +204,22 @@ def main():
             raise _keys.RotationError('verify_url must be an http(s) URL', 'input')
         if not 16 <= p['key_bytes'] <= 256:
             raise _keys.RotationError('key_bytes must be between 16 and 256', 'input')
+        try:
+            text, old = _keys.read_env(p['env_file'], p['variable'])
+        except OSError as exc:
+            raise _keys.RotationError('cannot read the key file %s: %s' % (p['env_file'], exc.strerror or exc),
+                                      'input') from None
+        last = _keys.last_rotation(text, p['variable'])
+        age = None if last is None else max(0.0, time.time() - last)
+        if age is not None and age < p['min_interval']:
+            module.exit_json(changed=False, rotated=False, restored=False, recent=True, last_rotation_age=age,
+                             verification={}, findings=[], actions=[])
         if module.check_mode:
-            try:
-                _text, old = _keys.read_env(p['env_file'], p['variable'])
-            except OSError as exc:
-                raise _keys.RotationError('cannot read the key file %s: %s' % (p['env_file'], exc.strerror or exc),
-                                          'input') from None
             if not old:
                 raise _keys.RotationError('%s does not set %s: nothing to rotate' % (p['env_file'], p['variable']),
                                           'input')
-            module.exit_json(changed=False, rotated=False, restored=False, verification={}, findings=[],
+            module.exit_json(changed=False, rotated=False, restored=False, recent=False, last_rotation_age=age,
+                             verification={}, findings=[],
                              actions=['would write a new %s to %s and restart %s' % (
                                  p['variable'], p['env_file'], ', '.join(s['name'] for s in [svc, *consumers]))])
         rotation = _keys.Rotation(module.run_command, key_status(p['health_timeout']),
@@ -205,7 +230,8 @@ def main():
         module.fail_json(msg=str(exc), error_kind=exc.kind)
     except OSError as exc:
         module.fail_json(msg='api_key_rotate: %s' % (exc.strerror or exc), exception=traceback.format_exc())
-    module.exit_json(changed=True, actions=rotation.actions, findings=rotation.findings, **result)
+    module.exit_json(changed=True, actions=rotation.actions, findings=rotation.findings, recent=False,
+                     last_rotation_age=age, **result)
 
 
 if __name__ == '__main__':

@@ -269,6 +269,12 @@ def test_rotation_systemd_and_compose_with_two_consumers(lab, lab_env, tmp_path,
         after_pids, after_containers = systemd.main_pids(), compose.started()
         assert all(after_pids[n] != pids[n] for n in NAMES), (pids, after_pids)
         assert all(after_containers[n] != containers[n] for n in NAMES), (containers, after_containers)
+
+        # Just rotated: a repeated request changes nothing (the marker line in the env file).
+        texts = (systemd.env_text(), compose.env_text())
+        again = runbook("run", "key-rotation", "-i", str(inventory), "--service", "api", "--yes", env=env)
+        assert again.returncode == 4, again.stdout + again.stderr
+        assert (systemd.env_text(), compose.env_text()) == texts
     finally:
         systemd.down()
         compose.down()
