@@ -23,10 +23,15 @@ author:
   - runbook.remediation maintainers (@runbook-remediation)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
     details: The action plugin runs the module and writes O(key_file) on the controller.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: In check mode the env file is read and checked, nothing is written or restarted.
@@ -88,7 +93,7 @@ options:
     description: Encrypt O(key_file) with Ansible Vault using the password in this controller file.
     type: path
 notes:
-  - Run the task with C(no_log=true): nothing secret is returned, but the task's arguments are shown otherwise.
+  - "Run the task with C(no_log=true) - nothing secret is returned, but the task's arguments are shown otherwise."
 seealso:
   - module: runbook.remediation.service_state
 """
@@ -184,7 +189,7 @@ def main():
             env_file=dict(type='path', required=True),
             variable=dict(type='str', default='API_KEY'),
             verify_url=dict(type='str', required=True),
-            key_bytes=dict(type='int', default=32),
+            key_bytes=dict(type='int', default=32, no_log=False),
             min_interval=dict(type='float', default=300),
             verify_timeout=dict(type='float', default=20),
             stop_timeout=dict(type='int', default=10),

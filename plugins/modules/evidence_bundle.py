@@ -25,10 +25,15 @@ author:
   - runbook.remediation maintainers (@runbook-remediation)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   action:
     support: full
     details: The action plugin runs the collection on the target and writes the archive on the controller.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: Nothing on the target is ever changed, so the evidence is collected in check mode as well.
