@@ -38,6 +38,15 @@ def pg_inventory(lab, tmp_path_factory):
                               "health_url": "http://127.0.0.1:9/health",
                               "database": {"type": "postgresql", "name": "billing", "host": "127.0.0.1",
                                            "port": 9, "user": "runbook", "password": "Pw-frame-SEED"}}]}}}
+    # key-rotation validates its description (env file, verify URL, consumers) before admission.
+    data["all"]["children"]["keys"] = {"hosts": {"keys-host": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "runbook_services": [
+            {"name": "api", "manager": "systemd", "unit": "api.service", "health_url": "http://127.0.0.1:9/health",
+             "key_rotation": {"env_file": "/nonexistent/api.env", "variable": "API_KEY",
+                              "verify_url": "http://127.0.0.1:9/api/work", "consumers": ["app"]}},
+            {"name": "app", "manager": "systemd", "unit": "app.service", "health_url": "http://127.0.0.1:9/health"},
+        ]}}}
     path = tmp_path_factory.mktemp("frame") / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -46,6 +55,8 @@ def pg_inventory(lab, tmp_path_factory):
 def target(scenario: str, pg_inventory) -> list[str]:
     if scenario == "db-connection-pool":
         return ["-i", str(pg_inventory), "-l", "pg-host"]
+    if scenario == "key-rotation":
+        return ["-i", str(pg_inventory), "-l", "keys-host"]
     return ["-l", "lab-1"]
 
 
@@ -73,7 +84,9 @@ def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypa
     before = lab.client.containers.get(host.container).exec_run(
         ["systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "runbook-demo.service"]).output
     try:
-        args = [*target(scenario, pg_inventory), *(["--yes"] if scenario == "db-restore" else [])]
+        destructive = {s.name for s in catalogue.catalogue(find_collection()) if s.destructive}
+        args = [*target(scenario, pg_inventory), *(["--yes"] if scenario in destructive else []),
+                *(["--service", "api"] if scenario == "key-rotation" else [])]
         code, payload = run_json("run", scenario, *args)
         assert code == 5, payload
         [result] = payload["hosts"].values()

@@ -22,6 +22,15 @@ Endpoints:
 * ``GET /faults``, ``POST /faults/<name>`` (optional JSON object of params),
   ``DELETE /faults/<name>``, ``DELETE /faults``: lab-only fault control.
 
+API keys (optional): with ``DEMO_API_KEY`` in the environment (systemd ``EnvironmentFile=``,
+Compose ``env_file``) or ``--api-key-file FILE`` (``DEMO_API_KEY=...`` or the bare key),
+``/api/work`` needs the key in ``X-API-Key`` (or ``Authorization: Bearer``); a missing or wrong
+key answers 401 and writes ``AUTH_ERROR`` to ``<log-dir>/security.log`` with the client's
+address, and ``demo_auth_failures_total{client,reason}`` counts it. The key is read at start
+(a rotation restarts the service) and never logged. ``--upstream URL`` makes the service a
+consumer of another one: it calls URL with its own key ``--upstream-rps`` times a second and
+its ``upstream`` health component is unhealthy until a call succeeds (and after one is refused).
+
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds),
 memory-leak (mb_per_second, max_mb), fd-leak (per_second), log-flood (mb_per_second).
 A faults file holds start-up faults, one ``NAME`` or ``NAME:k=v,...`` per line, ``#`` comments;
@@ -37,6 +46,7 @@ import argparse
 import contextlib
 import datetime
 import errno
+import hmac
 import json
 import math
 import os
@@ -49,7 +59,9 @@ import sqlite3
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -386,6 +398,146 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == 13 or "disk is full" in str(exc)  # 13 = SQLITE_FULL
 
 
+# --------------------------------------------------------------------- API keys
+
+API_KEY_ENV = "DEMO_API_KEY"
+# Distinct client addresses counted by label; the rest are counted as client="other"
+# (an attacker with many addresses must not blow up the metric's cardinality).
+MAX_AUTH_CLIENTS = 256
+AUTH_REASONS = ("missing_key", "invalid_key")
+
+
+def read_api_key(path: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The API key: ``--api-key-file`` (``DEMO_API_KEY=value`` lines as in an env file, or
+    the bare key), else ``DEMO_API_KEY``; None when neither sets one (no auth)."""
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.strip() for line in fh.read().splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")]
+        for line in lines:
+            name, sep, value = line.partition("=")
+            if sep and name.strip() == API_KEY_ENV:
+                return value.strip().strip("'\"") or None
+        if len(lines) == 1 and "=" not in lines[0]:
+            return lines[0]
+        return None
+    value = (environ if environ is not None else os.environ).get(API_KEY_ENV, "").strip()
+    return value or None
+
+
+class Auth:
+    """API key checks for ``/api/work``, the security log and the auth metrics.
+
+    The key itself is never logged, exported or echoed; failures are logged with the
+    client's address so the lab's auth-abuse scenario can find the offenders."""
+
+    def __init__(self, key: str | None, log_dir: str) -> None:
+        self.key = key
+        self.path = os.path.join(log_dir, "security.log")
+        self._lock = threading.Lock()
+        self.failures: dict[tuple[str, str], int] = {}
+        self.attempts = {"success": 0, "failure": 0}
+
+    @property
+    def enabled(self) -> bool:
+        return self.key is not None
+
+    @staticmethod
+    def presented(headers: Any) -> str | None:
+        key = headers.get("X-API-Key")
+        if key is None:
+            scheme, _sep, token = (headers.get("Authorization") or "").partition(" ")
+            key = token if scheme.lower() == "bearer" else None
+        return key.strip() if key is not None else None
+
+    def check(self, headers: Any, client: str, method: str, path: str) -> tuple[bool, str]:
+        """(allowed, reason); a refusal is logged and counted."""
+        if self.key is None:
+            return True, "no key configured"
+        given = self.presented(headers)
+        if given and hmac.compare_digest(given.encode(), self.key.encode()):
+            with self._lock:
+                self.attempts["success"] += 1
+            return True, "ok"
+        reason = "missing_key" if not given else "invalid_key"
+        with self._lock:
+            self.attempts["failure"] += 1
+            known = {c for c, _r in self.failures}
+            label = client if client in known or len(known) < MAX_AUTH_CLIENTS else "other"
+            self.failures[(label, reason)] = self.failures.get((label, reason), 0) + 1
+        words = "Missing API key" if reason == "missing_key" else "Invalid API key"
+        self.security_log("WARNING", f"AUTH_ERROR {words} client={client} method={method} path={path}")
+        return False, reason
+
+    def security_log(self, level: str, message: str) -> None:
+        line = f"{utc_stamp()} {level} {message}\n".encode("utf-8", "replace")
+        with self._lock, contextlib.suppress(OSError):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    def metric_lines(self) -> list[str]:
+        """Prometheus samples (only when a key is configured: without one there is no auth)."""
+        if self.key is None:
+            return []
+        with self._lock:
+            failures = dict(self.failures)
+            attempts = dict(self.attempts)
+        out = ["# HELP demo_auth_failures_total Requests refused for a missing or invalid API key, by client address.",
+               "# TYPE demo_auth_failures_total counter"]
+        for (client, reason), count in sorted(failures.items()):
+            out.append(f'demo_auth_failures_total{{client="{escape_label(client)}",reason="{reason}"}} {count}')
+        out += ["# HELP demo_auth_attempts_total Requests that needed an API key, by result.",
+                "# TYPE demo_auth_attempts_total counter"]
+        out += [f'demo_auth_attempts_total{{result="{result}"}} {count}' for result, count in sorted(attempts.items())]
+        return out
+
+
+class Upstream:
+    """A consumer's calls to the service it depends on, with its own API key."""
+
+    def __init__(self, url: str, key: str | None, rps: float) -> None:
+        self.url = url
+        self.key = key
+        self.rps = rps
+        self._lock = threading.Lock()
+        self.last: tuple[float, int | None, str] | None = None  # (monotonic, status, error)
+
+    def call(self) -> None:
+        headers = {"X-API-Key": self.key} if self.key else {}
+        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310 - the lab's loopback URL
+        status: int | None = None
+        error = ""
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - the lab's loopback URL
+                response.read()
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status, error = exc.code, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            error = f"unreachable: {getattr(exc, 'reason', exc)}"
+        with self._lock:
+            self.last = (time.monotonic(), status, error)
+
+    def run(self, stop: threading.Event) -> None:
+        interval = 1.0 / self.rps if self.rps > 0 else 1.0
+        while not stop.is_set():
+            self.call()
+            stop.wait(interval)
+
+    def component(self) -> dict[str, str]:
+        with self._lock:
+            last = self.last
+        if last is None:
+            return {"name": "upstream", "status": "unhealthy", "detail": f"no call to {self.url} yet"}
+        age = time.monotonic() - last[0]
+        if last[1] is not None and 200 <= last[1] < 300:
+            return {"name": "upstream", "status": "healthy", "detail": f"last call {age:.1f} s ago: HTTP {last[1]}"}
+        return {"name": "upstream", "status": "unhealthy", "detail": f"last call {age:.1f} s ago failed: {last[2]}"}
+
+
 class DemoService:
     """The service state shared by the HTTP handlers and the background threads."""
 
@@ -406,6 +558,10 @@ class DemoService:
         self.start_time = read_process_start_time()
         self._db_lock = threading.Lock()
         self._db_cache: tuple[float, dict[str, str], int | None] | None = None
+        key = read_api_key(getattr(args, "api_key_file", None))
+        self.auth = Auth(key, self.log_dir)
+        upstream = getattr(args, "upstream", None)
+        self.upstream = Upstream(upstream, key, getattr(args, "upstream_rps", 2.0)) if upstream else None
 
     # ----------------------------------------------------------------- faults
 
@@ -711,6 +867,8 @@ class DemoService:
         if self.db_path:
             components.append(self._database_check()[0])
         components += [self._disk_component(), self._files_component()]
+        if self.upstream is not None:
+            components.append(self.upstream.component())
         overall = max((c["status"] for c in components), key=STATUS_RANK.__getitem__)
         body = {
             "status": overall,
@@ -789,6 +947,7 @@ class DemoService:
                 sample("demo_queue_items", count)
         family("demo_info", "gauge", "Service name and version.")
         sample("demo_info", 1, service=self.name, version=VERSION)
+        out.extend(self.auth.metric_lines())
         return "\n".join(out) + "\n"
 
 
@@ -874,6 +1033,8 @@ class Handler(BaseHTTPRequestHandler):
         }
         if path not in routes:
             self._json(404, {"error": f"no such endpoint {path}"})
+        elif path == WORK_HANDLER and not service.auth.check(self.headers, self.client_address[0], method, path)[0]:
+            self._json(401, {"error": "a valid API key is required"}, {"WWW-Authenticate": "Bearer"})
         elif method != "GET":
             self._json(405, {"error": f"{method} not allowed on {path}"}, {"Allow": "GET"})
         else:
@@ -970,6 +1131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faults-file", default=env("faults-file"), help="start-up faults, one per line")
     parser.add_argument("--fault", action="append", default=None, help="start-up fault NAME[:k=v,...] (repeatable)")
     parser.add_argument("--workload-rps", type=rps, default=env("workload-rps", "20"), help="synthetic requests/s")
+    parser.add_argument("--api-key-file", default=env("api-key-file"),
+                        help="file holding the API key (DEMO_API_KEY=... or the bare key); default $DEMO_API_KEY")
+    parser.add_argument("--upstream", default=env("upstream"), help="URL of a service to call with the API key")
+    parser.add_argument("--upstream-rps", type=rps, default=env("upstream-rps", "2"), help="upstream calls/s")
     args = parser.parse_args(argv)
     if args.fault is None:
         args.fault = [spec for spec in re.split(r"[\s;]+", env("fault", "") or "") if spec]
@@ -983,7 +1148,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"{utc_stamp()} ERROR cannot create log dir {args.log_dir}: {exc}", file=sys.stderr)
         return 1
-    service = DemoService(args)
+    try:
+        service = DemoService(args)
+    except OSError as exc:
+        print(f"{utc_stamp()} ERROR cannot read the API key file: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     log = service.log
     log.log("INFO", f"starting {args.name} on {args.host}:{args.port} pid {os.getpid()}")
 
@@ -1030,6 +1199,10 @@ def main(argv: list[str] | None = None) -> int:
 
     for target, thread_name in ((stopper, "stopper"), (reopener, "sighup"), (service.workload, "workload")):
         threading.Thread(target=target, name=thread_name, daemon=True).start()
+    if service.upstream is not None:
+        threading.Thread(target=service.upstream.run, args=(service.stop,), name="upstream", daemon=True).start()
+    if service.auth.enabled:
+        log.log("INFO", "API key required on " + WORK_HANDLER)
     host, bound_port = server.server_address[:2]
     log.log("INFO", f"listening on {host}:{bound_port} (workload {args.workload_rps:g} rps)")
     try:

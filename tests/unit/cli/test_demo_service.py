@@ -468,3 +468,36 @@ def test_bad_startup_fault_is_a_usage_error(launch: Callable[..., Demo]) -> None
     demo = launch("--fault", "latency:seconds=soon", wait=False)
     assert demo.wait_exit(5) == 2
     assert "bad start-up fault" in demo.log_text()
+
+
+def test_api_key_required_logged_and_counted_never_echoed(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    key_file = tmp_path / "api.env"
+    key_file.write_text("# demo\nDEMO_API_KEY=s3cret-demo-key\n")
+    demo = launch("--api-key-file", str(key_file))
+    assert demo.request("GET", "/api/work")[0] == 401
+    req = urllib.request.Request(f"http://127.0.0.1:{demo.port}/api/work", headers={"X-API-Key": "wrong"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=5)
+    assert refused.value.code == 401
+    req = urllib.request.Request(f"http://127.0.0.1:{demo.port}/api/work",
+                                 headers={"Authorization": "Bearer s3cret-demo-key"})
+    with urllib.request.urlopen(req, timeout=5) as ok:
+        assert ok.status == 200
+    security = (demo.log_dir / "security.log").read_text()
+    assert security.count("AUTH_ERROR") == 2 and "client=127.0.0.1" in security
+    samples = demo.metrics()
+    assert metric(samples, "demo_auth_failures_total", client="127.0.0.1", reason="missing_key") == 1
+    assert metric(samples, "demo_auth_failures_total", client="127.0.0.1", reason="invalid_key") == 1
+    for text in (security, demo.log_text(), demo.request("GET", "/metrics")[1], json.dumps(demo.health()[1])):
+        assert "s3cret-demo-key" not in text
+
+
+def test_consumer_upstream_health_follows_its_key(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    api = launch(env={"DEMO_API_KEY": "right-key"})
+    consumer = launch("--upstream", f"http://127.0.0.1:{api.port}/api/work", "--upstream-rps", "10",
+                      env={"DEMO_API_KEY": "wrong-key"}, port=free_port())
+    wait_for(lambda: consumer.component("upstream")["status"] == "unhealthy"
+             and "HTTP 401" in consumer.component("upstream")["detail"], 10, "the consumer refused")
+    good = launch("--upstream", f"http://127.0.0.1:{api.port}/api/work", "--upstream-rps", "10",
+                  env={"DEMO_API_KEY": "right-key"}, port=free_port())
+    wait_for(lambda: good.component("upstream")["status"] == "healthy", 10, "the consumer accepted")
