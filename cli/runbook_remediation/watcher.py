@@ -49,8 +49,8 @@ from pathlib import Path
 
 import yaml
 
-from runbook_remediation import inventory as inventories
 from runbook_remediation import catalogue, notify, runner
+from runbook_remediation import inventory as inventories
 from runbook_remediation.collection import Collection, find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.paths import state_dir
