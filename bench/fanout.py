@@ -8,7 +8,11 @@ batches of five, the safety envelope's share) and with the whole fleet at once
 every trial, the medians and the ratios fleet / single (1.0 would be perfect scaling).
 Asserts nothing about time.
 
-    .venv/bin/python bench/fanout.py [--trials 3] [--hosts 10] [--keep]
+    .venv/bin/python bench/fanout.py [--trials 3] [--hosts 10] [--keep] [--strategy linear|free|mitogen]
+
+--strategy compares ansible's execution strategies on the same fleet: `free` lets each host
+run ahead of the others; `mitogen` (pip install mitogen) runs mitogen_linear, which needs
+the docker connection's short name (`docker`), so the bench writes such an inventory.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from pathlib import Path
 from _common import BENCH_VARS, BenchError, health, wait
 
 
-def timed_run(limit: str, extra: dict) -> float:
+def timed_run(limit: str, extra: dict, inventory: str | None = None) -> float:
     argv = [sys.executable, "-m", "runbook_remediation", "-o", "json", "run", "service-down", "-l", limit,
-            "-e", json.dumps({**BENCH_VARS, **extra})]
+            "-e", json.dumps({**BENCH_VARS, **extra}), *(["-i", inventory] if inventory else [])]
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
@@ -39,6 +43,26 @@ def timed_run(limit: str, extra: dict) -> float:
     if outcomes != {"remediated"}:
         raise BenchError(f"expected every host remediated, got {outcomes}")
     return elapsed
+
+
+def strategy(name: str, inventory: Path, state: Path) -> str | None:
+    """Set the execution strategy for the runs; returns the inventory they use (None: the lab's)."""
+    if name == "linear":
+        return None
+    if name == "free":
+        os.environ["ANSIBLE_STRATEGY"] = "free"
+        return None
+    try:
+        import ansible_mitogen
+    except ImportError as exc:
+        raise BenchError("--strategy mitogen needs mitogen in this venv (pip install mitogen)", 2) from exc
+    os.environ["ANSIBLE_STRATEGY_PLUGINS"] = str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+    os.environ["ANSIBLE_STRATEGY"] = "mitogen_linear"
+    mitogen_inventory = state / "inventory-mitogen.yml"
+    text = inventory.read_text(encoding="utf-8").replace("ansible_connection: community.docker.docker",
+                                                        "ansible_connection: docker")
+    mitogen_inventory.write_text(text, encoding="utf-8")
+    return str(mitogen_inventory)
 
 
 def main() -> int:
@@ -54,6 +78,7 @@ def bench() -> int:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="leave the bench lab running")
+    parser.add_argument("--strategy", choices=["linear", "free", "mitogen"], default="linear")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="runbook-bench-fanout-"))
@@ -71,15 +96,17 @@ def bench() -> int:
             wait(lambda name=name: health(lab.host(name).health_url) != 200, 15, f"{name} down")
 
     times: dict[str, list[float]] = {"single": [], "fleet 0.5": [], "fleet 1.0": []}
+    inventory = None
     try:
         lab.up(hosts=args.hosts)
+        inventory = strategy(args.strategy, lab.inventory_path, state)
         for trial in range(1, args.trials + 1):
             crash(["lab-1"])
-            times["single"].append(timed_run("lab-1", {}))
+            times["single"].append(timed_run("lab-1", {}, inventory))
             crash(names)
-            times["fleet 0.5"].append(timed_run("lab_systemd", {"runbook_blast_radius": 0.5}))
+            times["fleet 0.5"].append(timed_run("lab_systemd", {"runbook_blast_radius": 0.5}, inventory))
             crash(names)
-            times["fleet 1.0"].append(timed_run("lab_systemd", {"runbook_blast_radius": 1.0}))
+            times["fleet 1.0"].append(timed_run("lab_systemd", {"runbook_blast_radius": 1.0}, inventory))
             print(f"trial {trial}: " + "  ".join(f"{k} {v[-1]:6.2f}s" for k, v in times.items()), flush=True)
     finally:
         if not args.keep:
@@ -90,8 +117,9 @@ def bench() -> int:
     for key, values in times.items():
         median = statistics.median(values)
         print(f"{key:<10} median {median:6.2f}s  max {max(values):6.2f}s  ratio to single {median / single:5.2f}")
-    print(f"\n{args.hosts} hosts at once cost {statistics.median(times['fleet 1.0']) / single:.2f}x one host "
-          f"({statistics.median(times['fleet 0.5']) / single:.2f}x with the default blast radius of 0.5)")
+    fleet, half = statistics.median(times["fleet 1.0"]), statistics.median(times["fleet 0.5"])
+    print(f"\nstrategy {args.strategy}: {args.hosts} hosts at once cost {fleet / single:.2f}x one host "
+          f"({half / single:.2f}x with the default blast radius of 0.5)")
     return 0
 
 

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.lab
 
 install_collection_loader()
 
+from ansible_collections.runbook.remediation.plugins.module_utils import _silence  # noqa: E402
 from ansible_collections.runbook.remediation.plugins.modules import alertmanager_silence  # noqa: E402
 
 HOST = "lab-9"
@@ -153,7 +154,7 @@ def test_create_extend_expire(run, am):
     assert made["id"] == silence_id and made["createdBy"] == "runbook.remediation"
     assert sorted((m["name"], m["value"], m["isRegex"]) for m in made["matchers"]) == [
         ("alertname", f"{alertname}|Other", True), ("host", HOST, False)]
-    ends = alertmanager_silence.parse_am_time(made["endsAt"])
+    ends = _silence.parse_am_time(made["endsAt"])
     assert ends == pytest.approx(time.time() + 900, abs=30)
     assert result["silence"]["ends_at"] == made["endsAt"] and result["silence"]["state"] == "active"
     # it really silences the alert
@@ -172,7 +173,7 @@ def test_create_extend_expire(run, am):
     assert (result["changed"], result["action"], result["silence_id"]) == (True, "updated", silence_id)
     (updated,) = live(am, comment)
     assert updated["createdBy"] == "alice"
-    assert alertmanager_silence.parse_am_time(updated["endsAt"]) == pytest.approx(time.time() + 3600, abs=30)
+    assert _silence.parse_am_time(updated["endsAt"]) == pytest.approx(time.time() + 3600, abs=30)
 
     # expire: check mode first (nothing happens), then for real, then nothing to do
     absent = {"url": am, "state": "absent", "labels": args["labels"], "comment": comment}

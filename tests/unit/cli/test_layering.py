@@ -73,8 +73,18 @@ def test_a_plain_module_imports_no_command(path):
 
 def test_the_import_check_sees_imports():
     shell = imported_modules(PACKAGE / "shell.py")
-    assert "runbook_remediation.commands.run" in shell
     assert "runbook_remediation.commands.base.Context" in shell
+    assert "runbook_remediation.errors.ExitCode" in shell
+
+
+def test_shell_registers_every_command_module():
+    """shell.py imports commands lazily, by name: every module under commands/ (but base)
+    is in its map, and every name in the map imports and is a click command."""
+    from runbook_remediation import shell
+
+    assert {module for module, _ in shell.COMMANDS.values()} == {p.stem for p in COMMANDS} - {"base"}
+    for name in shell.COMMANDS:
+        assert shell.cli.get_command(None, name).name == name
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=lambda p: p.stem)

@@ -396,10 +396,11 @@ def descendants_running_pid(pid: int) -> bool:
 def test_real_run_timeout_stops_the_whole_tree(runbook_env, inventory, tmp_path):
     pid_file = tmp_path / "sleep.pid"
     started = time.monotonic()
-    info, collector = run_fixture(runbook_env, inventory, scenario="slow", limit="local-1", timeout=2,
-                                  extravars={"fixture_sleep": 30, "fixture_pid_file": str(pid_file)})
+    # The timeout leaves ansible time to start on a loaded machine; the task sleeps far longer.
+    info, collector = run_fixture(runbook_env, inventory, scenario="slow", limit="local-1", timeout=8,
+                                  extravars={"fixture_sleep": 120, "fixture_pid_file": str(pid_file)})
     assert info.status == "timeout" and info.timed_out
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60, "the run waited for the task instead of stopping it"
     assert "local-1" not in collector.results
     assert pid_file.exists(), "the task never started"
     time.sleep(0.3)
@@ -408,22 +409,35 @@ def test_real_run_timeout_stops_the_whole_tree(runbook_env, inventory, tmp_path)
 
 def test_real_run_ctrl_c_cancels_and_restores_the_handler(runbook_env, inventory, tmp_path):
     previous = signal.getsignal(signal.SIGINT)
-    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    pid_file = tmp_path / "sleep.pid"
+    stop = threading.Event()
+
+    def interrupt_once_the_task_runs():
+        # Ctrl-C when the task is running, however long ansible takes to start here.
+        deadline = time.monotonic() + 90
+        while not stop.is_set() and time.monotonic() < deadline:
+            if pid_file.exists():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    interrupter = threading.Thread(target=interrupt_once_the_task_runs, daemon=True)
+    interrupter.start()
     started = time.monotonic()
     try:
         info, _collector = run_fixture(
             runbook_env, inventory, scenario="slow", limit="local-1",
-            extravars={"fixture_sleep": 30, "fixture_pid_file": str(tmp_path / "sleep.pid")},
+            extravars={"fixture_sleep": 120, "fixture_pid_file": str(pid_file)},
         )
     finally:
-        timer.cancel()
+        stop.set()
+        interrupter.join()
     assert info.status == "canceled" and info.cancelled
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 100, "the run waited for the task instead of stopping it"
     assert signal.getsignal(signal.SIGINT) is previous
-    assert (tmp_path / "sleep.pid").exists(), "the task never started"
+    assert pid_file.exists(), "the task never started"
     time.sleep(0.3)
-    assert not descendants_running(tmp_path / "sleep.pid")
+    assert not descendants_running(pid_file)
 
 
 TREE = """
