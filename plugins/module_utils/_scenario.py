@@ -65,6 +65,9 @@ REQUEST_VARS = (
     # error-rate (release_rollback): a release name and a PromQL expression a user may give.
     ('release_rollback_to', NAME_RE, 'a release name'),
     ('release_rollback_query', PROMQL_RE, 'a PromQL expression'),
+    # latency (latency_relief): the same, and a work per request.
+    ('latency_relief_query', PROMQL_RE, 'a PromQL expression'),
+    ('latency_relief_work_to', re.compile(r'^[0-9]{1,9}$'), 'a whole number'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

@@ -519,6 +519,11 @@ class Lab:
             for container in client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
                 container.remove(force=True)
                 removed.append(f"removed {container.name}")
+        # Deploy histories of the Docker and Compose services live on the Docker host (here).
+        for host in state.hosts:
+            if host.manager != "systemd" and Path(self.release_history_path(host)).is_file():
+                Path(self.release_history_path(host)).unlink()
+                removed.append(f"removed {self.release_history_path(host)}")
         if self.dir.exists():
             shutil.rmtree(self.dir)
             removed.append(f"removed {self.dir}")
@@ -761,6 +766,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "port": host.port,
             "logs": [f"{LOG_DIR}/*.log"],
             "database": {"type": "sqlite", "path": f"{STATE_SUBDIR}/queue.db", "backups": f"{STATE_SUBDIR}/backups"},
+            # The work each request does (latency_relief): the knob, its floor, where /health says it.
+            "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 1, "health_key": "work_iterations"},
         }
         if host.manager == "systemd":
             service["unit"] = UNIT
