@@ -702,7 +702,12 @@ class Lab:
                 data.setdefault("services", {}).setdefault(SERVICE, {})["image"] = image
                 override.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
                 self._compose_up()
-        self._wait_healthy([host])
+        # Answering is enough: the bad release answers, and soon reports itself unhealthy.
+        deadline = time.monotonic() + 30
+        while probe_health(host)[1] == "down":
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the demo service on {host.name} does not answer after the deploy")
+            time.sleep(0.2)
         return {"host": host.name, "release": release, "from": history[-2]["release"] if len(history) > 1 else None}
 
     def status(self) -> dict:
@@ -767,7 +772,7 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "logs": [f"{LOG_DIR}/*.log"],
             "database": {"type": "sqlite", "path": f"{STATE_SUBDIR}/queue.db", "backups": f"{STATE_SUBDIR}/backups"},
             # The work each request does (latency_relief): the knob, its floor, where /health says it.
-            "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 1, "health_key": "work_iterations"},
+            "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 5, "health_key": "work_iterations"},
         }
         if host.manager == "systemd":
             service["unit"] = UNIT
