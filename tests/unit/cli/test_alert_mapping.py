@@ -97,8 +97,8 @@ def test_an_overlay_maps_a_users_name_and_may_remap(tmp_path):
     overlay = catalogue.load_overlay(path, SCENARIOS)
     rows = triage.classify([alert("CheckoutErrors"), alert("HighLatency", host="lab-2")], SCENARIOS, MATRIX, None,
                            overlay)
-    assert {r.alert.name: r.scenario.name for r in rows} == {"CheckoutErrors": "error-rate",
-                                                              "HighLatency": "service-down"}
+    mapped = {r.alert.name: r.scenario.name for r in rows}
+    assert mapped == {"CheckoutErrors": "error-rate", "HighLatency": "service-down"}
     # Without the overlay the name maps to nothing.
     [row] = triage.classify([alert("CheckoutErrors")], SCENARIOS, MATRIX, None)
     assert row.scenario is None and row.as_dict(datetime.now(UTC))["action"] == triage.NO_SCENARIO
