@@ -3,7 +3,8 @@
 1. Alerts come from Alertmanager's API v2 (``/api/v2/alerts``), or, when Alertmanager
    does not answer, from Prometheus (``/api/v1/alerts``, firing ones only; no inhibition
    there, so of an alert firing as both warning and critical only the critical one is kept).
-2. Each alert maps to a scenario through the catalogue (``alerts:`` of meta/scenarios.yml).
+2. Each alert maps to a scenario: its ``runbook_scenario`` label, else its name through the
+   catalogue (``alerts:`` of meta/scenarios.yml) and the user's overlay (``--catalogue``).
 3. A severity matrix (meta/severity.yml, or ``--matrix``) classifies it P0-P3: rules match
    the alert name, labels and how many instances of the service fire it.
 4. Rows are ranked: severity, then the scenario's ``typical_seconds`` (the quickest
@@ -516,19 +517,19 @@ class Row:
 
 
 def classify(alerts: Iterable[Alert], scenarios: Iterable[catalogue.Scenario], matrix: Matrix,
-             totals: Mapping[str, int] | None) -> list[Row]:
-    """One row per listed alert (suppressed ones only count instances), ranked."""
+             totals: Mapping[str, int] | None, overlay: Mapping[str, str] | None = None) -> list[Row]:
+    """One row per listed alert (suppressed ones only count instances), ranked. An alert
+    maps to a scenario by its ``runbook_scenario`` label, else by its name through the
+    catalogue and the user's ``overlay`` ({alert: scenario})."""
     alerts = list(alerts)
+    scenarios = list(scenarios)
     fleet = Fleet.of(alerts, totals)
-    by_alert: dict[str, catalogue.Scenario] = {}
-    for scenario in scenarios:
-        for name in scenario.alerts:
-            by_alert.setdefault(name, scenario)
+    by_alert = catalogue.alert_map(scenarios, dict(overlay or {}))
     rows = []
     for alert in alerts:
         if alert.suppressed:
             continue
-        scenario = by_alert.get(alert.name)
+        scenario = catalogue.scenario_for({**alert.labels, "alertname": alert.name}, scenarios, by_alert)
         rows.append(Row(alert, scenario, matrix.classify(alert, scenario, fleet)))
     return rank(_drop_shadowed(rows))
 

@@ -49,12 +49,13 @@ from pathlib import Path
 
 import yaml
 
+from runbook_remediation import catalogue, notify, runner
 from runbook_remediation import inventory as inventories
-from runbook_remediation import notify, runner
 from runbook_remediation.collection import Collection, find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.paths import state_dir
 from runbook_remediation.rulebook import RULEBOOK
+from runbook_remediation.rulebook import rulebook as generate_rulebook
 from runbook_remediation.terminal import Terminal
 
 HOST = "127.0.0.1"
@@ -192,7 +193,7 @@ class Plan:
 
 
 def plan(inventory: str | None, alertmanager: str | None, port: int | None, attach: bool | None,
-         rulebook_path: Path | None, token_file: Path | None = None) -> Plan:
+         rulebook_path: Path | None, token_file: Path | None = None, overlay: str | None = None) -> Plan:
     """Check the inputs (the lab's inventory and Alertmanager by default); nothing is started."""
     collection = find_collection()
     lab_path, lab_vars = lab_inventory()
@@ -206,6 +207,15 @@ def plan(inventory: str | None, alertmanager: str | None, port: int | None, atta
         raise BadInput("no Alertmanager: pass --alertmanager URL (or start the lab)")
     check_alertmanager(alertmanager)
     rulebook = rulebook_path or collection.root / RULEBOOK
+    overlay = catalogue.overlay_path(overlay)
+    if overlay and rulebook_path is None:
+        # The user's alert names: the collection's rulebook plus rules for them, written for this watcher.
+        scenarios = catalogue.catalogue(collection)
+        text = generate_rulebook(scenarios, catalogue.load_overlay(overlay, scenarios))
+        rulebook = _work_dir() / "alertmanager.yml"
+        rulebook.write_text(text, encoding="utf-8")
+    elif overlay:
+        raise BadInput("--catalogue and --rulebook exclude each other: the overlay makes the rulebook")
     if not rulebook.is_file():
         raise BadInput(f"rulebook {rulebook} does not exist")
     binary = rulebook_binary()

@@ -51,6 +51,8 @@ RUN_ID_RE = re.compile(r'^[A-Za-z0-9_.:@-]{1,128}$')
 INCIDENT_RE = re.compile(r'^[A-Za-z0-9_.-]{1,64}$')
 # Why safety was overridden: words, digits and light punctuation, recorded as given.
 OVERRIDE_RE = re.compile(r'^[A-Za-z0-9 _.,:;()/#@+-]{3,200}$')
+# A PromQL expression a request may give (printable, one line; never a template).
+PROMQL_RE = re.compile(r'^[^\x00-\x1f\x7f]{1,2000}$')
 # Jinja's delimiters: a request value holding one is refused outright.
 _TEMPLATE_MARKS = ('{{', '{%', '{#')
 
@@ -60,6 +62,12 @@ REQUEST_VARS = (
     ('runbook_alert_key', ALERT_KEY_RE, 'an alert key (fingerprint@startsAt)'),
     ('runbook_run_id', RUN_ID_RE, 'a run id'),
     ('runbook_incident', INCIDENT_RE, 'an incident id'),
+    # error-rate (release_rollback): a release name and a PromQL expression a user may give.
+    ('release_rollback_to', NAME_RE, 'a release name'),
+    ('release_rollback_query', PROMQL_RE, 'a PromQL expression'),
+    # latency (latency_relief): the same, and a work per request.
+    ('latency_relief_query', PROMQL_RE, 'a PromQL expression'),
+    ('latency_relief_work_to', re.compile(r'^[0-9]{1,9}$'), 'a whole number'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

@@ -6,7 +6,7 @@ import click
 
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
-from runbook_remediation.lab.lab import FAULTS, MAX_HOSTS, Lab
+from runbook_remediation.lab.lab import FAULTS, MAX_HOSTS, RELEASES, Lab
 from runbook_remediation.paths import state_dir
 from runbook_remediation.terminal import safe
 
@@ -89,6 +89,25 @@ def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) ->
         ctx.terminal.data(result)
     else:
         ctx.terminal.status(f"injected {fault} on {host_name}")
+
+
+@lab.command(
+    help=f"Make RELEASE the running release of the demo service on a lab host, as a deployment "
+         f"would, and record it in the deploy history on the target.\n\nRELEASE is one of: "
+         f"{', '.join(RELEASES)} (v2 is the bad release: half its requests fail).",
+)
+@click.argument("release", metavar="RELEASE", callback=non_empty)
+@click.option("--host", "host_name", required=True, callback=non_empty, help="Lab host to deploy to.")
+@output_option
+@click.pass_obj
+@handle_errors
+def deploy(ctx: Context, release: str, host_name: str) -> None:
+    result = _lab(ctx).deploy(release, host_name)
+    if ctx.terminal.json:
+        ctx.terminal.data(result)
+    else:
+        was = f" (was {result['from']})" if result["from"] else ""
+        ctx.terminal.status(f"{host_name} runs release {release}{was}")
 
 
 @lab.command()

@@ -38,6 +38,9 @@ _SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
 @click.option("--matrix", metavar="FILE", envvar="RUNBOOK_SEVERITY_MATRIX",
               help="Severity matrix to use. Env: RUNBOOK_SEVERITY_MATRIX. Default: the collection's "
                    "meta/severity.yml.")
+@click.option("--catalogue", "overlay", metavar="FILE", envvar=catalogue.OVERLAY_ENV,
+              help="Your own alert names -> scenarios (`alerts: {ALERT: SCENARIO}`), on top of the collection's "
+                   "catalogue. Env: RUNBOOK_CATALOGUE_OVERLAY.")
 @click.option("--no-open", is_flag=True, help="Only look: open no incidents (the commands then carry no --incident).")
 @click.option("--run", "run_top", is_flag=True, help="Run the top suggestion after a confirmation.")
 @click.option("--yes", "-y", is_flag=True, help="With --run: no confirmation prompt.")
@@ -46,7 +49,8 @@ _SEVERITY_COLOURS = {"P0": "bold red", "P1": "red", "P2": "yellow", "P3": "dim"}
 @output_option
 @click.pass_obj
 @handle_errors
-def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, run_top, yes, notify_url) -> None:
+def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, overlay, no_open, run_top, yes,
+            notify_url) -> None:
     """Rank the firing alerts: severity, scenario and the exact command to run.
 
     Exit codes: 0 listed (also when nothing fires), 2 bad input (a bad URL or matrix),
@@ -65,12 +69,13 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, no_open, 
     the_matrix = triage.load_matrix(matrix, collection.root)
     url = notify.webhook_url(notify_url)
     the_scenarios = catalogue.catalogue(collection)
+    the_overlay = catalogue.load_overlay(overlay, the_scenarios)
 
     fetched = triage.fetch_alerts(am_url, prom_url)
     for problem in fetched.problems:
         ctx.terminal.warn(f"{problem}: alerts from {fetched.source} instead")
     totals = triage.instance_totals(prom_url) or triage.inventory_totals(inventory_data)
-    rows = triage.classify(fetched.alerts, the_scenarios, the_matrix, totals)
+    rows = triage.classify(fetched.alerts, the_scenarios, the_matrix, totals, the_overlay)
     if totals is None and any(r.alert.service for r in rows):
         ctx.terminal.warn("instance counts unknown (no Prometheus answer, no inventory): "
                           "'every instance' rules cannot match")

@@ -8,6 +8,9 @@ Usage::
     python3 demo_service.py --port 8080 [--host 127.0.0.1] [--name demo]
         [--log-dir /var/log/runbook-demo] [--db /var/lib/runbook-demo/queue.db]
         [--faults-file /etc/runbook-demo/faults] [--fault NAME[:k=v,k=v]]... [--workload-rps 20]
+        [--release v1] [--release-error-rate 0] [--upstream-provider primary]
+        [--upstream-status-file FILE] [--work-iterations 10] [--work-unit-ms 2]
+        [--port-candidates 8081,8082,...]
 
 Every option can also come from an environment variable ``DEMO_<OPTION>`` (``DEMO_PORT``,
 ``DEMO_LOG_DIR``, ``DEMO_WORKLOAD_RPS``...); the command line wins. ``DEMO_FAULT`` holds
@@ -30,6 +33,22 @@ address, and ``demo_auth_failures_total{client,reason}`` counts it. The key is r
 (a rotation restarts the service) and never logged. ``--upstream URL`` makes the service a
 consumer of another one: it calls URL with its own key ``--upstream-rps`` times a second and
 its ``upstream`` health component is unhealthy until a call succeeds (and after one is refused).
+
+Releases, an upstream provider and the work per request (what the error-rate and latency
+scenarios act on) come from the environment as a deployment sets them:
+
+* ``DEMO_RELEASE`` names the running release (``demo_info{release}``, ``/health``);
+  ``DEMO_RELEASE_ERROR_RATE`` is that release's bug: the share of requests that fail with
+  ``error_type="release_bug"`` (the lab's bad release sets it).
+* ``DEMO_UPSTREAM_PROVIDER`` is the provider each request calls (seed 000's
+  ``LLM_PROVIDER``); ``DEMO_UPSTREAM_STATUS_FILE`` is a JSON object ``{provider: "down"}``
+  kept outside the service (an outage does not end when the service restarts): while the
+  current provider is down every request fails with ``error_type="upstream_error"``
+  (health component ``provider``: degraded).
+* ``DEMO_WORK_ITERATIONS`` x ``DEMO_WORK_UNIT_MS`` is the work (time) each request takes
+  (seed 000's ``MCTS_DEFAULT_ITERATIONS``).
+* ``DEMO_PORT_CANDIDATES`` (a comma list): listen on the first free one of these ports
+  instead of ``--port``, so replicas with the same configuration get a port each.
 
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds),
 memory-leak (mb_per_second, max_mb), fd-leak (per_second), log-flood (mb_per_second).
@@ -75,7 +94,9 @@ DB_CHECK_CACHE_SECONDS = 2.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WORK_HANDLER = "/api/work"
 # Declared up front so every series exists at 0 and rate() works from the first scrape.
-ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_error", "io_error")
+ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_error", "io_error", "release_bug")
+# How often the upstream status file is read again (an outage starts and ends outside the service).
+UPSTREAM_STATUS_CACHE_SECONDS = 1.0
 STATUS_RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 NEXT_QUEUE_STATUS = {"pending": "processing", "processing": "done", "done": "pending"}
 MAX_BODY = 64 * 1024
@@ -545,6 +566,13 @@ class DemoService:
         self.name: str = args.name
         self.host: str = args.host
         self.port: int = args.port
+        self.release: str = args.release
+        self.release_error_rate: float = args.release_error_rate
+        self.upstream_provider: str = args.upstream_provider
+        self.upstream_status_file: str | None = args.upstream_status_file
+        self.work_seconds: float = args.work_iterations * args.work_unit_ms / 1000.0
+        self.work_iterations: int = args.work_iterations
+        self._upstream_cache: tuple[float, str] = (-math.inf, "up")
         self.log_dir: str = os.path.abspath(args.log_dir)
         self.db_path: str | None = args.db
         self.faults_file: str | None = args.faults_file
@@ -726,6 +754,24 @@ class DemoService:
                         status = NEXT_QUEUE_STATUS.get(row[0], "pending")
                         conn.execute("UPDATE queue_items SET status = ? WHERE id = ?", (status, item))
 
+    def upstream_status(self) -> str:
+        """``up`` or ``down``: the current provider's status in the status file (read at most
+        once a second; no file, or a provider it does not name, is up)."""
+        now = time.monotonic()
+        if now - self._upstream_cache[0] < UPSTREAM_STATUS_CACHE_SECONDS:
+            return self._upstream_cache[1]
+        status = "up"
+        if self.upstream_status_file:
+            try:
+                with open(self.upstream_status_file, encoding="utf-8") as fh:
+                    data = json.load(fh)
+                if isinstance(data, dict) and data.get(self.upstream_provider) == "down":
+                    status = "down"
+            except (OSError, ValueError):
+                status = "up"
+        self._upstream_cache = (now, status)
+        return status
+
     def do_work(self) -> tuple[int, dict[str, Any]]:
         """One simulated request, shared by /api/work and the synthetic workload."""
         started = time.monotonic()
@@ -735,6 +781,8 @@ class DemoService:
             latency = self.faults.get("latency")
             if latency:
                 time.sleep(latency["seconds"])
+            if self.work_seconds > 0:
+                time.sleep(self.work_seconds)  # the work each request does (DEMO_WORK_ITERATIONS)
             # A real fd per request, so fd exhaustion shows up as EMFILE failures.
             with open("/dev/urandom", "rb", buffering=0) as fh:
                 fh.read(16)
@@ -743,6 +791,12 @@ class DemoService:
             error_rate = self.faults.get("error-rate")
             if error_rate and random.random() < error_rate["rate"]:  # noqa: S311 - fault injection, not crypto
                 error_type, message = "upstream_error", "upstream returned HTTP 502"
+            elif self.upstream_status() == "down":
+                error_type = "upstream_error"
+                message = f"upstream provider {self.upstream_provider} returned HTTP 503"
+            elif self.release_error_rate and random.random() < self.release_error_rate:  # noqa: S311
+                error_type = "release_bug"
+                message = f"TypeError in release {self.release}: 'NoneType' object is not subscriptable"
         except OSError as exc:
             error_type = {
                 errno.EMFILE: "too_many_open_files",
@@ -869,11 +923,18 @@ class DemoService:
         components += [self._disk_component(), self._files_component()]
         if self.upstream is not None:
             components.append(self.upstream.component())
+        if self.upstream_status_file:
+            down = self.upstream_status() == "down"
+            components.append({"name": "provider", "status": "degraded" if down else "healthy",
+                               "detail": f"provider {self.upstream_provider} is {'down' if down else 'up'}"})
         overall = max((c["status"] for c in components), key=STATUS_RANK.__getitem__)
         body = {
             "status": overall,
             "service": self.name,
             "version": VERSION,
+            "release": self.release,
+            "upstream_provider": self.upstream_provider,
+            "work_iterations": self.work_iterations,
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
             "components": components,
@@ -946,7 +1007,8 @@ class DemoService:
             if count is not None:
                 sample("demo_queue_items", count)
         family("demo_info", "gauge", "Service name and version.")
-        sample("demo_info", 1, service=self.name, version=VERSION)
+        sample("demo_info", 1, service=self.name, version=VERSION, release=self.release,
+               upstream_provider=self.upstream_provider, work_iterations=str(self.work_iterations))
         out.extend(self.auth.metric_lines())
         return "\n".join(out) + "\n"
 
@@ -1122,8 +1184,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"must be 0..65535, got {text!r}")
         return value
 
+    def fraction(text: str) -> float:
+        value = float(text)
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text!r}")
+        return value
+
+    def count(text: str) -> int:
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+        return value
+
+    def ports(text: str) -> list[int]:
+        values = [port(part) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("needs at least one port")
+        return values
+
     parser = argparse.ArgumentParser(description="The runbook lab's demo service (see the module docstring).")
-    parser.add_argument("--port", type=port, default=env("port"), required=env("port") is None)
+    parser.add_argument("--port", type=port, default=env("port"),
+                        required=env("port") is None and env("port-candidates") is None)
     parser.add_argument("--host", default=env("host", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     parser.add_argument("--name", default=env("name", "demo"), help="service name in /health and metrics")
     parser.add_argument("--log-dir", default=env("log-dir", DEFAULT_LOG_DIR), help="where app.log is written")
@@ -1135,10 +1216,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="file holding the API key (DEMO_API_KEY=... or the bare key); default $DEMO_API_KEY")
     parser.add_argument("--upstream", default=env("upstream"), help="URL of a service to call with the API key")
     parser.add_argument("--upstream-rps", type=rps, default=env("upstream-rps", "2"), help="upstream calls/s")
+    parser.add_argument("--release", default=env("release", "v1"), help="the running release's name")
+    parser.add_argument("--release-error-rate", type=fraction, default=env("release-error-rate", "0"),
+                        help="share of requests this release fails (its bug)")
+    parser.add_argument("--upstream-provider", default=env("upstream-provider", "primary"),
+                        help="the upstream provider requests call")
+    parser.add_argument("--upstream-status-file", default=env("upstream-status-file"),
+                        help="JSON {provider: down|up}, kept outside the service")
+    parser.add_argument("--work-iterations", type=count, default=env("work-iterations", "10"),
+                        help="work per request (iterations)")
+    parser.add_argument("--work-unit-ms", type=rps, default=env("work-unit-ms", "2"), help="ms per iteration")
+    parser.add_argument("--port-candidates", type=ports, default=env("port-candidates"),
+                        help="listen on the first free of these ports (replicas), instead of --port")
     args = parser.parse_args(argv)
     if args.fault is None:
         args.fault = [spec for spec in re.split(r"[\s;]+", env("fault", "") or "") if spec]
     return args
+
+
+def bind(args: argparse.Namespace, service: DemoService) -> DemoHTTPServer:
+    """Listen on --port, or on the first free of --port-candidates (replicas sharing one
+    configuration each get their own port)."""
+    if not args.port_candidates:
+        return DemoHTTPServer((args.host, args.port), service)
+    error: OSError | None = None
+    for candidate in args.port_candidates:
+        try:
+            server = DemoHTTPServer((args.host, candidate), service)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            error = exc
+            continue
+        args.port = service.port = candidate
+        return server
+    raise error or OSError(errno.EADDRINUSE, "no candidate port")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1154,7 +1266,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{utc_stamp()} ERROR cannot read the API key file: {exc.strerror or exc}", file=sys.stderr)
         return 2
     log = service.log
-    log.log("INFO", f"starting {args.name} on {args.host}:{args.port} pid {os.getpid()}")
+    where = args.port if args.port_candidates is None else ",".join(map(str, args.port_candidates))
+    log.log("INFO", f"starting {args.name} on {args.host}:{where} pid {os.getpid()} (release {args.release}, "
+                    f"upstream {args.upstream_provider}, work {args.work_iterations} iterations)")
 
     try:
         startup = read_faults_file(args.faults_file) if args.faults_file else []
@@ -1169,7 +1283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     service.init_db()
     try:
-        server = DemoHTTPServer((args.host, args.port), service)
+        server = bind(args, service)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             log.log("ERROR", f"EADDRINUSE: {args.host}:{args.port} already in use")

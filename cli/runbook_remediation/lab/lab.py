@@ -55,6 +55,12 @@ LOG_FS_SIZE = "64m"  # a small log filesystem, so a log flood really fills it
 # reach them in seconds (the remediations raise them).
 NOFILE_LIMIT = 1024
 MEMORY_LIMIT = "128m"
+# The demo service's releases (`runbook lab deploy`): what each sets in the service's
+# environment. v2 is the bad release: a share of its requests fail (error_type release_bug).
+RELEASES = {"v1": {"DEMO_RELEASE": "v1"}, "v2": {"DEMO_RELEASE": "v2", "DEMO_RELEASE_ERROR_RATE": "0.5"}}
+RELEASE_IMAGE = "runbook-lab-demo"  # Docker and Compose: one image per release, RELEASE_IMAGE:<release>
+RELEASES_DIR = "/opt/runbook-demo/releases"  # systemd: one directory per release ...
+CURRENT_RELEASE = "/opt/runbook-demo/current"  # ... and the symlink to the running one
 
 
 @dataclass
@@ -149,6 +155,8 @@ StartLimitIntervalSec=0
 [Service]
 Type=simple
 User=runbook-demo
+# The running release (`runbook lab deploy`): a symlink to its directory.
+EnvironmentFile=-{CURRENT_RELEASE}/release.env
 ExecStart=/usr/bin/python3 {DEMO_PATH} --port {port} --name {SERVICE} --log-dir {LOG_DIR} \\
   --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults
 StateDirectory=runbook-demo
@@ -260,11 +268,11 @@ class Lab:
             labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "systemd"},
         )
 
-    def _create_docker_service(self, host: LabHost):
+    def _create_docker_service(self, host: LabHost, image: str | None = None):
         from docker.types import Ulimit
 
         return self.client.containers.run(
-            lab_image.IMAGE,
+            image or lab_image.IMAGE,
             command=[
                 "python3", DEMO_PATH, "--port", str(host.port), "--name", SERVICE, "--log-dir", LOG_DIR,
                 "--db", f"{STATE_SUBDIR}/queue.db", "--faults-file", f"{STATE_SUBDIR}/faults",
@@ -315,11 +323,15 @@ class Lab:
         }
 
     def _create_compose_service(self, host: LabHost):
-        import subprocess
-
         self.compose_dir.mkdir(parents=True, exist_ok=True)
         compose_path = self.compose_dir / "compose.yaml"
         compose_path.write_text(yaml.safe_dump(self.compose_file(host), sort_keys=False), encoding="utf-8")
+        self._compose_up()
+        return self.client.containers.get(host.container)
+
+    def _compose_up(self) -> None:
+        import subprocess
+
         result = subprocess.run(
             ["docker", "compose", "--project-directory", str(self.compose_dir), "up", "--detach", "--no-build",
              "--pull", "never"],
@@ -328,7 +340,6 @@ class Lab:
         if result.returncode != 0:
             lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
             raise Unavailable(f"docker compose up failed: {lines[-1]}", hint="scripts/bootstrap installs Compose v2")
-        return self.client.containers.get(host.container)
 
     def _wait_systemd(self, container, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -508,6 +519,11 @@ class Lab:
             for container in client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
                 container.remove(force=True)
                 removed.append(f"removed {container.name}")
+        # Deploy histories of the Docker and Compose services live on the Docker host (here).
+        for host in state.hosts:
+            if host.manager != "systemd" and Path(self.release_history_path(host)).is_file():
+                Path(self.release_history_path(host)).unlink()
+                removed.append(f"removed {self.release_history_path(host)}")
         if self.dir.exists():
             shutil.rmtree(self.dir)
             removed.append(f"removed {self.dir}")
@@ -569,10 +585,13 @@ class Lab:
             thing = host.container if host.manager == "docker" else f"{self.compose_project}.{SERVICE}"
             for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{thing}.json"):
                 path.unlink(missing_ok=True)
+            for path in Path(REMEDIATION_STATE).glob(f"releases-*@{thing}.json"):
+                path.unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
             self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
+            self._exec(container, ["sh", "-c", f"rm -f {CURRENT_RELEASE} {REMEDIATION_STATE}/releases-*.json"])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
             self._exec(container, ["systemctl", "restart", UNIT])
@@ -593,6 +612,103 @@ class Lab:
             action = f"recreated {host.container}"
         self._wait_healthy([host])
         return action
+
+    # --- releases (`runbook lab deploy`) ------------------------------------------------
+    def release_image(self, release: str) -> str:
+        """The Docker image of a release (built from the lab's image on first use)."""
+        from docker.errors import ImageNotFound
+
+        tag = f"{RELEASE_IMAGE}:{lab_image.IMAGE.split(':', 1)[1]}-{release}"
+        try:
+            self.client.images.get(tag)
+        except ImageNotFound:
+            env = " ".join(f"{key}={value}" for key, value in RELEASES[release].items())
+            dockerfile = f"FROM {lab_image.IMAGE}\nENV {env}\nLABEL org.runbook.release={release}\n"
+            self.progress(f"building {tag}")
+            self.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, pull=False)
+        return tag
+
+    def release_history_path(self, host: LabHost) -> str:
+        """Where the deploy history of the host's service is kept (on the target; Docker and
+        Compose: on the Docker host), as the release_rollback role reads it."""
+        thing = {"systemd": UNIT, "docker": host.container,
+                 "compose": f"{self.compose_project}.{SERVICE}"}[host.manager]
+        return f"{REMEDIATION_STATE}/releases-{SERVICE}@{thing}.json"
+
+    def release_history(self, host: LabHost) -> list[dict]:
+        path = self.release_history_path(host)
+        if host.manager == "systemd":
+            container = self._container(host.container)
+            text = self._exec(container, ["sh", "-c", f"cat {path} 2>/dev/null || echo '[]'"]) if container else "[]"
+        else:
+            text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else "[]"
+        try:
+            history = json.loads(text or "[]")
+        except ValueError:
+            return []
+        return history if isinstance(history, list) else []
+
+    def _save_history(self, host: LabHost, container, history: list[dict]) -> None:
+        text = json.dumps(history, indent=1) + "\n"
+        path = self.release_history_path(host)
+        if host.manager == "systemd":
+            self._exec(container, ["mkdir", "-p", REMEDIATION_STATE])
+            container.put_archive("/", _tar_bytes({path: (text, 0o644)}))
+        else:
+            Path(REMEDIATION_STATE).mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text, encoding="utf-8")
+
+    def deploy(self, release: str, host_name: str) -> dict:
+        """Make ``release`` the running release of the host's demo service, as a deployment
+        would, and record it in the deploy history on the target."""
+        if release not in RELEASES:
+            raise BadInput(f"unknown release {release!r} (releases: {', '.join(RELEASES)})")
+        host = self.host(host_name)
+        container = self._container(host.container)
+        if container is None or (host.manager == "systemd" and container.status != "running"):
+            raise Unavailable(f"{host.name} is not running", hint=f"runbook lab heal --host {host.name}")
+        history = self.release_history(host)
+        now = round(time.time(), 3)
+        if host.manager == "systemd":
+            files = {f"{RELEASES_DIR}/{name}/release.env": ("".join(f"{k}={v}\n" for k, v in env.items()), 0o644)
+                     for name, env in RELEASES.items()}
+            container.put_archive("/", _tar_bytes(files))
+            running = self._exec(container, ["readlink", CURRENT_RELEASE], check=False) or f"{RELEASES_DIR}/v1"
+            if not history:
+                history.append({"release": Path(running).name, "path": running, "at": now, "by": "lab (initial)"})
+            target = f"{RELEASES_DIR}/{release}"
+            self._exec(container, ["ln", "-sfn", target, CURRENT_RELEASE])
+            history.append({"release": release, "path": target, "at": now, "by": "runbook lab deploy"})
+            self._save_history(host, container, history)
+            self._exec(container, ["systemctl", "restart", UNIT])
+        else:
+            image = self.release_image(release)
+            image_id = self.client.images.get(image).id
+            if not history:
+                config = container.attrs.get("Config") or {}
+                env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+                history.append({"release": env.get("DEMO_RELEASE", "v1"), "image": config.get("Image"),
+                                "image_id": container.attrs.get("Image"), "at": now, "by": "lab (initial)"})
+            history.append({"release": release, "image": image, "image_id": image_id, "at": now,
+                            "by": "runbook lab deploy"})
+            self._save_history(host, container, history)
+            if host.manager == "docker":
+                container.remove(force=True)
+                self._create_docker_service(host, image=image)
+            else:
+                override = self.compose_dir / "compose.override.yaml"
+                data = yaml.safe_load(override.read_text(encoding="utf-8")) if override.is_file() else None
+                data = data if isinstance(data, dict) else {}
+                data.setdefault("services", {}).setdefault(SERVICE, {})["image"] = image
+                override.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+                self._compose_up()
+        # Answering is enough: the bad release answers, and soon reports itself unhealthy.
+        deadline = time.monotonic() + 30
+        while probe_health(host)[1] == "down":
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the demo service on {host.name} does not answer after the deploy")
+            time.sleep(0.2)
+        return {"host": host.name, "release": release, "from": history[-2]["release"] if len(history) > 1 else None}
 
     def status(self) -> dict:
         state = self.state()
@@ -655,10 +771,13 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "port": host.port,
             "logs": [f"{LOG_DIR}/*.log"],
             "database": {"type": "sqlite", "path": f"{STATE_SUBDIR}/queue.db", "backups": f"{STATE_SUBDIR}/backups"},
+            # The work each request does (latency_relief): the knob, its floor, where /health says it.
+            "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 5, "health_key": "work_iterations"},
         }
         if host.manager == "systemd":
             service["unit"] = UNIT
             service["user"] = "runbook-demo"
+            service["releases"] = {"dir": RELEASES_DIR, "current": CURRENT_RELEASE}
             systemd_hosts[host.name] = {
                 "ansible_connection": "community.docker.docker",
                 "ansible_host": host.container,

@@ -501,3 +501,58 @@ def test_consumer_upstream_health_follows_its_key(launch: Callable[..., Demo], t
     good = launch("--upstream", f"http://127.0.0.1:{api.port}/api/work", "--upstream-rps", "10",
                   env={"DEMO_API_KEY": "right-key"}, port=free_port())
     wait_for(lambda: good.component("upstream")["status"] == "healthy", 10, "the consumer accepted")
+# --- releases, upstream provider, work per request, replicas (error-rate and latency) ----------------
+
+
+def test_release_and_its_bug(launch: Callable[..., Demo]) -> None:
+    demo = launch(env={"DEMO_RELEASE": "v2", "DEMO_RELEASE_ERROR_RATE": "0.5"})
+    assert demo.health()[1]["release"] == "v2"
+    assert metric(demo.metrics(), "demo_info", release="v2") == 1
+    wait_for(lambda: metric(demo.metrics(), "demo_errors_total", error_type="release_bug") > 2, 10, "release bugs")
+    assert "TypeError in release v2" in demo.log_text()
+    good = launch(env={"DEMO_RELEASE": "v1"})
+    wait_for(lambda: metric(good.metrics(), "http_requests_total", status="200") > 5, 10, "requests")
+    assert metric(good.metrics(), "demo_errors_total", error_type="release_bug") == 0
+
+
+def test_upstream_provider_outage_and_fallback(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    status_file = tmp_path / "upstream.json"
+    status_file.write_text(json.dumps({"primary": "down"}), encoding="utf-8")
+    env = {"DEMO_UPSTREAM_STATUS_FILE": str(status_file)}
+    demo = launch(env=env)
+    assert demo.health()[1]["upstream_provider"] == "primary"
+    wait_for(lambda: metric(demo.metrics(), "demo_errors_total", error_type="upstream_error") > 2, 10, "upstream")
+    assert demo.component("provider")["status"] == "degraded"
+    assert "upstream provider primary returned HTTP 503" in demo.log_text()
+    # The outage is outside the service: the same provider after a restart still fails ...
+    demo.proc.terminate()
+    demo.wait_exit(10)
+    again = launch(env=env)
+    wait_for(lambda: metric(again.metrics(), "demo_errors_total", error_type="upstream_error") > 2, 10, "still down")
+    again.proc.terminate()
+    again.wait_exit(10)
+    # ... the fallback works.
+    fallback = launch(env={**env, "DEMO_UPSTREAM_PROVIDER": "fallback"})
+    wait_for(lambda: metric(fallback.metrics(), "http_requests_total", status="200") > 5, 10, "requests")
+    assert metric(fallback.metrics(), "demo_errors_total", error_type="upstream_error") == 0
+    assert fallback.component("provider")["status"] == "healthy"
+
+
+def test_work_per_request(launch: Callable[..., Demo]) -> None:
+    demo = launch(env={"DEMO_WORK_ITERATIONS": "100", "DEMO_WORK_UNIT_MS": "3"})
+    started = time.monotonic()
+    assert demo.request("GET", "/api/work")[0] == 200
+    assert time.monotonic() - started >= 0.3
+    assert metric(demo.metrics(), "demo_info", work_iterations="100") == 1
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, str(SERVICE), "--port", "1", "--work-iterations", "-1"], check=True,
+                       capture_output=True)
+
+
+def test_replicas_take_the_first_free_candidate_port(launch: Callable[..., Demo]) -> None:
+    ports = [free_port(), free_port(), free_port()]
+    env = {"DEMO_PORT_CANDIDATES": ",".join(map(str, ports)), "DEMO_WORKLOAD_RPS": "0"}
+    first = launch("--log-dir", "/tmp", plain=True, port=ports[0], env=env)
+    second = launch("--log-dir", "/tmp", plain=True, port=ports[1], env=env)
+    assert first.health()[0] == 200 and second.health()[0] == 200
+    assert first.proc.pid != second.proc.pid

@@ -23,7 +23,7 @@ def test_committed_rulebook_is_current(collection):
 
 def test_every_alert_of_the_catalogue_has_a_rule_running_its_playbook(collection):
     [ruleset] = yaml.safe_load((collection.root / RULEBOOK).read_text(encoding="utf-8"))
-    by_alert = {rule["condition"].split('alertname == "')[1].rstrip('"'): rule for rule in ruleset["rules"]
+    by_alert = {rule["condition"].split('alertname == "')[1].split('"')[0]: rule for rule in ruleset["rules"]
                 if 'alertname == "' in rule["condition"]}
     for scenario in catalogue.catalogue(collection):
         for alert in scenario.alerts:
@@ -31,7 +31,10 @@ def test_every_alert_of_the_catalogue_has_a_rule_running_its_playbook(collection
             assert action["name"] == scenario.fqcn
             assert scenario.playbook_path(collection).is_file() or scenario.name in {"db-restore"}
             # Destructive remediations never start from an alert alone.
-            assert action["extra_vars"].get("runbook_diagnose_only", False) is scenario.destructive
+            assert action["extra_vars"].get("runbook_diagnose_only", False) is (
+                scenario.destructive and not scenario.automatic)
+            # The runbook_scenario label wins over the name.
+            assert by_alert[alert]["condition"].endswith("event.labels.runbook_scenario is not defined")
             # Only alerts the filter accepted, and only firing ones.
             assert by_alert[alert]["condition"].startswith(
                 'event.runbook_rejected is not defined and event.status == "firing"')
@@ -69,4 +72,6 @@ def test_ansible_rulebook_accepts_it(collection):
     Validate.rulebook(data)
     [ruleset] = rules_parser.parse_rule_sets(data, {"webhook_host": "127.0.0.1", "webhook_port": 5000,
                                                     "webhook_token": "t"})
-    assert len(ruleset.rules) == 1 + sum(len(s.alerts) for s in catalogue.catalogue(collection))
+    scenarios = catalogue.catalogue(collection)
+    # refused + one per alert name + one per scenario (runbook_scenario label) + the catch-all
+    assert len(ruleset.rules) == 1 + sum(len(s.alerts) for s in scenarios) + len(scenarios) + 1

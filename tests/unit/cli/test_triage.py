@@ -108,9 +108,11 @@ def test_fingerprint_is_stable_and_label_order_free():
         # auth failures > 50% -> P1; P95 latency -> P2
         ([alert("HighAuthFailureRate", severity="warning")], None, "P1"),
         ([alert("HighLatencyP95", severity="warning")], None, "P2"),
-        # warnings -> P3; other criticals -> P1; corruption -> P0
-        ([alert("FileDescriptorExhaustion", severity="warning")], None, "P3"),
-        ([alert("HighDiskUsage", severity="warning")], None, "P3"),
+        # a warning of a mapped scenario -> its catalogue severity (P2 here); other criticals -> P1;
+        # corruption -> P0; unmapped warnings -> P3
+        ([alert("FileDescriptorExhaustion", severity="warning")], None, "P2"),
+        ([alert("HighDiskUsage", severity="warning")], None, "P2"),
+        ([alert("SomethingNew", severity="warning")], None, "P3"),
         ([alert("SomethingNew", severity="critical")], None, "P1"),
         ([alert("DatabaseCorrupt", severity="critical")], None, "P0"),
         # no severity label: the mapped scenario's catalogue severity, else the default
@@ -179,19 +181,19 @@ def test_the_real_matrix_is_complete():
 
 def test_rank_severity_then_quickest_mitigation_then_oldest():
     alerts = [
-        alert("HighDiskUsage", "lab-3", severity="warning", minutes_ago=30),  # P3, disk-full 8 s
-        alert("FileDescriptorExhaustion", "lab-2", severity="warning", minutes_ago=1),  # P3, fd-exhaustion 12 s
-        alert("HighErrorRate", "lab-2", severity="critical", minutes_ago=50),  # P1, no scenario
+        alert("HighDiskUsage", "lab-3", severity="warning", minutes_ago=30),  # P2, disk-full 8 s
+        alert("FileDescriptorExhaustion", "lab-2", severity="warning", minutes_ago=1),  # P2, fd-exhaustion 12 s
+        alert("SomethingUnmapped", "lab-2", severity="critical", minutes_ago=50),  # P1, no scenario
         alert("ServiceDown", "lab-1", severity="critical", minutes_ago=2),  # P1, service-down 6 s
-        alert("HighDiskUsage", "lab-4", severity="warning", minutes_ago=60),  # P3, disk-full 8 s, older
+        alert("HighDiskUsage", "lab-4", severity="warning", minutes_ago=60),  # P2, disk-full 8 s, older
     ]
     rows = classify(alerts, {"demo": 4})
     assert [(r.rank, r.severity, r.alert.name, r.alert.host) for r in rows] == [
         (1, "P1", "ServiceDown", "lab-1"),
-        (2, "P1", "HighErrorRate", "lab-2"),  # no scenario: after those with one
-        (3, "P3", "HighDiskUsage", "lab-4"),
-        (4, "P3", "HighDiskUsage", "lab-3"),
-        (5, "P3", "FileDescriptorExhaustion", "lab-2"),
+        (2, "P1", "SomethingUnmapped", "lab-2"),  # no scenario: after those with one
+        (3, "P2", "HighDiskUsage", "lab-4"),
+        (4, "P2", "HighDiskUsage", "lab-3"),
+        (5, "P2", "FileDescriptorExhaustion", "lab-2"),
     ]
 
 
@@ -206,7 +208,7 @@ def test_command_is_exactly_runnable():
     row.argv = triage.command_for(row, "/inv/my hosts.yml", "INC-20261201-0001")
     assert row.command == ("runbook run service-down -i '/inv/my hosts.yml' -l lab-1 --service demo "
                            "--incident INC-20261201-0001")
-    unmapped = classify([alert("HighErrorRate", severity="critical")])[0]
+    unmapped = classify([alert("SomethingUnmapped", severity="critical")])[0]
     assert triage.command_for(unmapped) is None
     assert unmapped.as_dict(NOW)["action"] == triage.NO_SCENARIO
     assert triage.top([unmapped, row]) is row
@@ -334,7 +336,7 @@ def test_triage_lists_ranked_alerts_as_json_and_opens_incidents(real_catalogue):
         assert data["source"] == "alertmanager" and data["instance_totals"] == {"demo": 4}
         rows = data["alerts"]
         assert [(r["rank"], r["alert"], r["severity"], r["scenario"]) for r in rows] == [
-            (1, "ServiceDown", "P1", "service-down"), (2, "FileDescriptorExhaustion", "P3", "fd-exhaustion")]
+            (1, "ServiceDown", "P1", "service-down"), (2, "FileDescriptorExhaustion", "P2", "fd-exhaustion")]
         first = rows[0]
         assert first["incident"].startswith("INC-")
         assert first["command"] == f"runbook run service-down -l lab-1 --service demo --incident {first['incident']}"
@@ -417,7 +419,7 @@ def test_triage_run_needs_confirmation(real_catalogue):
 
 
 def test_triage_run_with_nothing_to_run(real_catalogue):
-    only_unmapped = [am_alert("HighErrorRate", "lab-2", "critical")]
+    only_unmapped = [am_alert("SomethingUnmapped", "lab-2", "critical")]
     with StandIn({"/api/v2/alerts": only_unmapped}) as am:
         result = invoke("triage", "--alertmanager", am.url, "--run", "--yes", "--no-open")
     assert result.exit_code == ExitCode.NOTHING_TO_DO, result.output

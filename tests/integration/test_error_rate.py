@@ -1,0 +1,133 @@
+"""error-rate end to end on the real lab: a bad release deployed -> HighErrorRate fires ->
+`runbook run error-rate` rolls back -> the alert resolves; the dead ends and bad input."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+
+import pytest
+
+from runbook_remediation.lab.lab import free_port
+from runbook_remediation.lab.monitoring import http_json
+from tests.conftest import restore_host, run_json, runbook, wait_for
+
+pytestmark = pytest.mark.lab
+
+
+def firing(lab, alert: str, host: str) -> bool:
+    """Whether Prometheus has ``alert`` firing for ``host``."""
+    port = lab.state().prometheus_port
+    body = http_json(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5)
+    return any(a["labels"].get("alertname") == alert and a["labels"].get("host") == host and a["state"] == "firing"
+               for a in body["data"]["alerts"])
+
+
+def ratio(lab, host: str) -> float | None:
+    port = lab.state().prometheus_port
+    query = (f'sum(rate(http_requests_total{{host="{host}",status=~"5.."}}[15s]))'
+             f' / sum(rate(http_requests_total{{host="{host}"}}[15s]))')
+    body = http_json(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(query)}", timeout=5)
+    result = body["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def what_runs(lab, name: str) -> dict:
+    """The release the service reports, and the container (docker, compose) or process it runs in."""
+    host = lab.host(name)
+    try:
+        health = http_json(host.health_url, timeout=5)
+    except urllib.error.HTTPError as exc:  # 503 while the bad release fails: the body still says
+        health = json.loads(exc.read())
+    container = lab.client.containers.get(host.container)
+    return {"release": health["release"], "container": container.id, "pid": health["pid"]}
+
+
+@pytest.fixture
+def bad_release(lab):
+    """Deploy the bad release v2 on the host the test names; put the host back afterwards."""
+    deployed = []
+
+    def deploy(name: str) -> None:
+        restore_host(lab, name)  # heal clears the deploy history: this test's starts empty
+        assert runbook("lab", "deploy", "v2", "--host", name).returncode == 0
+        deployed.append(name)
+        wait_for(lambda: firing(lab, "HighErrorRate", name), timeout=60, what=f"HighErrorRate on {name}")
+
+    yield deploy
+    for name in deployed:
+        restore_host(lab, name)
+
+
+@pytest.mark.parametrize("name", ["lab-docker", "lab-compose", "lab-1"])
+def test_a_bad_release_is_rolled_back(lab, bad_release, name):
+    bad_release(name)
+    history_before = lab.release_history(lab.host(name))
+    assert [e["release"] for e in history_before] == ["v1", "v2"]
+
+    # Check mode and diagnose look, decide and change nothing: release, container, process.
+    before = what_runs(lab, name)
+    code, payload = run_json("run", "error-rate", "-l", name, "--check")
+    assert code == 0, payload
+    assert payload["hosts"][name]["outcome"] == "planned"
+    code, payload = run_json("diagnose", "error-rate", "-l", name)
+    assert code == 0, payload
+    assert what_runs(lab, name) == before
+    assert lab.release_history(lab.host(name)) == history_before
+
+    code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+    assert code == 0, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "remediated", result
+    assert result["release"] == {"from": "v2", "to": "v1"}
+    assert "errors began" in result["message"] and "after release v2 replaced v1" in result["message"]
+    assert result["verification"]["ratio_below"] is True
+    assert what_runs(lab, name)["release"] == "v1"
+    history = lab.release_history(lab.host(name))
+    assert [e["release"] for e in history] == ["v1", "v2", "v1"]
+    assert "from v2" in history[-1]["by"]
+    wait_for(lambda: not firing(lab, "HighErrorRate", name), timeout=60, what=f"HighErrorRate on {name} resolved")
+
+    if name == "lab-docker":  # once is enough: the second run finds nothing to do
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 4, payload
+        assert payload["hosts"][name]["outcome"] == "healthy"
+
+
+def test_errors_without_a_recorded_release_escalate_and_change_nothing(lab):
+    name = "lab-2"
+    assert runbook("lab", "break", "error-rate", "--host", name, "-p", "rate=0.5").returncode == 0
+    try:
+        wait_for(lambda: (ratio(lab, name) or 0) > 0.2, timeout=60, what=f"errors on {name}")
+        before = what_runs(lab, name)
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 3, payload
+        result = payload["hosts"][name]
+        assert result["outcome"] == "escalate"
+        assert "no previous release" in result["message"]
+        assert result["evidence"]["breakdown"]["error_type"], result["evidence"]
+        assert what_runs(lab, name) == before
+        assert lab.release_history(lab.host(name)) == []
+    finally:
+        restore_host(lab, name)
+
+
+def test_bad_input_and_a_missing_prometheus_change_nothing(lab, tmp_path):
+    name = "lab-2"
+    before = what_runs(lab, name)
+    marker = tmp_path / "ran"
+    cases = [
+        ({"release_rollback_threshold": "lots"}, 2, "threshold"),
+        ({"release_rollback_query": "sum(rate(http_requests_total[15s]"}, 2, "query"),
+        ({"release_rollback_query": "{{ lookup('pipe', 'touch " + str(marker) + "') }}"}, 2, "template"),
+        ({"release_rollback_to": "v9"}, 2, "release"),
+        ({"runbook_prometheus_url": f"http://127.0.0.1:{free_port()}"}, 5, "Prometheus"),
+    ]
+    for extra, expected, word in cases:
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes", extra=extra)
+        result = payload["hosts"][name]
+        assert code == expected, (extra, json.dumps(result))
+        assert word.lower() in result["message"].lower(), (extra, result["message"])
+    assert not marker.exists()
+    assert what_runs(lab, name) == before
