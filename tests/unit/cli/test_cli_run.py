@@ -371,6 +371,20 @@ def test_no_incident_when_nothing_to_do_or_check_mode(runbook_env, inventory, ar
         assert store.list_incidents() == []
 
 
+@pytest.mark.parametrize(("kind", "code", "opened"), [
+    ("input", ExitCode.BAD_INPUT, False), ("remediation", ExitCode.FAILED, True)])
+def test_a_refused_request_opens_no_incident_a_failed_remediation_does(runbook_env, inventory, kind, code, opened):
+    result = invoke("-o", "json", "run", "outcome", "-i", str(inventory), "-l", "local-1",
+                    "-e", "fixture_outcome=failed", "-e", f"fixture_error_kind={kind}")
+    assert result.exit_code == code, result.output
+    data = as_json(result)
+    assert (data["incident"] is not None) is opened
+    with open_store() as store:
+        assert len(store.list_incidents()) == int(opened)
+    if not opened:
+        assert "invalid input: no incident opened" in result.stderr
+
+
 def test_escalation_opens_an_unmitigated_incident(runbook_env, inventory):
     result = invoke("-o", "json", "run", "outcome", "-i", str(inventory), "-l", "local-1",
                     "-e", "fixture_outcome=escalate")
