@@ -185,7 +185,7 @@ def test_run_ctrl_c(runbook_env, inventory):
         (["run", "nope"], "unknown scenario 'nope' (known: outcome, slow, wipe-cache)"),
         (["run", "wipe_cache"], "scenario names are kebab-case: wipe-cache"),
         (["run", "outcome", "-i", "/nonexistent/inventory.yml"], "inventory /nonexistent/inventory.yml not found"),
-        (["run", "outcome", "-i", "{inventory}", "-e", "oops"], "-e takes KEY=VALUE"),
+        (["run", "outcome", "-i", "{inventory}", "-e", "oops"], "is not KEY=VALUE, a JSON/YAML object or @FILE"),
         (["run", "outcome", "-i", "{inventory}", "-e", "{bad"], "not valid JSON/YAML"),
         (["run", "outcome", "-i", "{inventory}", "-l", " "], "--limit is empty"),
         (["run", "outcome", "-i", "{inventory}", "--service", ""], "--service is empty"),
