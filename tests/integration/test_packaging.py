@@ -35,7 +35,14 @@ def test_tarball_holds_collection_content_only(tarball):
           for role in ("log_rotate", "ulimit_raise", "memory_limit_raise", "scenario_report")),
     ):
         assert wanted in names, wanted
-    for unwanted in ("cli", "pyproject.toml", "scripts", "bench", ".venv", "molecule", "tests/integration"):
+    for wanted in ("meta/execution-environment.yml", "requirements.txt", "bindep.txt",
+                   "extensions/eda/rulebooks/alertmanager.yml", "extensions/eda/plugins/event_filter/alerts.py"):
+        assert wanted in names, wanted
+    # The repo's tests need its conftest, PostgreSQL helpers and lab: they do not ship. Nor do
+    # its tooling configs, the AWX project (galaxy-importer warns on it) or the EE build file.
+    for unwanted in ("cli", "pyproject.toml", "setup.py", "MANIFEST.in", "scripts", "bench", ".venv", "molecule",
+                     "tests", ".config", ".ansible-lint", ".yamllint", "extensions/awx", "execution-environment.yml",
+                     "build", "dist", "changelogs/fragments"):
         assert not any(n == unwanted or n.startswith(unwanted + "/") for n in names), unwanted
 
 
