@@ -85,3 +85,24 @@ def test_execution_environment_metadata_names_existing_files():
               if line.strip() and not line.startswith("#")}
     assert {"requests", "psycopg2-binary", "jmespath"} <= wanted
     assert "postgresql-client [platform:dpkg]" in system
+
+
+def test_list_fits_an_80_column_terminal_one_line_per_scenario(monkeypatch):
+    """The real catalogue (the checkout's collection): a header and one line per scenario."""
+    from click.testing import CliRunner
+
+    from runbook_remediation import catalogue, shell
+
+    monkeypatch.delenv("RUNBOOK_COLLECTION_ROOT", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("NO_COLOR", "1")
+    scenarios = catalogue.catalogue(collection.find_collection())
+    result = CliRunner().invoke(shell.cli, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(scenarios) + 1, result.stdout
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    for line, scenario in zip(lines[1:], scenarios, strict=True):
+        assert line.split()[:3] == [scenario.name, scenario.severity, "yes" if scenario.destructive else "no"]
+    full = CliRunner().invoke(shell.cli, ["list", "--full"])
+    assert full.exit_code == 0 and "restart budget" in " ".join(full.stdout.split())
