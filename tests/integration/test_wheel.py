@@ -112,6 +112,24 @@ def test_wheel_refuses_a_collection_of_another_release(wheel_venv, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_wheel_only_install_runs_a_playbook_of_its_own_collection(wheel_venv, tmp_path):
+    """No lab needed: ansible-playbook runs the wheel's service_down (check mode) and the
+    one host, a container that does not exist, is unreachable: exit 5, not 2 (the request
+    and the frame's checks passed) and not 'collection not found'."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    ghost:\n      ansible_connection: community.docker.docker\n"
+        "      ansible_host: runbook-no-such-container\n"
+        "      runbook_services:\n        - {name: demo, manager: systemd, unit: demo.service,"
+        " health_url: 'http://127.0.0.1:8080/health'}\n", encoding="utf-8")
+    env = wheel_env(wheel_venv, RUNBOOK_STATE_DIR=str(tmp_path / "state"),
+                    ANSIBLE_LOCAL_TEMP=str(tmp_path / "state" / "ansible-tmp"))
+    result = wheel_runbook(wheel_venv, "run", "service-down", "--check", "-i", str(inventory), env=env)
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "ghost" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.lab
 def test_wheel_only_install_runs_service_down_in_check_mode(wheel_venv, lab):
     """Needs the lab: the wheel's CLI breaks lab-1, plans the restart in check mode, changes nothing."""
