@@ -135,8 +135,8 @@ def test_wheel_only_install_runs_service_down_in_check_mode(wheel_venv, lab):
     """Needs the lab: the wheel's CLI breaks lab-1, plans the restart in check mode, changes nothing."""
     from tests.conftest import http_status, restore_host, wait_for
 
-    env = wheel_env(wheel_venv, **{k: os.environ[k] for k in ("RUNBOOK_LAB_NAME", "RUNBOOK_STATE_DIR",
-                                                                "ANSIBLE_LOCAL_TEMP") if k in os.environ})
+    lab_keys = ("RUNBOOK_LAB_NAME", "RUNBOOK_STATE_DIR", "ANSIBLE_LOCAL_TEMP")
+    env = wheel_env(wheel_venv, **{k: os.environ[k] for k in lab_keys if k in os.environ})
     host = lab.host("lab-1")
     try:
         crash = wheel_runbook(wheel_venv, "lab", "break", "crash", "--host", "lab-1", env=env)
