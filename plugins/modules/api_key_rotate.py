@@ -158,22 +158,23 @@ key_file:
 import re
 import time
 import traceback
+import urllib.error
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.runbook.remediation.plugins.module_utils import _keys, _service
 
 
 def key_status(timeout):
-    import urllib.error
-    import urllib.request
-
     def status(url, key):
         headers = {'X-API-Key': key, 'Authorization': 'Bearer ' + key}
-        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked in main()
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the service's URL
+            response = open_url(url, headers=headers, timeout=timeout, follow_redirects='none')
+            try:
                 return response.status
+            finally:
+                response.close()
         except urllib.error.HTTPError as exc:
             return exc.code
         except (urllib.error.URLError, OSError):
