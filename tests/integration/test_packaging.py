@@ -41,10 +41,11 @@ def test_tarball_holds_collection_content_only(tarball):
                    "extensions/eda/rulebooks/alertmanager.yml", "extensions/eda/plugins/event_filter/alerts.py"):
         assert wanted in names, wanted
     # The repo's tests need its conftest, PostgreSQL helpers and lab: they do not ship. Nor do
-    # its tooling configs, the AWX project (galaxy-importer warns on it) or the EE build file.
+    # its tooling configs, the AWX project (galaxy-importer warns on it), the EE build file or
+    # the example inventories (with their throwaway vault password: see inventories/README.md).
     for unwanted in ("cli", "pyproject.toml", "setup.py", "MANIFEST.in", "scripts", "bench", ".venv", "molecule",
                      "tests", ".config", ".ansible-lint", ".yamllint", "extensions/awx", "execution-environment.yml",
-                     "build", "dist", "changelogs/fragments"):
+                     "build", "dist", "changelogs/fragments", "inventories"):
         assert not any(n == unwanted or n.startswith(unwanted + "/") for n in names), unwanted
 
 

@@ -85,7 +85,7 @@ def test_wheel_ships_the_built_collection(wheel):
                    "FILES.json"):
         assert f"{BUNDLE}/{wanted}" in names, wanted
     # What galaxy.yml keeps out of the tarball stays out of the wheel's copy too.
-    for unwanted in ("tests/", "cli/", "molecule/", "extensions/awx/", "setup.py", "build/"):
+    for unwanted in ("tests/", "cli/", "molecule/", "extensions/awx/", "inventories/", "setup.py", "build/"):
         assert not any(n.startswith(f"{BUNDLE}/{unwanted}") for n in names), unwanted
 
 
