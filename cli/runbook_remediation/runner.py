@@ -214,8 +214,12 @@ def _key_values(text: str) -> dict:
     pairs = {}
     for token in tokens:
         key, sep, value = token.partition("=")
+        if not sep and len(tokens) == 1:
+            raise BadInput(f"-e {text!r} is not KEY=VALUE, a JSON/YAML object or @FILE")
         if not sep:
-            raise BadInput(f"-e takes KEY=VALUE, a JSON/YAML object or @FILE, not {token!r}")
+            # Usually a value with spaces that shlex split: name the whole -e value.
+            raise BadInput(f"-e {text!r}: {token!r} is not KEY=VALUE (quote a value with spaces: "
+                           f"-e 'key=\"a b\"', or pass JSON: -e '{{\"key\": \"a b\"}}')")
         _check_name(key, f"-e {text!r}")
         pairs[key] = value
     return pairs

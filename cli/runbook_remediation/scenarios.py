@@ -287,12 +287,18 @@ def _settle_incident(terminal: Terminal, scenario: catalogue.Scenario, request: 
     if not recorded.store_ok:
         return
     found = {entry["outcome"] for entry in summary.hosts.values()}
+    ranked = {results.rank(entry) for entry in summary.hosts.values()}
     try:
         with timeline.open_store() as store:
             run = store.get_run(recorded.run_id) or {}
             if recorded.incident is None:
                 if found <= outcomes.NOTHING_DONE:
                     terminal.status("nothing to do: no incident opened")
+                    return
+                # A request the hosts refused (bad service, bad variable) is the caller's
+                # mistake, not an incident: it says nothing about the service.
+                if ranked <= outcomes.NOTHING_DONE | {results.INVALID}:
+                    terminal.status("invalid input: no incident opened")
                     return
                 opened = run.get("started_at") or timeline.now()
                 hosts = sorted(summary.hosts)

@@ -184,10 +184,16 @@ class ComposeSet:
         self.compose("down", "--timeout", "2")
 
     def started(self) -> dict[str, str]:
-        out = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project={self.project}",
-                              "--format", '{{.Label "com.docker.compose.service"}} {{.ID}}'],
+        """service -> "container-id state" of every container of the project, running or not
+        (so a consumer that died shows as exited instead of missing)."""
+        out = subprocess.run(["docker", "ps", "--all", "--filter", f"label=com.docker.compose.project={self.project}",
+                              "--format", '{{.Label "com.docker.compose.service"}} {{.ID}} {{.State}}'],
                              capture_output=True, text=True, check=True).stdout
-        return dict(line.split() for line in out.splitlines())
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            service, rest = line.split(" ", 1)
+            found[service] = f"{found[service]}, {rest}" if service in found else rest
+        return found
 
     def env_text(self) -> str:
         return self.env_file.read_text()
@@ -249,6 +255,7 @@ def test_rotation_systemd_and_compose_with_two_consumers(lab, lab_env, tmp_path,
         assert current_key(systemd.env_text()) == systemd.old and current_key(compose.env_text()) == compose.old
 
         pids, containers = systemd.main_pids(), compose.started()
+        assert all(containers.get(n, "").endswith(" running") for n in NAMES), containers
         result = runbook("-v", "run", "key-rotation", "-i", str(inventory), "--service", "api", "--yes", env=env)
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
@@ -268,7 +275,9 @@ def test_rotation_systemd_and_compose_with_two_consumers(lab, lab_env, tmp_path,
         # Every one restarted: new main PIDs, new containers (the env file is read at start).
         after_pids, after_containers = systemd.main_pids(), compose.started()
         assert all(after_pids[n] != pids[n] for n in NAMES), (pids, after_pids)
-        assert all(after_containers[n] != containers[n] for n in NAMES), (containers, after_containers)
+        assert all(after_containers.get(n, "missing") != containers.get(n) for n in NAMES), (
+            containers, after_containers)
+        assert all(after_containers[n].endswith(" running") for n in NAMES), after_containers
 
         # Just rotated: a repeated request changes nothing (the marker line in the env file).
         texts = (systemd.env_text(), compose.env_text())

@@ -61,10 +61,11 @@ def test_triage_lists_both_with_scenario_and_severity_quickest_first(two_broken_
     assert data["instance_totals"] == {"demo": 4}
     down = row(data, "ServiceDown", "lab-1")
     fds = row(data, "FileDescriptorExhaustion", "lab-2")
-    # One of four instances down: P1 (all four would be P0); the descriptor alert is a warning: P3.
+    # One of four instances down: P1 (all four would be P0). The descriptor alert is labelled
+    # warning, but the catalogue's severity comes first: resources running out is P2.
     assert (down["scenario"], down["severity"], down["reason"]) == (
         "service-down", "P1", "health check down on some instances of the service")
-    assert (fds["scenario"], fds["severity"]) == ("fd-exhaustion", "P3")
+    assert (fds["scenario"], fds["severity"]) == ("fd-exhaustion", "P2")
     assert down["rank"] < fds["rank"]
     # The whole list is ranked: severity, then the quickest mitigation, then the oldest alert.
     keys = [(SEVERITY_ORDER.index(r["severity"]), r["typical_seconds"] if r["typical_seconds"] is not None

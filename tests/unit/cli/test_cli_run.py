@@ -185,7 +185,7 @@ def test_run_ctrl_c(runbook_env, inventory):
         (["run", "nope"], "unknown scenario 'nope' (known: outcome, slow, wipe-cache)"),
         (["run", "wipe_cache"], "scenario names are kebab-case: wipe-cache"),
         (["run", "outcome", "-i", "/nonexistent/inventory.yml"], "inventory /nonexistent/inventory.yml not found"),
-        (["run", "outcome", "-i", "{inventory}", "-e", "oops"], "-e takes KEY=VALUE"),
+        (["run", "outcome", "-i", "{inventory}", "-e", "oops"], "is not KEY=VALUE, a JSON/YAML object or @FILE"),
         (["run", "outcome", "-i", "{inventory}", "-e", "{bad"], "not valid JSON/YAML"),
         (["run", "outcome", "-i", "{inventory}", "-l", " "], "--limit is empty"),
         (["run", "outcome", "-i", "{inventory}", "--service", ""], "--service is empty"),
@@ -369,6 +369,20 @@ def test_no_incident_when_nothing_to_do_or_check_mode(runbook_env, inventory, ar
     assert incident is None and run["ended_at"] and events  # still recorded
     with open_store() as store:
         assert store.list_incidents() == []
+
+
+@pytest.mark.parametrize(("kind", "code", "opened"), [
+    ("input", ExitCode.BAD_INPUT, False), ("remediation", ExitCode.FAILED, True)])
+def test_a_refused_request_opens_no_incident_a_failed_remediation_does(runbook_env, inventory, kind, code, opened):
+    result = invoke("-o", "json", "run", "outcome", "-i", str(inventory), "-l", "local-1",
+                    "-e", "fixture_outcome=failed", "-e", f"fixture_error_kind={kind}")
+    assert result.exit_code == code, result.output
+    data = as_json(result)
+    assert (data["incident"] is not None) is opened
+    with open_store() as store:
+        assert len(store.list_incidents()) == int(opened)
+    if not opened:
+        assert "invalid input: no incident opened" in result.stderr
 
 
 def test_escalation_opens_an_unmitigated_incident(runbook_env, inventory):

@@ -320,10 +320,8 @@ def test_crash_fault(launch: Callable[..., Demo]) -> None:
 def test_crash_loop_from_faults_file(launch: Callable[..., Demo], tmp_path: Path) -> None:
     (tmp_path / "faults").write_text("# injected by the lab\n\ncrash-loop  # stays until cleaned\n", encoding="utf-8")
     for _restart in range(2):
-        started = time.monotonic()
         demo = launch(wait=False)
-        assert demo.wait_exit(5) == 1
-        assert time.monotonic() - started < 2.5
+        assert demo.wait_exit(5) == 1  # exits at start, never serves (bounded, not timed: load varies)
     assert demo.log_text().count("FATAL crash-loop") == 2
 
 
@@ -418,10 +416,8 @@ def test_hang_fault(launch: Callable[..., Demo]) -> None:
 
 def test_sigterm_exits_cleanly(launch: Callable[..., Demo]) -> None:
     demo = launch()
-    started = time.monotonic()
     demo.proc.send_signal(signal.SIGTERM)
     assert demo.wait_exit(5) == 0
-    assert time.monotonic() - started < 2
     assert "INFO stopped" in demo.log_text()
 
 

@@ -52,6 +52,8 @@ def test_parse_extra_vars_from_file(tmp_path):
     [
         ("", "empty string"),
         ("service", "KEY=VALUE"),
+        ("service=a b", r"'b' is not KEY=VALUE \(quote a value with spaces"),
+        ("service={{ lookup('pipe','id') }}", "quote a value with spaces"),
         ("=x", "not a valid variable name"),
         ("1a=x", "not a valid variable name"),
         ("{bad", "not valid JSON/YAML"),

@@ -432,6 +432,8 @@ def test_two_processes_write_at_once(tmp_path):
 def test_masking_long_output_takes_linear_time(text):
     import time
 
+    # Not a speed target: a backtracking (quadratic) pattern takes hours on these inputs and a
+    # linear one milliseconds, so a bound this loose only catches the former, even under load.
     start = time.monotonic()
     mask(text)
-    assert time.monotonic() - start < 2.0  # a quadratic regex takes minutes here
+    assert time.monotonic() - start < 30.0
