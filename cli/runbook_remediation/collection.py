@@ -1,28 +1,37 @@
 """Find the runbook.remediation collection the CLI drives.
 
-Three layouts are supported, in this order:
+Four layouts are supported, in this order:
 
 1. ``RUNBOOK_COLLECTION_ROOT``: an explicit path to the collection's root;
 2. a development checkout: this package lives in ``<repo>/cli/`` beside ``galaxy.yml``;
    an ``ansible_collections/runbook/remediation`` link to the checkout is kept in the
    cache so FQCN playbooks, ``ansible-doc`` and roles resolve to the working tree;
-3. an installed collection on ``ANSIBLE_COLLECTIONS_PATH`` or Ansible's default paths.
+3. the copy the wheel ships (``pip install .``): ``_collection/ansible_collections/
+   runbook/remediation`` inside this package, built by ``setup.py`` from the same commit;
+4. an installed collection on ``ANSIBLE_COLLECTIONS_PATH`` or Ansible's default paths.
+
+Whichever is found, its version must be the CLI's own (``runbook_remediation.__version__``):
+a CLI driving another release's playbooks and argument specs fails closed (exit 5).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runbook_remediation import __version__
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import cache_dir
 
 NAMESPACE = "runbook"
 NAME = "remediation"
 _DEFAULT_PATHS = ("~/.ansible/collections", "/usr/share/ansible/collections")
+BUNDLED = Path(__file__).resolve().parent / "_collection"  # the wheel's copy (setup.py)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,35 @@ class Collection:
 
 def _is_collection(path: Path) -> bool:
     return (path / "galaxy.yml").is_file() or (path / "MANIFEST.json").is_file()
+
+
+def collection_version(root: Path) -> str | None:
+    """The version in MANIFEST.json (built or installed) or galaxy.yml (a checkout)."""
+    manifest = root / "MANIFEST.json"
+    if manifest.is_file():
+        try:
+            return str(json.loads(manifest.read_text(encoding="utf-8"))["collection_info"]["version"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    galaxy = root / "galaxy.yml"
+    if galaxy.is_file():
+        # One top-level key; no YAML parser needed for it (and none is imported at startup).
+        match = re.search(r"^version:\s*['\"]?([^'\"\s#]+)", galaxy.read_text(encoding="utf-8"), re.MULTILINE)
+        return match.group(1) if match else None
+    return None
+
+
+def check_version(collection: Collection, cli_version: str = __version__) -> Collection:
+    """Fail closed when the collection is another release than the CLI."""
+    found = collection_version(collection.root)
+    if found != cli_version:
+        raise Unavailable(
+            f"collection runbook.remediation {found or '(no version)'} at {collection.root} "
+            f"does not match the runbook CLI {cli_version}",
+            hint=f"install runbook.remediation {cli_version} (the wheel of the same release ships it) "
+            "or point RUNBOOK_COLLECTION_ROOT at a matching copy",
+        )
+    return collection
 
 
 def checkout_root() -> Path | None:
@@ -77,6 +115,10 @@ def ensure_dev_link(root: Path) -> Path:
 
 
 def find_collection() -> Collection:
+    return check_version(_locate())
+
+
+def _locate() -> Collection:
     explicit = os.environ.get("RUNBOOK_COLLECTION_ROOT")
     if explicit:
         root = Path(explicit).expanduser().resolve()
@@ -90,6 +132,10 @@ def find_collection() -> Collection:
     if root is not None:
         return Collection(root, ensure_dev_link(root))
 
+    bundled = BUNDLED / "ansible_collections" / NAMESPACE / NAME
+    if _is_collection(bundled):
+        return Collection(bundled, BUNDLED)
+
     paths = [p for p in os.environ.get("ANSIBLE_COLLECTIONS_PATH", "").split(os.pathsep) if p]
     paths += list(_DEFAULT_PATHS)
     for base in paths:
@@ -99,8 +145,8 @@ def find_collection() -> Collection:
             return Collection(candidate, search)
     raise Unavailable(
         "collection runbook.remediation not found",
-        hint="install it (ansible-galaxy collection install runbook-remediation-*.tar.gz) "
-        "or set RUNBOOK_COLLECTION_ROOT",
+        hint="install the runbook-remediation wheel (it ships the collection), "
+        "ansible-galaxy collection install runbook-remediation-*.tar.gz, or set RUNBOOK_COLLECTION_ROOT",
     )
 
 

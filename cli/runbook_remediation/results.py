@@ -79,6 +79,20 @@ class InventoryUnusable(BadInput):
     """ansible could not read the inventory (not YAML/INI, not UTF-8): nothing was run."""
 
 
+class VaultLocked(RunbookError):
+    """The inventory holds vault-encrypted vars and no vault password was given: a missing
+    prerequisite (exit 5), nothing was run."""
+
+    def __init__(self, message: str):
+        super().__init__(message, ExitCode.UNAVAILABLE,
+                         hint="give ansible its vault password, e.g. ANSIBLE_VAULT_PASSWORD_FILE=FILE "
+                              "(the example inventories' throwaway one: inventories/vault-password.example)")
+
+
+# ansible-core's words when it meets vault data without a secret to open it.
+_VAULT_LOCKED = ("no vault secrets found", "no vault secrets were found")
+
+
 def rank(entry: dict) -> str:
     """The key a host's result is ranked by: its outcome, refined by ``error_kind``."""
     if entry.get("outcome") == FAILED:
@@ -320,6 +334,9 @@ def _raise_nothing_ran(collector: Collector, rc: int) -> None:
     if collector.no_hosts_matched or any(marker in text.lower() for marker in _NO_HOSTS_TEXT):
         text = text or " ".join(collector.group_warnings[:1])
         raise NoHostsMatched(f"no host matched: {text}" if text else "no host matched")
+    if any(marker in text.lower() for marker in _VAULT_LOCKED):
+        raise VaultLocked(f"the inventory holds vault-encrypted vars and no vault password was given: {text}: "
+                          "nothing was run")
     if text:
         raise RunBroken(f"ansible-playbook stopped before any host ran: {text}")
     if rc:

@@ -201,6 +201,9 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
         where = f"--limit {request.limit!r}" if request.limit else "the playbook's hosts"
         raise BadInput(f"no host in {request.inventory} matches {where}: nothing was run",
                        hint=exc.message) from exc
+    except results.VaultLocked:
+        _record_end(terminal, recorded, outcomes.NO_HOSTS, info)
+        raise
     except results.RunBroken as exc:
         _record_end(terminal, recorded, outcomes.FAILED, info)
         raise RunbookError(exc.message, hint=f"{hint} (see stdout there)") from exc

@@ -31,6 +31,7 @@ COMMANDS = {
     "postmortem": ("postmortem", "postmortem"),
     "watch": ("watch", "watch"),
     "breaker": ("breaker", "breaker"),
+    "completion": ("completion", "completion"),
 }
 
 

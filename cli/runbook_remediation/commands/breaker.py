@@ -6,6 +6,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from runbook_remediation import completion as complete
 from runbook_remediation import envelope
 from runbook_remediation.commands.base import Context, handle_errors, output_option
 from runbook_remediation.errors import BadInput
@@ -68,7 +69,7 @@ def status(ctx: Context, recent: int) -> None:
 
 
 @breaker.command()
-@click.argument("scenario", required=False)
+@click.argument("scenario", required=False, shell_complete=complete.scenario_names)
 @click.option("--target", metavar="HOST/SERVICE",
               help="Only this target's breakers and holds (the fleet breaker stays as it is).")
 @output_option

@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from runbook_remediation import catalogue, incidents, notify, triage
+from runbook_remediation import completion as complete
 from runbook_remediation.collection import find_collection
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
@@ -81,6 +82,7 @@ def incident() -> None:
               help="The scenario that applies (see `runbook list`).")
 @click.option("--service", metavar="NAME", callback=non_empty, help="The affected service.")
 @click.option("--host", "hosts", multiple=True, metavar="HOST", callback=non_empty,
+              shell_complete=complete.inventory_hosts,
               help="An affected host. Repeatable.")
 @click.option("--detected-at", metavar="TIME", help="When the problem started (ISO 8601, e.g. the alert's startsAt).")
 @_notify_options
@@ -112,7 +114,7 @@ def open_(ctx: Context, title, severity, commander, impact, scenario, service, h
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--status", type=click.Choice(incidents.STATUSES),
               help="investigating, identified, monitoring (resolve with `incident resolve`).")
 @click.option("--severity", type=click.Choice(triage.SEVERITIES))
@@ -144,7 +146,7 @@ def update(ctx: Context, incident_id, status, severity, commander, impact, note,
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--commander", metavar="NAME", callback=non_empty, help="Take command as NAME.")
 @output_option
 @click.pass_obj
@@ -157,7 +159,7 @@ def ack(ctx: Context, incident_id, commander) -> None:
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--root-cause", metavar="TEXT", help="The root cause (into the resolution and the post-mortem).")
 @click.option("--resolution", metavar="TEXT", help="What fixed it (the remediated runs are listed anyway).")
 @click.option("--note", metavar="TEXT")
@@ -186,7 +188,7 @@ def resolve(ctx: Context, incident_id, root_cause, resolution, note, notify_url,
 
 
 @incident.command(name="notify")
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--kind", type=click.Choice(incidents.NOTIFICATION_KINDS),
               help="Which template. Default: resolution when resolved, else update.")
 @click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
@@ -255,7 +257,7 @@ def list_(ctx: Context, all_: bool) -> None:
 
 
 @incident.command()
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--tasks", is_flag=True, help="Every task event, not only those that changed or failed something.")
 @output_option
 @click.pass_obj

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from runbook_remediation import completion as complete
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
 from runbook_remediation.lab.lab import FAULTS, MAX_HOSTS, RELEASES, Lab
@@ -76,8 +77,8 @@ def _parse_params(values: tuple[str, ...]) -> dict:
     name="break",
     help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS)}.",
 )
-@click.argument("fault", metavar="FAULT", callback=non_empty)
-@click.option("--host", "host_name", required=True, callback=non_empty,
+@click.argument("fault", metavar="FAULT", callback=non_empty, shell_complete=complete.lab_faults)
+@click.option("--host", "host_name", required=True, callback=non_empty, shell_complete=complete.inventory_hosts,
               help="Lab host to break (see `runbook lab status`).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Fault parameter, e.g. rate=0.3.")
 @output_option
@@ -96,8 +97,9 @@ def break_(ctx: Context, fault: str, host_name: str, params: tuple[str, ...]) ->
          f"would, and record it in the deploy history on the target.\n\nRELEASE is one of: "
          f"{', '.join(RELEASES)} (v2 is the bad release: half its requests fail).",
 )
-@click.argument("release", metavar="RELEASE", callback=non_empty)
-@click.option("--host", "host_name", required=True, callback=non_empty, help="Lab host to deploy to.")
+@click.argument("release", metavar="RELEASE", callback=non_empty, shell_complete=complete.lab_releases)
+@click.option("--host", "host_name", required=True, callback=non_empty,
+              shell_complete=complete.inventory_hosts, help="Lab host to deploy to.")
 @output_option
 @click.pass_obj
 @handle_errors
@@ -111,7 +113,8 @@ def deploy(ctx: Context, release: str, host_name: str) -> None:
 
 
 @lab.command()
-@click.option("--host", "host_name", required=True, callback=non_empty, help="Lab host to heal.")
+@click.option("--host", "host_name", required=True, callback=non_empty,
+              shell_complete=complete.inventory_hosts, help="Lab host to heal.")
 @output_option
 @click.pass_obj
 @handle_errors

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import click
 
+from runbook_remediation import completion as complete
 from runbook_remediation import incidents
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
 
 
 @click.command()
-@click.argument("incident_id", metavar="INCIDENT", callback=non_empty)
+@click.argument("incident_id", metavar="INCIDENT", callback=non_empty, shell_complete=complete.incident_ids)
 @click.option("--file", "-f", "target", metavar="FILE",
               help="Write the Markdown to FILE (default: stdout; `-` is stdout too).")
 @click.option("--force", is_flag=True, help="Overwrite FILE when it exists.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from runbook_remediation import completion as complete
 from runbook_remediation import run_report, scenarios
 from runbook_remediation.commands.base import Context, confirm, exit_with, handle_errors, non_empty, output_option
 
@@ -20,14 +21,15 @@ def _selection_options(func):
         click.option("-i", "--inventory", metavar="PATH", envvar="RUNBOOK_INVENTORY", callback=non_empty,
                      help="Inventory file or directory. Env: RUNBOOK_INVENTORY. "
                           "Default: the lab's inventory when the lab is up."),
-        click.option("-l", "--limit", metavar="PATTERN", help="Only these hosts (an Ansible host pattern)."),
+        click.option("-l", "--limit", metavar="PATTERN",
+                     shell_complete=complete.inventory_hosts, help="Only these hosts (an Ansible host pattern)."),
         click.option("-e", "--extra-vars", "extra_vars", multiple=True, metavar="VARS",
                      help="Extra vars: KEY=VALUE, a JSON/YAML object, or @FILE. Repeatable. Never secrets: "
                           "they are kept on disk with the run."),
         click.option("--service", metavar="NAME", help="The service to act on (one of the host's runbook_services)."),
         click.option("--timeout", type=click.IntRange(min=1), metavar="SECONDS",
                      help="Stop the playbook after this many seconds (exit 1)."),
-        click.option("--incident", metavar="ID", envvar="RUNBOOK_INCIDENT",
+        click.option("--incident", metavar="ID", envvar="RUNBOOK_INCIDENT", shell_complete=complete.incident_ids,
                      help="The incident this run belongs to (see `runbook incident list`). Env: RUNBOOK_INCIDENT. "
                           "Default: a real run that finds something to do opens one."),
     ]
@@ -37,7 +39,7 @@ def _selection_options(func):
 
 
 @click.command()
-@click.argument("scenario")
+@click.argument("scenario", shell_complete=complete.scenario_names)
 @_selection_options
 @click.option("--check", is_flag=True, help="Check mode: report what would be done (outcome planned), change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Run a destructive scenario without asking for confirmation.")
@@ -63,7 +65,7 @@ def run(ctx: Context, scenario: str, inventory, limit, extra_vars, service, time
 
 
 @click.command()
-@click.argument("scenario")
+@click.argument("scenario", shell_complete=complete.scenario_names)
 @_selection_options
 @output_option
 @click.pass_obj

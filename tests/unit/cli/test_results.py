@@ -232,6 +232,15 @@ def test_playbook_error_before_any_host():
     assert "WARNING" not in info.value.message
 
 
+def test_vault_data_without_a_password_is_a_missing_prerequisite():
+    error = {"event": "error", "stdout": "[ERROR]: Attempting to decrypt but no vault secrets found.\r\n"}
+    with pytest.raises(results.VaultLocked) as info:
+        results.summarize(collect(error), "s", rc=1)
+    assert info.value.exit_code == ExitCode.UNAVAILABLE
+    assert "no vault password was given: Attempting to decrypt but no vault secrets found." in info.value.message
+    assert "ANSIBLE_VAULT_PASSWORD_FILE" in info.value.hint
+
+
 def verbose(*lines: str) -> list[dict]:
     return [{"event": "verbose", "stdout": line} for line in lines]
 
