@@ -92,10 +92,14 @@ def test_ansible_builder_introspect_lists_the_dependencies(tarball, tmp_path):
 
 def test_galaxy_importer_reports_no_error_and_no_warning(tarball, tmp_path):
     """galaxy-importer as Galaxy runs it, offline: ansible-test off (it needs a container
-    image), ansible-lint and the docs checks on. Every problem it reports is a
-    ``WARNING:`` or ``ERROR:`` line."""
+    image), the docs checks on. Every problem it reports is a ``WARNING:`` or ``ERROR:`` line.
+
+    Its ansible-lint step has a fixed 180 s limit that a loaded 2-core CI machine exceeds, and
+    the ansible-lint gate already lints the whole repository with the production profile; so
+    it runs here only with RUNBOOK_IMPORTER_LINT=1 (it reported nothing when last run so)."""
+    lint = os.environ.get("RUNBOOK_IMPORTER_LINT") == "1"
     config = tmp_path / "galaxy-importer.cfg"
-    config.write_text("[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\n", encoding="utf-8")
+    config.write_text(f"[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = {lint}\n", encoding="utf-8")
     env = {**os.environ, "GALAXY_IMPORTER_CONFIG": str(config), "HOME": str(tmp_path)}
     env.pop("ANSIBLE_COLLECTIONS_PATH", None)  # it installs the tarball into its own path
     result = subprocess.run([sys.executable, "-m", "galaxy_importer.main", str(tarball)],
