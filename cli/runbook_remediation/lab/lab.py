@@ -593,8 +593,8 @@ class Lab:
         if container is None or container.status != "running":
             raise Unavailable(f"{host.container} is not running")
         status = json.dumps({provider: "down"})
-        self._exec(container, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"',
-                               "sh", PROVIDER_STATUS_FILE, status])
+        script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
+        self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
 
     def heal(self, host_name: str) -> str:
