@@ -63,7 +63,8 @@ def decide(tmp_path: Path) -> dict:
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "tmp")}
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")],
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    result = subprocess.run([playbook, "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")],
                             capture_output=True, text=True, env=env, check=False, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     tasks = json.loads(result.stdout)["plays"][0]["tasks"]
