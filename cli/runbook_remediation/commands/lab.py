@@ -7,7 +7,7 @@ import click
 from runbook_remediation import completion as complete
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
-from runbook_remediation.lab.lab import FAULTS, MAX_HOSTS, RELEASES, Lab
+from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS, MAX_HOSTS, RELEASES, Lab
 from runbook_remediation.paths import state_dir
 from runbook_remediation.terminal import safe
 
@@ -75,7 +75,8 @@ def _parse_params(values: tuple[str, ...]) -> dict:
 
 @lab.command(
     name="break",
-    help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS)}.",
+    help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS + LAB_FAULTS)} "
+         f"(provider-down, systemd hosts: takes the upstream provider -p provider=NAME down, default primary).",
 )
 @click.argument("fault", metavar="FAULT", callback=non_empty, shell_complete=complete.lab_faults)
 @click.option("--host", "host_name", required=True, callback=non_empty, shell_complete=complete.inventory_hosts,

@@ -61,6 +61,14 @@ RELEASES = {"v1": {"DEMO_RELEASE": "v1"}, "v2": {"DEMO_RELEASE": "v2", "DEMO_REL
 RELEASE_IMAGE = "runbook-lab-demo"  # Docker and Compose: one image per release, RELEASE_IMAGE:<release>
 RELEASES_DIR = "/opt/runbook-demo/releases"  # systemd: one directory per release ...
 CURRENT_RELEASE = "/opt/runbook-demo/current"  # ... and the symlink to the running one
+# The upstream providers' status, kept outside the service (an outage does not end when
+# it restarts): systemd hosts read it (DEMO_UPSTREAM_STATUS_FILE). The service calls
+# `primary` (DEMO_UPSTREAM_PROVIDER); `secondary` is its configured fallback.
+PROVIDER_STATUS_FILE = "/var/lib/runbook-upstream/providers.json"
+PROVIDER_FALLBACK = "secondary"
+# Faults outside the demo service, which the lab injects itself (`runbook lab break`):
+# provider-down (-p provider=NAME, default primary) takes an upstream provider down.
+LAB_FAULTS = ("provider-down",)
 
 
 @dataclass
@@ -157,6 +165,7 @@ Type=simple
 User=runbook-demo
 # The running release (`runbook lab deploy`): a symlink to its directory.
 EnvironmentFile=-{CURRENT_RELEASE}/release.env
+Environment=DEMO_UPSTREAM_STATUS_FILE={PROVIDER_STATUS_FILE}
 ExecStart=/usr/bin/python3 {DEMO_PATH} --port {port} --name {SERVICE} --log-dir {LOG_DIR} \\
   --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults
 StateDirectory=runbook-demo
@@ -552,8 +561,10 @@ class Lab:
         raise BadInput(f"unknown lab host {name!r} (lab hosts: {', '.join(h.name for h in state.hosts)})")
 
     def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
+        if fault in LAB_FAULTS:
+            return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
-            raise BadInput(f"unknown fault {fault!r} (faults: {', '.join(FAULTS)})")
+            raise BadInput(f"unknown fault {fault!r} (faults: {', '.join(FAULTS + LAB_FAULTS)})")
         host = self.host(host_name)
         url = f"http://127.0.0.1:{host.port}/faults/{fault}"
         try:
@@ -568,6 +579,23 @@ class Lab:
                     f"the demo service on {host.name} is not answering ({exc}); is it already down?"
                 ) from exc
         return {"host": host.name, "fault": fault, "params": params or {}}
+
+    def provider_down(self, host_name: str, params: dict) -> dict:
+        """Take an upstream provider down for a systemd host's demo service (the status file
+        it reads, outside the service): every request through that provider fails."""
+        provider = str(params.get("provider", "primary"))
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", provider):
+            raise BadInput(f"provider-down: provider must be a plain name, not {provider!r}")
+        host = self.host(host_name)
+        if host.manager != "systemd":
+            raise BadInput(f"provider-down is for systemd lab hosts; {host.name} is managed by {host.manager}")
+        container = self._container(host.container)
+        if container is None or container.status != "running":
+            raise Unavailable(f"{host.container} is not running")
+        status = json.dumps({provider: "down"})
+        script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
+        self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
+        return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
 
     def heal(self, host_name: str) -> str:
         """Reset a host after a drill: clear start-up faults and what remediations changed
@@ -592,6 +620,7 @@ class Lab:
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
             self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
             self._exec(container, ["sh", "-c", f"rm -f {CURRENT_RELEASE} {REMEDIATION_STATE}/releases-*.json"])
+            self._exec(container, ["rm", "-f", PROVIDER_STATUS_FILE])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
             self._exec(container, ["systemctl", "restart", UNIT])
@@ -773,6 +802,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "database": {"type": "sqlite", "path": f"{STATE_SUBDIR}/queue.db", "backups": f"{STATE_SUBDIR}/backups"},
             # The work each request does (latency_relief): the knob, its floor, where /health says it.
             "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 5, "health_key": "work_iterations"},
+            # The upstream provider (release_rollback's provider switch): the variable, its fallback.
+            "provider": {"env": "DEMO_UPSTREAM_PROVIDER", "fallback": PROVIDER_FALLBACK},
         }
         if host.manager == "systemd":
             service["unit"] = UNIT
