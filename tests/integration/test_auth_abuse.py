@@ -28,7 +28,7 @@ LOG_DIR = "/var/log/runbook-auth"
 KEY_FILE = "/etc/runbook-auth/api.env"
 UNIT = "runbook-auth-demo.service"
 HOST = "auth-netns"
-TTL = 60  # seconds a block lasts in this test (== the window: a block outlives its evidence)
+TTL = 45  # seconds a block lasts in this test (== the window: a block outlives its evidence)
 
 
 class NetnsHost:
@@ -209,10 +209,8 @@ def test_burst_blocks_exactly_the_offenders_then_unblock_and_sweep(netns):
     assert [r for r in netns.rules() if "127.0.0.3" in r] == [] and len(netns.rules()) == 1
     assert netns.status("127.0.0.3", netns.key) == 200
 
-    # The sweep removes the block once its expiry has passed (not before).
-    code, payload = run(netns, extra={"client_block_action": "sweep"})
-    assert code == 4, payload
-    assert len(netns.rules()) == 1
+    # The sweep removes the block once its expiry has passed (the second run above, which
+    # sweeps too, left both blocks before their expiry).
     time.sleep(max(0.0, max(expiries) + 1 - time.time()))
     code, payload = run(netns, extra={"client_block_action": "sweep"})
     assert code == 0, payload
@@ -224,8 +222,9 @@ def test_burst_blocks_exactly_the_offenders_then_unblock_and_sweep(netns):
     assert host_ruleset() == mine
 
 
+# Loopback's own case (127.0.0.0/8 covers 127.0.0.1) is in tests/unit/plugins/test_networks.py:
+# each run here costs seconds.
 @pytest.mark.parametrize(("addresses", "words"), [
-    (["127.0.0.0/8"], "covers the allow-listed 127.0.0.1/32"),
     (["192.0.2.9"], "covers the allow-listed 192.0.2.0/24"),
     (["198.51.100.0/23"], "wider than the configured limit /24"),
     (["{{ lookup('pipe', 'touch /tmp/runbook-auth-pwned') }}"], ""),
