@@ -116,13 +116,15 @@ clients:
   returned: always
   type: list
   elements: dict
-  sample: [{"address": "127.0.0.2", "failures": 30, "first": "2026-12-03T17:00:01.002Z", "last": "2026-12-03T17:00:02.950Z"}]
+  sample:
+    - {"address": "127.0.0.2", "failures": 30, "first": "2026-12-03T17:00:01.002Z", "last": "2026-12-03T17:00:02.950Z"}
 top:
   description: The first O(top) of RV(clients).
   returned: always
   type: list
   elements: dict
-  sample: [{"address": "127.0.0.2", "failures": 30, "first": "2026-12-03T17:00:01.002Z", "last": "2026-12-03T17:00:02.950Z"}]
+  sample:
+    - {"address": "127.0.0.2", "failures": 30, "first": "2026-12-03T17:00:01.002Z", "last": "2026-12-03T17:00:02.950Z"}
 offenders:
   description: Clients at or above the threshold, not allow-listed and not blocked yet.
   returned: always
@@ -140,7 +142,9 @@ rules:
   returned: always
   type: list
   elements: dict
-  sample: [{"source": "127.0.0.2/32", "comment": "runbook auth-abuse expires=1796313600", "expires": 1796313600, "ip_version": "ipv4"}]
+  sample:
+    - {"source": "127.0.0.2/32", "comment": "runbook auth-abuse expires=1796313600", "expires": 1796313600,
+       "ip_version": "ipv4"}
 expired:
   description: The items of RV(rules) whose expiry has passed.
   returned: always
@@ -153,7 +157,8 @@ chain_present:
   type: bool
   sample: true
 controller:
-  description: The controller's address as the target sees it (C(SSH_CONNECTION)), always allow-listed; empty when local.
+  description:
+    - The controller's address as the target sees it (C(SSH_CONNECTION)), always allow-listed; empty when local.
   returned: always
   type: str
   sample: ""
@@ -175,6 +180,7 @@ import os
 import re
 import shlex
 import time
+import urllib.error
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
@@ -234,7 +240,8 @@ def count_failures(lines, start, since=None):
             after[key] = after.get(key, 0) + 1
         if when < start:
             continue
-        entry = clients.setdefault(key, {"address": key, "failures": 0, "first": match.group(1), "last": match.group(1)})
+        entry = clients.setdefault(key, {"address": key, "failures": 0, "first": match.group(1),
+                                         "last": match.group(1)})
         entry["failures"] += 1
         entry["last"] = match.group(1)
     ranked = sorted(clients.values(), key=lambda c: (-c["failures"], c["address"]))
@@ -346,8 +353,10 @@ def main():
         try:
             response = open_url(params["probe_url"], method="GET", timeout=5, validate_certs=False)
             status = response.getcode()
-        except Exception as exc:  # pylint: disable=broad-except
-            status = getattr(exc, "code", 0) or 0
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError, ValueError):
+            status = 0
         result["probe"] = {"url": params["probe_url"], "status": status}
     module.exit_json(**result)
 

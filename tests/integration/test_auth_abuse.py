@@ -67,7 +67,8 @@ ExecStart=/usr/bin/python3 {DEMO_PATH} --port {self.port} --name auth-demo --log
 LogsDirectory=runbook-auth
 """
         self.exec(f"install -d -m 0700 /etc/runbook-auth && umask 077 && echo DEMO_API_KEY={self.key} > {KEY_FILE} && "
-                  f"printf '%s' '{unit}' > /etc/systemd/system/{UNIT} && systemctl daemon-reload && systemctl start {UNIT}")
+                  f"printf '%s' '{unit}' > /etc/systemd/system/{UNIT} && systemctl daemon-reload && "
+                  f"systemctl start {UNIT}")
         wait_for(lambda: self.status("127.0.0.1", self.key, "/health") == 200, timeout=30, what="service healthy")
 
     def down(self) -> None:
@@ -183,7 +184,7 @@ def test_burst_blocks_exactly_the_offenders_then_unblock_and_sweep(netns):
     rules = netns.rules()
     assert len(rules) == 2, rules
     expiries = []
-    for rule, source in zip(sorted(rules), ("127.0.0.2/32", "127.0.0.3/32")):
+    for rule, source in zip(sorted(rules), ("127.0.0.2/32", "127.0.0.3/32"), strict=True):
         assert f"-s {source} " in rule and rule.endswith("-j DROP"), rule
         expiries.append(int(rule.split("expires=")[1].split('"')[0]))
     assert all(started + TTL - 5 <= e <= time.time() + TTL + 5 for e in expiries), expiries

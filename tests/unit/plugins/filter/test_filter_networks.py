@@ -6,7 +6,8 @@ from ansible_collections.runbook.remediation.plugins.filter.networks import allo
 
 
 def test_allow_list_always_has_loopback_and_normalizes():
-    assert allow_list(["192.0.2.7", "198.51.100.0/24"]) == ["127.0.0.1/32", "::1/128", "192.0.2.7/32", "198.51.100.0/24"]
+    assert allow_list(["192.0.2.7", "198.51.100.0/24"]) == [
+        "127.0.0.1/32", "::1/128", "192.0.2.7/32", "198.51.100.0/24"]
     assert allow_list([]) == ["127.0.0.1/32", "::1/128"]
 
 

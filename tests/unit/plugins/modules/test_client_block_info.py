@@ -8,13 +8,13 @@ from ansible_collections.runbook.remediation.plugins.modules import client_block
 
 
 def stamp(seconds_ago: float) -> str:
-    when = datetime.datetime.fromtimestamp(time.time() - seconds_ago, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(time.time() - seconds_ago, datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def log_lines(client: str, count: int, seconds_ago: float = 1.0) -> str:
-    return "".join(f"{stamp(seconds_ago)} WARNING AUTH_ERROR Invalid API key client={client} method=GET path=/api/work\n"
-                   for _ in range(count))
+    line = f"{stamp(seconds_ago)} WARNING AUTH_ERROR Invalid API key client={client} method=GET path=/api/work\n"
+    return line * count
 
 
 def fake_iptables(monkeypatch, rules: dict[str, str]):
