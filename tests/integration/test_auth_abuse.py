@@ -238,4 +238,3 @@ def test_bad_block_requests_change_nothing(netns, addresses, words):
     assert netns.ruleset() == before
     assert not Path("/tmp/runbook-auth-pwned").exists()
     assert "runbook-auth-pwned" not in netns.exec("ls /tmp")
-
