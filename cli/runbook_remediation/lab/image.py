@@ -16,7 +16,7 @@ from pathlib import Path
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import cache_dir
 
-IMAGE_VERSION = "2"
+IMAGE_VERSION = "3"
 IMAGE = f"runbook-lab-systemd:bookworm-{IMAGE_VERSION}"
 SUITE = "bookworm"
 
@@ -39,6 +39,10 @@ PACKAGES = (
     "sqlite3",
     "lsof",
     "ca-certificates",
+    # Firewall scenarios (auth-abuse, isolate-host) on hosts with a network namespace of
+    # their own: Debian 12's iptables is the nf_tables backend; nft for inspection.
+    "iptables",
+    "nftables",
 )
 
 # systemd units that make no sense in a container and only slow boot or fail.

@@ -809,6 +809,10 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             service["unit"] = UNIT
             service["user"] = "runbook-demo"
             service["releases"] = {"dir": RELEASES_DIR, "current": CURRENT_RELEASE}
+            # auth-abuse reads it. These hosts share this machine's network and have no
+            # NET_ADMIN: a block fails there (Permission denied), it never changes the
+            # machine's tables; the firewall test bed is a host with a namespace of its own.
+            service["security_log"] = f"{LOG_DIR}/security.log"
             systemd_hosts[host.name] = {
                 "ansible_connection": "community.docker.docker",
                 "ansible_host": host.container,
