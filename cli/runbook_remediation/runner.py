@@ -214,9 +214,9 @@ def _key_values(text: str) -> dict:
     pairs = {}
     for token in tokens:
         key, sep, value = token.partition("=")
-        if not sep and len(tokens) == 1:
-            raise BadInput(f"-e {text!r} is not KEY=VALUE, a JSON/YAML object or @FILE")
         if not sep:
+            if len(tokens) == 1:
+                raise BadInput(f"-e {text!r} is not KEY=VALUE, a JSON/YAML object or @FILE")
             # Usually a value with spaces that shlex split: name the whole -e value.
             raise BadInput(f"-e {text!r}: {token!r} is not KEY=VALUE (quote a value with spaces: "
                            f"-e 'key=\"a b\"', or pass JSON: -e '{{\"key\": \"a b\"}}')")
