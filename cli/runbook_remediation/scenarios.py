@@ -315,7 +315,8 @@ def _settle_incident(terminal: Terminal, scenario: catalogue.Scenario, request: 
                 if notice is not None and notice.error:
                     terminal.warn(f"initial notification not delivered: {notice.error}")
                 if notice is not None and notice.security_error:
-                    terminal.warn(f"initial notification not delivered to the security channel: {notice.security_error}")
+                    terminal.warn(f"initial notification not delivered to the security channel: "
+                                  f"{notice.security_error}")
             record = store.get_incident(recorded.incident)
             if record is None:
                 return
