@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run, run_json, wait_for
+from tests.conftest import run, run_json, runbook, wait_for
 from tests.netns import NetnsHost, host_ruleset
 
 pytestmark = pytest.mark.lab
@@ -94,8 +94,8 @@ def test_isolate_allows_only_the_allow_list_and_revert_restores_exactly(netns):
     assert not netns.evidence.exists() or not any(netns.evidence.iterdir())
 
     # Without confirmation: refused, nothing changed.
-    code, payload = iso(netns)
-    assert code == 2, payload
+    result = runbook("run", "isolate-host", "-i", netns.inventory, "--service", "demo")
+    assert result.returncode == 2 and "needs confirmation" in result.stderr, result.stderr
     assert netns.ruleset() == before
 
     code, payload = iso(netns, "--yes")
@@ -151,6 +151,14 @@ def test_from_an_alert_it_only_diagnoses(netns):
     assert "planned: would take evidence" in result.stdout, result.stdout
     assert netns.ruleset() == before
     assert netns.traffic() == OPEN
+
+    # Without runbook_diagnose_only and without runbook_confirm (an approval that never
+    # came): the role refuses, nothing changed.
+    extra.pop("runbook_diagnose_only")
+    result = run(["ansible-playbook", "-i", netns.inventory, "runbook.remediation.isolate_host",
+                  "-e", json.dumps(extra)])
+    assert result.returncode != 0 and "pass runbook_confirm=true" in result.stdout, result.stdout
+    assert netns.ruleset() == before
 
 
 @pytest.mark.parametrize(("extra", "words"), [
