@@ -144,7 +144,8 @@ def test_from_an_alert_it_only_diagnoses(netns):
     """The rulebook runs a destructive scenario with runbook_diagnose_only (approval in AWX):
     the same extra vars here, without runbook_confirm."""
     before = netns.ruleset()
-    extra = {"service": "demo", "runbook_alert_key": "0f1e2d3c4b5a6978@2026-01-01T00:00:00Z", "runbook_diagnose_only": True}
+    extra = {"service": "demo", "runbook_alert_key": "0f1e2d3c4b5a6978@2026-01-01T00:00:00Z",
+             "runbook_diagnose_only": True}
     result = run(["ansible-playbook", "-i", netns.inventory, "runbook.remediation.isolate_host",
                   "-e", json.dumps(extra)])
     assert result.returncode == 0, result.stdout + result.stderr
