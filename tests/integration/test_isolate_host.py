@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import run, run_json, runbook, wait_for
 from tests.netns import NetnsHost, host_ruleset
+from tests.webhook import Receiver
 
 pytestmark = pytest.mark.lab
 
@@ -81,7 +82,17 @@ def iso(host: IsoHost, *args: str, extra: dict | None = None) -> tuple[int, dict
     return run_json("run", "isolate-host", "-i", host.inventory, "--service", "demo", *args, extra=extra)
 
 
-def test_isolate_allows_only_the_allow_list_and_revert_restores_exactly(netns):
+def test_isolate_allows_only_the_allow_list_and_revert_restores_exactly(netns, monkeypatch):
+    security = Receiver()
+    security.url = f"{security.base}/services/T9/B9/s3cur1ty-t0ken"
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", security.url)
+    try:
+        isolate_and_revert(netns, security)
+    finally:
+        security.close()
+
+
+def isolate_and_revert(netns, security):
     mine = host_ruleset()
     before = netns.ruleset()
     assert netns.traffic() == OPEN
@@ -98,10 +109,16 @@ def test_isolate_allows_only_the_allow_list_and_revert_restores_exactly(netns):
     assert result.returncode == 2 and "needs confirmation" in result.stderr, result.stderr
     assert netns.ruleset() == before
 
+    assert security.bodies == []  # nothing happened yet: nobody told
     code, payload = iso(netns, "--yes")
     assert code == 0, payload
     result = payload["hosts"][HOST]
     assert result["outcome"] == "remediated", result
+    # The incident it opened went to the security channel; its URL is nowhere.
+    assert len(security.bodies) == 1 and "isolate-host" in security.bodies[0]["text"], security.bodies
+    assert "s3cur1ty-t0ken" not in json.dumps(payload)
+    assert not [p for p in Path(os.environ["RUNBOOK_STATE_DIR"]).rglob("*")
+                if p.is_file() and b"s3cur1ty-t0ken" in p.read_bytes()]
     # Evidence first: the archive is on the controller, its hash in the result.
     archive = Path(result["evidence"]["archive"])
     assert archive.is_file() and archive.parent == netns.evidence, result["evidence"]
