@@ -195,3 +195,29 @@ def test_bad_allow_lists_change_nothing(netns, extra, words):
     assert not Path("/tmp/runbook-iso-pwned").exists()
     assert "runbook-iso-pwned" not in netns.exec("ls /tmp")
 
+
+
+def test_no_evidence_no_isolation_and_the_security_channel_hears_the_escalation(netns):
+    """The evidence cannot be written (its directory cannot exist): nothing is isolated and
+    the run escalates. Under ansible-playbook (AWX, a rulebook) the frame tells the
+    escalation to the normal and the security webhook (`runbook run` passes neither URL to
+    the playbook: the CLI sends the incident notifications itself, tested above)."""
+    normal, security = Receiver(), Receiver()
+    security.url = f"{security.base}/services/T9/B9/s3cur1ty-t0ken"
+    before = netns.ruleset()
+    extra = {"service": "demo", "runbook_confirm": True, "host_isolate_evidence_dest": "/proc/runbook-no/evidence"}
+    try:
+        result = run(["ansible-playbook", "-i", netns.inventory, "runbook.remediation.isolate_host",
+                      "-e", json.dumps(extra)],
+                     env={**os.environ, "RUNBOOK_WEBHOOK_URL": normal.url,
+                          "RUNBOOK_SECURITY_WEBHOOK_URL": security.url})
+    finally:
+        normal.close()
+        security.close()
+    assert result.returncode != 0, result.stdout
+    assert "the evidence could not be taken, so the host was NOT isolated" in result.stdout, result.stdout
+    assert netns.ruleset() == before and netns.traffic() == OPEN
+    assert len(security.bodies) == 1 and security.paths == ["/services/T9/B9/s3cur1ty-t0ken"], security.bodies
+    assert "isolate-host on iso-netns needs a human (escalate)" in security.bodies[0]["text"]
+    assert normal.bodies == security.bodies
+    assert "s3cur1ty-t0ken" not in result.stdout + result.stderr
