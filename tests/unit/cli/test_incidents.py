@@ -412,3 +412,12 @@ def test_a_security_breach_is_p0():
                           state="active")
     rows = triage.classify([breach, tagged], [], MATRIX, None)
     assert {row.alert.name: row.severity for row in rows} == {"SecurityBreach": "P0", "Whatever": "P0"}
+
+
+@pytest.mark.parametrize("scenario", ["isolate-host", "auth-abuse"])
+def test_run_checks_the_security_webhook_before_anything(env, inventory, monkeypatch, scenario):
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", "https://hooks.example/s3cur1ty-t0ken x")
+    result = invoke("run", scenario, "-i", str(inventory), "-l", "local-1", "--check")
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "RUNBOOK_SECURITY_WEBHOOK_URL" in result.stderr and "s3cur1ty-t0ken" not in result.output
+    assert not (env / "runs").exists()
