@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,30 @@ def test_no_evidence_no_isolation_and_the_security_channel_hears_the_escalation(
     assert "isolate-host on iso-netns needs a human (escalate)" in security.bodies[0]["text"]
     assert normal.bodies == security.bodies
     assert "s3cur1ty-t0ken" not in result.stdout + result.stderr
+
+
+def test_time_boxed_the_sweep_lifts_an_expired_isolation_and_isolate_renews_it(netns, monkeypatch, tmp_path):
+    # A fresh safety envelope: this test's runs do not count against the attempt budget
+    # the other tests of the module used.
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(tmp_path / "envelope.db"))
+    before = netns.ruleset()
+    code, payload = iso(netns, "--yes", extra={"host_isolate_ttl": 60, "host_isolate_evidence": False})
+    assert code == 0, payload
+    expires = payload["hosts"][HOST]["evidence"]["expires"]
+    assert netns.traffic() == ISOLATED
+    time.sleep(max(0.0, int(expires) + 1 - time.time()))
+
+    # Expired: isolate again renews it (new expiry, the old rules gone), it stays isolated.
+    code, payload = iso(netns, "--yes", extra={"host_isolate_ttl": 60, "host_isolate_evidence": False})
+    assert code == 0, payload
+    renewed = payload["hosts"][HOST]["evidence"]["expires"]
+    assert int(renewed) > int(expires)
+    rules = netns.ruleset()
+    assert f"expires={expires}" not in rules and rules.count(f"expires={renewed}") == 8
+    assert netns.traffic() == ISOLATED
+    time.sleep(max(0.0, int(renewed) + 1 - time.time()))
+
+    # The sweep lifts it once expired: the tables as before.
+    code, payload = iso(netns, "--yes", extra={"host_isolate_action": "sweep"})
+    assert code == 0, payload
+    assert netns.ruleset() == before and netns.traffic() == OPEN
