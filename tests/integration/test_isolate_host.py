@@ -197,7 +197,6 @@ def test_bad_allow_lists_change_nothing(netns, extra, words):
     assert "runbook-iso-pwned" not in netns.exec("ls /tmp")
 
 
-
 def test_no_evidence_no_isolation_and_the_security_channel_hears_the_escalation(netns):
     """The evidence cannot be written (its directory cannot exist): nothing is isolated and
     the run escalates. Under ansible-playbook (AWX, a rulebook) the frame tells the
