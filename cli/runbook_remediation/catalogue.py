@@ -13,6 +13,7 @@ from runbook_remediation.collection import Collection
 from runbook_remediation.errors import BadInput, RunbookError
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
+CATEGORIES = ("", "security")
 _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
 
@@ -29,6 +30,9 @@ class Scenario:
     typical_seconds: int = 30
     # A destructive scenario that may act from an alert (default: it only diagnoses).
     automatic: bool = False
+    # ``security``: the security incident class; its incident notifications also go to the
+    # security channel (notify.security_webhook_url).
+    category: str = ""
 
     @property
     def fqcn(self) -> str:
@@ -55,11 +59,14 @@ def load(path: Path) -> list[Scenario]:
             managers=tuple(entry.get("managers", [])),
             typical_seconds=int(entry.get("typical_seconds", 30)),
             automatic=bool(entry.get("automatic", False)),
+            category=str(entry.get("category") or ""),
         )
         if not _KEBAB.match(scenario.name) or scenario.playbook != scenario.name.replace("-", "_"):
             raise RunbookError(f"catalogue entry {scenario.name!r}: name must be kebab-case of its playbook")
         if scenario.severity not in SEVERITIES:
             raise RunbookError(f"catalogue entry {scenario.name!r}: severity must be one of {', '.join(SEVERITIES)}")
+        if scenario.category not in CATEGORIES:
+            raise RunbookError(f"catalogue entry {scenario.name!r}: category must be one of security or nothing")
         scenarios.append(scenario)
     return scenarios
 

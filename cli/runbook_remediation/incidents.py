@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from runbook_remediation import notify, triage
+from runbook_remediation import catalogue, notify, triage
 from runbook_remediation.collection import find_collection
-from runbook_remediation.errors import BadInput, Unavailable
+from runbook_remediation.errors import BadInput, RunbookError, Unavailable
 from runbook_remediation.outcomes import REMEDIATED
 from runbook_remediation.terminal import clean
 from runbook_remediation.timeline import open_store
@@ -396,10 +396,16 @@ class Notice:
     sent_to: str | None = None  # scheme://host:port of the webhook
     status: int | None = None
     error: str | None = None
+    # The security channel (security scenarios only): where it went and what failed.
+    security_to: str | None = None
+    security_error: str | None = None
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "text": self.text, "sent": self.sent_to is not None and self.error is None,
-                "to": self.sent_to, "http_status": self.status, "error": self.error}
+        out = {"kind": self.kind, "text": self.text, "sent": self.sent_to is not None and self.error is None,
+               "to": self.sent_to, "http_status": self.status, "error": self.error}
+        if self.security_to or self.security_error:
+            out["security"] = {"to": self.security_to, "error": self.security_error}
+        return out
 
 
 def announce(store, incident_id: str, kind: str, url: str | None, matrix: Matrix,
@@ -420,6 +426,7 @@ def announce(store, incident_id: str, kind: str, url: str | None, matrix: Matrix
             notice.status = notify.send(url, text)
         except Unavailable as exc:
             notice.error = exc.message
+    _tell_security(store, incident_id, incident, kind, text, notice)
     if url or record_printed:
         channel = notice.sent_to or "printed"
         message = (f"{kind} notification {'failed: ' + notice.error if notice.error else 'sent to ' + channel}"
@@ -428,6 +435,44 @@ def announce(store, incident_id: str, kind: str, url: str | None, matrix: Matrix
                         failed=bool(notice.error), message=message,
                         data={"kind": kind, "channel": channel, "http_status": notice.status, "text": text})
     return notice
+
+
+def is_security(scenario: str | None) -> bool:
+    """Whether the catalogue puts ``scenario`` in the security class (``category: security``)."""
+    if not scenario:
+        return False
+    try:
+        return catalogue.get(find_collection(), scenario).category == "security"
+    except RunbookError:
+        return False
+
+
+def security_channel(scenario: str | None) -> str | None:
+    """The security webhook for an incident of ``scenario``: set and a security scenario."""
+    return notify.security_webhook_url() if is_security(scenario) else None
+
+
+def _tell_security(store, incident_id: str, incident: dict, kind: str, text: str, notice: Notice) -> None:
+    """Send the notification to the security channel too when the incident's scenario is a
+    security one; record it (only the channel's scheme://host:port, never the URL)."""
+    try:
+        url = security_channel(incident.get("scenario"))
+    except BadInput as exc:
+        notice.security_error = exc.message
+        url = None
+    if url:
+        notice.security_to = notify.where(url)
+        try:
+            notify.send(url, text)
+        except Unavailable as exc:
+            notice.security_error = exc.message
+    if notice.security_to or notice.security_error:
+        channel = f"security channel {notice.security_to or '(not sent)'}"
+        store.add_event("notification", incident_id=incident_id, status="failed" if notice.security_error else "ok",
+                        failed=bool(notice.security_error),
+                        message=(f"{kind} notification to the {channel} "
+                                 + (f"failed: {notice.security_error}" if notice.security_error else "sent")),
+                        data={"kind": kind, "channel": channel, "security": True})
 
 
 def fail_if_undelivered(notice: Notice | None, what: str) -> None:
@@ -443,7 +488,11 @@ def open_incident(store, matrix: Matrix | None, url: str | None, *, record_print
     fields.setdefault("created_by", current_user())
     incident_id = store.new_incident(**fields)
     notice = None
-    if url or record_printed:
+    try:
+        security = bool(security_channel(fields.get("scenario")))
+    except BadInput:
+        security = True  # announce() records that the security channel was not told
+    if url or record_printed or security:
         notice = announce(store, incident_id, "initial", url, matrix or load_matrix(), record_printed=record_printed)
     return incident_id, notice
 

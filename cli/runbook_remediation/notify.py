@@ -20,6 +20,8 @@ from runbook_remediation.terminal import clean, one_line
 
 TIMEOUT = 10.0
 ENV = "RUNBOOK_WEBHOOK_URL"
+# The security channel: security scenarios' incident notifications go here as well.
+SECURITY_ENV = "RUNBOOK_SECURITY_WEBHOOK_URL"
 # http.client refuses these anywhere in a URL (and its error would quote the path).
 _UNSENDABLE = re.compile(r"[\x00-\x20\x7f-\x9f]|\s")
 
@@ -37,6 +39,22 @@ def webhook_url(given: str | None) -> str | None:
         shown = where(url)
         to = f" to {shown}" if shown.startswith("http") else ""
         raise BadInput(f"the webhook URL{to} (--notify or ${ENV}) {problem}")
+    return url
+
+
+def security_webhook_url() -> str | None:
+    """$RUNBOOK_SECURITY_WEBHOOK_URL, checked like :func:`webhook_url`: the security
+    channel, told about the incidents of the catalogue's ``category: security`` scenarios
+    in addition to the normal webhook. None when unset."""
+    url = os.environ.get(SECURITY_ENV) or None
+    if url is None:
+        return None
+    url = url.strip()
+    problem = _problem(url)
+    if problem:
+        shown = where(url)
+        to = f" to {shown}" if shown.startswith("http") else ""
+        raise BadInput(f"the security webhook URL{to} (${SECURITY_ENV}) {problem}")
     return url
 
 

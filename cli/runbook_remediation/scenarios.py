@@ -146,6 +146,8 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     extravars = _extravars(selection, diagnose)
     # Settings the run needs after it acted are checked before: a bad one must stop it here.
     notify.webhook_url(None)
+    if scenario.category == "security":
+        notify.security_webhook_url()
     runner.retention(os.environ)
     plain, secret = runner.split_secrets(extravars, _secret_checker(terminal))
     request = runner.Request(
@@ -312,6 +314,9 @@ def _settle_incident(terminal: Terminal, scenario: catalogue.Scenario, request: 
                 terminal.status(f"opened incident {recorded.incident} ({scenario.severity})")
                 if notice is not None and notice.error:
                     terminal.warn(f"initial notification not delivered: {notice.error}")
+                if notice is not None and notice.security_error:
+                    terminal.warn(f"initial notification not delivered to the security channel: "
+                                  f"{notice.security_error}")
             record = store.get_incident(recorded.incident)
             if record is None:
                 return

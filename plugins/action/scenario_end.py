@@ -149,18 +149,35 @@ class ActionModule(_frame.FrameAction):
         url = url or os.environ.get('RUNBOOK_WEBHOOK_URL', '')
         escalates = final['outcome'] == 'escalate' and frame.get('decision') in ('act', 'escalate')
         opened = final['outcome'] == 'failed' and breaker.get('breaker_open')
-        if check_mode or not url or not (escalates or opened):
-            return False
-        if not is_http_url(url):
-            warnings.append('the escalation webhook URL is not an http(s) URL: nobody was told')
+        # Security scenarios (catalogue category: security) tell the security channel too.
+        security = os.environ.get('RUNBOOK_SECURITY_WEBHOOK_URL', '') if self._security(frame) else ''
+        if check_mode or not (url or security) or not (escalates or opened):
             return False
         text = 'runbook.remediation: %s on %s needs a human (%s%s): %s' % (
             final['scenario'], final['host'], final['outcome'], ', circuit breaker open' if opened else '',
             final['message'])
+        told = False
+        for what, target in (('escalation webhook', url), ('security webhook', security)):
+            if target:
+                told = self._post(what, target, text, warnings) or told
+        return told
+
+    @staticmethod
+    def _security(frame):
+        try:
+            return _frame.catalogue_entry(frame['scenario']).get('category') == 'security'
+        except (ValueError, OSError, KeyError):
+            return False
+
+    @staticmethod
+    def _post(what, url, text, warnings):
+        if not is_http_url(url):
+            warnings.append('the %s URL is not an http(s) URL: nobody was told there' % what)
+            return False
         try:
             HttpClient(timeout=10).request('POST', url, json_body={'text': text}, expected_status=(200, 201, 202, 204))
         except HttpError as exc:
             # The URL carries the webhook's token: say what failed, never where.
-            warnings.append('the escalation webhook failed (%s): nobody was told' % type(exc).__name__)
+            warnings.append('the %s failed (%s): nobody was told there' % (what, type(exc).__name__))
             return False
         return True

@@ -57,6 +57,24 @@ def block_request(items, allow=None, max_prefix_v4=24, max_prefix_v6=64):
     return list(dict.fromkeys(out))
 
 
+def isolation_allow(items, controller=None):
+    """``items`` (the allow-list an isolated host keeps) as normalized networks, or an error
+    when one is malformed, is a default route (that isolates nothing), or the list would cut
+    loopback (127.0.0.1, ::1) or ``controller`` (the address the controller reaches the host
+    from, when known)."""
+    nets = list(dict.fromkeys(_networks(items, "host_isolate_allow")))
+    for net in nets:
+        if net.prefixlen == 0:
+            raise AnsibleFilterError("host_isolate_allow: %s allows everything: that isolates nothing" % net)
+    needed = [("loopback", ipaddress.ip_network(text).network_address) for text in ALWAYS_ALLOWED]
+    if controller:
+        needed.append(("the controller", _network(controller, "host_isolate_controller").network_address))
+    for what, address in needed:
+        if not any(net.version == address.version and address in net for net in nets):
+            raise AnsibleFilterError("host_isolate_allow would cut %s (%s): refused, nothing changed" % (what, address))
+    return [str(net) for net in nets]
+
+
 class FilterModule:
     def filters(self):
-        return {"block_request": block_request, "allow_list": allow_list}
+        return {"block_request": block_request, "allow_list": allow_list, "isolation_allow": isolation_allow}

@@ -9,17 +9,14 @@ could scrape)."""
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from runbook_remediation.lab import image as lab_image
-from runbook_remediation.lab.lab import CGROUP_CONTROLLERS, DEMO_PATH, demo_service_source, docker_client, free_port
-from tests.conftest import run_json, wait_for
+from tests.conftest import run_json
+from tests.netns import NetnsHost, host_ruleset
 
 pytestmark = pytest.mark.lab
 
@@ -31,99 +28,29 @@ HOST = "auth-netns"
 TTL = 45  # seconds a block lasts in this test (== the window: a block outlives its evidence)
 
 
-class NetnsHost:
-    """The systemd lab image with its own network namespace and NET_ADMIN (TESTBED: the
-    engine grants it; iptables there never touches this machine's tables)."""
+class AuthHost(NetnsHost):
+    """The namespaced host (tests/netns.py) with the auth-abuse chain and security log."""
 
     def __init__(self, name: str):
-        self.client = docker_client()
-        self.name = name
-        self.port = free_port()  # its own namespace: any port would do, but none is hard-coded
-        self.key = "good-" + secrets.token_urlsafe(16)
-        self.container = None
-
-    def up(self) -> None:
-        if not lab_image.image_exists(self.client):
-            lab_image.build_image(self.client)
-        volumes = {str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}}
-        for controller in CGROUP_CONTROLLERS:
-            path = Path("/sys/fs/cgroup") / controller
-            if path.is_dir():
-                volumes[str(path)] = {"bind": str(path), "mode": "rw"}
-        self.container = self.client.containers.run(
-            lab_image.IMAGE, name=self.name, detach=True, network_mode="none", cgroupns="host",
-            cap_add=["SYS_ADMIN", "NET_ADMIN"], stop_signal="SIGRTMIN+3",
-            tmpfs={"/run": "rw", "/run/lock": "rw", "/sys/fs/cgroup": "rw,mode=755"},
-            volumes=volumes, labels={"org.runbook.lab": "auth-abuse-test"},
-        )
-        wait_for(lambda: self.exec("systemctl is-system-running", check=False).strip() in ("running", "degraded"),
-                 timeout=60, what="systemd booted")
-        unit = f"""[Unit]
-Description=auth-abuse test service
-StartLimitIntervalSec=0
-[Service]
-EnvironmentFile={KEY_FILE}
-ExecStart=/usr/bin/python3 {DEMO_PATH} --port {self.port} --name auth-demo --log-dir {LOG_DIR}
-LogsDirectory=runbook-auth
-"""
-        self.exec(f"install -d -m 0700 /etc/runbook-auth && umask 077 && echo DEMO_API_KEY={self.key} > {KEY_FILE} && "
-                  f"printf '%s' '{unit}' > /etc/systemd/system/{UNIT} && systemctl daemon-reload && "
-                  f"systemctl start {UNIT}")
-        wait_for(lambda: self.status("127.0.0.1", self.key, "/health") == 200, timeout=30, what="service healthy")
-
-    def down(self) -> None:
-        if self.container is not None:
-            self.container.remove(force=True)
-
-    def exec(self, script: str, check: bool = True) -> str:
-        result = self.container.exec_run(["sh", "-c", script])
-        if check:
-            assert result.exit_code == 0, result.output
-        return result.output.decode()
-
-    def curl(self, source: str, key: str, path: str = "/api/work", count: int = 1) -> list[int]:
-        """``count`` requests from ``source`` inside the namespace; HTTP status each (0: no answer)."""
-        out = self.exec(f"for i in $(seq {count}); do curl -s -o /dev/null -w '%{{http_code}}\\n' -m 1 "
-                        f"--interface {source} -H 'X-API-Key: {key}' http://127.0.0.1:{self.port}{path}; done",
-                        check=False)
-        return [int(word) for word in out.split()]
-
-    def status(self, source: str, key: str, path: str = "/api/work") -> int:
-        return (self.curl(source, key, path) or [0])[0]
+        super().__init__(name, unit=UNIT, log_dir=LOG_DIR, key_file=KEY_FILE, label="auth-abuse-test",
+                         demo_name="auth-demo")
 
     def rules(self) -> list[str]:
         return [line for line in self.exec(f"iptables -S {CHAIN} 2>/dev/null || true").splitlines()
                 if line.startswith("-A ")]
-
-    def ruleset(self) -> str:
-        return self.exec("iptables -S; ip6tables -S")
 
     def failures(self, client: str) -> int:
         return int(self.exec(f"grep -c 'AUTH_ERROR.*client={client} ' {LOG_DIR}/security.log || true").strip() or 0)
 
     def host_vars(self) -> dict:
         return {
-            "ansible_connection": "community.docker.docker",
-            "ansible_host": self.name,
-            "ansible_python_interpreter": "/usr/bin/python3",
+            **self.connection_vars(),
             "client_block_window": TTL,
             "client_block_ttl": TTL,
             "client_block_threshold": 20,
             "client_block_allow": ["192.0.2.0/24"],
-            "runbook_services": [{
-                "name": "demo", "manager": "systemd", "unit": UNIT, "port": self.port,
-                "health_url": f"http://127.0.0.1:{self.port}/health", "security_log": f"{LOG_DIR}/security.log",
-            }],
+            "runbook_services": [self.service(security_log=f"{LOG_DIR}/security.log")],
         }
-
-
-def host_ruleset() -> str:
-    """This machine's own tables (read only), to show they never change."""
-    out = []
-    for binary in ("iptables", "ip6tables"):
-        result = subprocess.run([binary, "-S"], capture_output=True, text=True, check=False)
-        out.append(result.stdout + result.stderr)
-    return "\n".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +58,7 @@ def netns(tmp_path_factory):
     state = tmp_path_factory.mktemp("auth-state")
     saved = os.environ.get("RUNBOOK_STATE_DIR")
     os.environ["RUNBOOK_STATE_DIR"] = str(state)
-    host = NetnsHost(f"runbook-{os.environ.get('RUNBOOK_LAB_NAME', 'test')}-auth-netns")
+    host = AuthHost(f"runbook-{os.environ.get('RUNBOOK_LAB_NAME', 'test')}-auth-netns")
     try:
         host.up()
         inventory = state / "inventory.yml"
@@ -147,7 +74,7 @@ def netns(tmp_path_factory):
             os.environ["RUNBOOK_STATE_DIR"] = saved
 
 
-def run(host: NetnsHost, *args: str, extra: dict | None = None) -> tuple[int, dict]:
+def run(host: AuthHost, *args: str, extra: dict | None = None) -> tuple[int, dict]:
     code, payload = run_json("run", "auth-abuse", "-i", host.inventory, "--service", "demo", *args, extra=extra)
     return code, payload
 

@@ -68,6 +68,7 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, overlay, 
     am_url, prom_url = triage.resolve_urls(alertmanager, prometheus, inventory_data)
     the_matrix = triage.load_matrix(matrix, collection.root)
     url = notify.webhook_url(notify_url)
+    notify.security_webhook_url()
     the_scenarios = catalogue.catalogue(collection)
     the_overlay = catalogue.load_overlay(overlay, the_scenarios)
 

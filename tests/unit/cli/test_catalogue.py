@@ -68,11 +68,19 @@ def test_load(tmp_path):
         ({"name": "Disk_Full"}, "kebab-case"),
         ({"playbook": "diskfull"}, "kebab-case"),
         ({"severity": "P9"}, "severity must be one of P0, P1, P2, P3"),
+        ({"category": "securty"}, "category must be one of security or nothing"),
     ],
 )
 def test_load_refuses_bad_entries(tmp_path, overrides, message):
     with pytest.raises(RunbookError, match=message):
         catalogue.load(write(tmp_path, [entry(**overrides)]))
+
+
+def test_security_category(tmp_path):
+    [scenario] = catalogue.load(write(tmp_path, [entry(category="security")]))
+    assert scenario.category == "security"
+    assert {s.name for s in SCENARIOS if s.category == "security"} == {
+        "key-rotation", "security-evidence", "auth-abuse", "isolate-host"}
 
 
 def test_load_refuses_unreadable_yaml(tmp_path):

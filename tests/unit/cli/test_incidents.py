@@ -4,9 +4,7 @@ and `runbook incident` end to end with a real webhook receiver (http.server on 1
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from click.testing import CliRunner
 from runbook_remediation import incidents, notify, shell, triage
 from runbook_remediation.errors import BadInput, ExitCode
 from runbook_remediation.timeline import load_module, open_store
+from tests.webhook import Receiver
 
 REPO = Path(__file__).resolve().parents[3]
 MATRIX = triage.Matrix.load(REPO / "meta" / "severity.yml")
@@ -175,35 +174,6 @@ def test_webhook_location_hides_the_token():
 
 # --- `runbook incident` with a real webhook receiver ---------------------------------------------
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body it gets; answers `status`."""
-
-    def __init__(self, status: int = 200):
-        self.bodies: list[dict] = []
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                outer.paths.append(self.path)
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.url = f"{self.base}/services/T0/B0/w3bh00k-t0ken"  # a Slack-like URL: the token is in the path
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
     the_receiver = Receiver()
@@ -354,3 +324,100 @@ def test_list_and_show(env):
     assert {m["code"] for m in shown["metrics"]} >= {"TTD", "TTA", "TTM", "TTR"}
     text = invoke("incident", "show", first)
     assert text.exit_code == 0 and "reminders" in text.stdout and "opened (P0, investigating): first" in text.stdout
+
+
+# --- the security channel ($RUNBOOK_SECURITY_WEBHOOK_URL) ----------------------------------------
+
+@pytest.fixture
+def security(monkeypatch):
+    """A second receiver, the security channel, set through RUNBOOK_SECURITY_WEBHOOK_URL."""
+    channel = Receiver()
+    channel.url = f"{channel.base}/services/T9/B9/s3cur1ty-t0ken"
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", channel.url)
+    yield channel
+    channel.close()
+
+
+def test_security_scenario_incidents_also_go_to_the_security_channel(env, receiver, security):
+    opened = invoke("-o", "json", "incident", "open", "host compromised", "--severity", "P0", "--scenario",
+                    "isolate-host", "--host", "lab-1", "--notify", receiver.url)
+    assert opened.exit_code == 0, opened.output
+    incident_id = json.loads(opened.stdout)["incident"]["id"]
+    updated = invoke("incident", "update", incident_id, "--status", "identified", "--notify", receiver.url)
+    assert updated.exit_code == 0, updated.output
+
+    # Both channels got the same two notifications; the security one at its own URL.
+    assert [b["text"] for b in security.bodies] == [b["text"] for b in receiver.bodies]
+    assert len(security.bodies) == 2 and security.paths == ["/services/T9/B9/s3cur1ty-t0ken"] * 2
+    with open_store() as store:
+        notes = store.events(incident_id=incident_id, kind="notification")
+    channels = sorted(n["data"]["channel"] for n in notes)
+    assert channels == sorted([receiver.base] * 2 + [f"security channel {security.base}"] * 2)
+    assert all(not n["failed"] for n in notes)
+    # The URLs are secrets: never in the output or the timeline.
+    for result in (opened, updated):
+        assert "s3cur1ty-t0ken" not in result.output and "w3bh00k-t0ken" not in result.output
+    stored = db_bytes(env)
+    assert b"s3cur1ty-t0ken" not in stored and b"w3bh00k-t0ken" not in stored
+
+
+@pytest.mark.parametrize("scenario", ["key-rotation", "security-evidence", "auth-abuse", "isolate-host"])
+def test_every_security_scenario_is_in_the_security_class(env, scenario):
+    assert incidents.is_security(scenario)
+
+
+@pytest.mark.parametrize("scenario", [None, "service-down", "no-such-scenario"])
+def test_other_incidents_never_reach_the_security_channel(env, receiver, security, scenario):
+    args = ["--scenario", scenario] if scenario == "service-down" else []
+    result = invoke("incident", "open", "demo down", *args, "--notify", receiver.url)
+    assert result.exit_code == 0, result.output
+    assert len(receiver.bodies) == 1 and security.bodies == []
+    assert not incidents.is_security(scenario)
+
+
+def test_the_security_channel_alone_is_told(env, security):
+    """No normal webhook: the text is printed and the security channel still gets it."""
+    result = invoke("incident", "open", "keys leaked", "--scenario", "key-rotation")
+    assert result.exit_code == 0, result.output
+    assert len(security.bodies) == 1 and security.bodies[0]["text"].startswith("Subject: [")
+
+
+def test_an_unreachable_security_channel_is_recorded_as_failed(env, receiver, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", "http://127.0.0.1:1/services/T9/B9/s3cur1ty-t0ken")
+    result = invoke("-o", "json", "incident", "open", "x", "--scenario", "auth-abuse", "--notify", receiver.url)
+    assert result.exit_code == 0, result.output
+    incident_id = json.loads(result.stdout)["incident"]["id"]
+    assert json.loads(result.stdout)["notification"]["security"]["error"].startswith("the webhook at http://127.0.0.1:1")
+    with open_store() as store:
+        failed = [n for n in store.events(incident_id=incident_id, kind="notification") if n["failed"]]
+    assert len(failed) == 1 and failed[0]["data"]["security"] is True
+    assert "s3cur1ty-t0ken" not in result.output and b"s3cur1ty-t0ken" not in db_bytes(env)
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example/s3cur1ty-t0ken", "https://u:s3cur1ty-t0ken@hooks.example/x",
+                                 "https://hooks.example/s3cur1ty-t0ken x"])
+def test_a_bad_security_webhook_url_is_bad_input_and_never_quoted(monkeypatch, url):
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", url)
+    with pytest.raises(BadInput) as caught:
+        notify.security_webhook_url()
+    assert "RUNBOOK_SECURITY_WEBHOOK_URL" in caught.value.message
+    assert "s3cur1ty-t0ken" not in caught.value.message
+
+
+def test_a_security_breach_is_p0():
+    breach = triage.Alert(name="SecurityBreach", labels={"service": "demo", "host": "lab-1"}, starts_at=T0,
+                          fingerprint="f1", state="active")
+    tagged = triage.Alert(name="Whatever", labels={"service": "demo", "host": "lab-1", "category": "security",
+                                                   "severity": "critical"}, starts_at=T0, fingerprint="f2",
+                          state="active")
+    rows = triage.classify([breach, tagged], [], MATRIX, None)
+    assert {row.alert.name: row.severity for row in rows} == {"SecurityBreach": "P0", "Whatever": "P0"}
+
+
+@pytest.mark.parametrize("scenario", ["isolate-host", "auth-abuse"])
+def test_run_checks_the_security_webhook_before_anything(env, inventory, monkeypatch, scenario):
+    monkeypatch.setenv("RUNBOOK_SECURITY_WEBHOOK_URL", "https://hooks.example/s3cur1ty-t0ken x")
+    result = invoke("run", scenario, "-i", str(inventory), "-l", "local-1", "--check")
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "RUNBOOK_SECURITY_WEBHOOK_URL" in result.stderr and "s3cur1ty-t0ken" not in result.output
+    assert not (env / "runs").exists()
