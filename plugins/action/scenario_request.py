@@ -57,9 +57,13 @@ class ActionModule(_frame.FrameAction):
             clean = {}
         frame['request'] = clean
         frame['run_id'] = _frame.run_id(clean, task_vars)
-        result.update(changed=False, msg=frame['reason'] or 'request accepted',
-                      ansible_facts={_frame.FRAME_FACT: frame, '__scenario_invalid': None,
-                                     '__scenario_failure': None, 'scenario_validated': ''})
+        facts = {_frame.FRAME_FACT: frame, '__scenario_invalid': None,
+                 '__scenario_failure': None, 'scenario_validated': ''}
+        if frame['diagnose_only']:
+            # Set before the role's validate step: a destructive role's confirmation check
+            # must know already that this run (e.g. from an alert) only looks.
+            facts['%s_diagnose_only' % _frame.role_prefix(role)] = True
+        result.update(changed=False, msg=frame['reason'] or 'request accepted', ansible_facts=facts)
         return result
 
     @staticmethod

@@ -162,6 +162,13 @@ def test_check_mode_missing_confirmation_and_traversal_change_nothing(lab, fresh
     assert refused["message"] == "invalid input: db-restore is destructive: pass runbook_confirm=true (CLI: --yes)"
     assert snapshot(lab, "lab-2") == before
 
+    # From an alert (the rulebook's runbook_diagnose_only, no confirmation): it diagnoses.
+    code, looked, _recap, _out = play(lab, "db_restore", "lab-2", {
+        "runbook_diagnose_only": True, "runbook_alert_key": "0f1e2d3c4b5a6978@2026-01-01T00:00:00Z"})
+    assert code == 0 and looked.get("error_kind") != "input", looked
+    assert looked["outcome"] in ("planned", "escalate"), looked
+    assert snapshot(lab, "lab-2") == before
+
     code, planned, _recap, _out = play(lab, "db_restore", "lab-2", check=True)
     assert code == 0 and planned["outcome"] == "planned" and planned["check_mode"] is True, planned
     actions = " | ".join(planned["actions"])

@@ -404,8 +404,10 @@ def test_main_plans_in_check_mode_then_stops_the_oldest_beyond_max_count(run_mod
     assert done["rss_freed_bytes"] > 0 and done["instances_after"] == 1 and done["survivors"] == []
     assert launcher.wait(timeout=5) is not None and middle.wait(timeout=5) == -signal.SIGTERM
     assert young.poll() is None and decoy.poll() is None
-    assert done["kept"] == [{"pid": young.pid, "exe": "worker.bin", "user": "root", "age": 0,
-                             "reason": "within max_count (1 of 1)"}]
+    # age is whole seconds since start: 0 on a quiet machine, more under load.
+    assert [{k: v for k, v in item.items() if k != "age"} for item in done["kept"]] == [
+        {"pid": young.pid, "exe": "worker.bin", "user": "root", "reason": "within max_count (1 of 1)"}]
+    assert done["kept"][0]["age"] >= 0
 
     again = run_module(process_cleanup.main, args)
     assert not again.failed and not again["changed"] and again["selected"] == [] and again["killed"] == []
