@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: alert_notice
 short_description: Record and announce an alert that no scenario handles
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - runbook.remediation maintainers (@runbook-remediation)
 description:

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: api_key_rotate
 short_description: Rotate a service's API key, restart its consumers, verify, or put the old key back
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Generates a new key (Python C(secrets), O(key_bytes) random bytes, URL-safe), writes it into the env file the
     service reads (systemd C(EnvironmentFile=), Compose C(env_file)) atomically with mode 0600 and the file's owner,

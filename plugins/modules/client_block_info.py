@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: client_block_info
 short_description: Count authentication failures by client from a security log and list the firewall blocks in a chain
-version_added: 0.4.0
+version_added: 0.1.0
 description:
   - Reads, in one call on the target, the service's security log (C(AUTH_ERROR ... client=ADDRESS) lines, as the
     lab's demo service writes them), counts the failures of each client address within the last O(window) seconds and

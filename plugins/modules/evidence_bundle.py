@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: evidence_bundle
 short_description: Preserve a service's security evidence as one archive on the controller, with a sha256 manifest
-version_added: 0.3.0
+version_added: 0.1.0
 description:
   - Reads, in one call on the target, what an investigator asks for first - the process list, listening and
     established sockets, the open files of the service's main process, logged-in users, the recent auth log (the

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: host_isolate_info
 short_description: Read a host's isolation chains and check that an allow-list keeps loopback and the controller
-version_added: 0.4.0
+version_added: 0.1.0
 description:
   - Reads, in one call on the target, the rules of the two dedicated chains of the C(filter) table that isolate the
     host (O(chain)C(-IN), jumped to from C(INPUT), and O(chain)C(-OUT), jumped to from C(OUTPUT)) for IPv4 and IPv6,

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: scenario_begin
 short_description: Admit a scenario run through the safety envelope and silence its alerts
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - runbook.remediation maintainers (@runbook-remediation)
 description:

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: scenario_end
 short_description: Verify, release and record one scenario result
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - runbook.remediation maintainers (@runbook-remediation)
 description:

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: scenario_request
 short_description: Check a scenario request before anything templates it
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - runbook.remediation maintainers (@runbook-remediation)
 description:

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: service_recover
 short_description: Read a service's state and restart it within its budget until it stays healthy, in one call
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The hot path of the P(runbook.remediation.service_restart#role) role, in one module call (one round trip).
   - First it reads, as M(runbook.remediation.service_state) does - health, and when the service is unhealthy the

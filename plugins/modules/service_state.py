@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: service_state
 short_description: Read a service's health, manager state, last logs and restart budget in one call
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Probes the service's C(health_url) (with C(health_jmespath) when given) and, when it is unhealthy (or
     O(evidence=always)), gathers the evidence an on-call engineer looks at first - the systemd unit's state and
