@@ -120,8 +120,10 @@ def scenario_severity(name, path=CATALOGUE):
         import yaml  # ansible-core's own dependency
 
         with open(path, encoding='utf-8') as handle:
-            entries = (yaml.safe_load(handle) or {}).get('scenarios') or []
-    except (OSError, ValueError, AttributeError):
+            # libyaml when present: this runs once per playbook, on the run's critical path.
+            loader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+            entries = (yaml.load(handle, Loader=loader) or {}).get('scenarios') or []  # noqa: S506 - safe loader
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
         return 'P2'
     for entry in entries:
         if isinstance(entry, dict) and entry.get('name') == name and entry.get('severity') in ('P0', 'P1', 'P2', 'P3'):
