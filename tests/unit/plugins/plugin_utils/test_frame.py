@@ -32,7 +32,7 @@ def test_the_catalogue_is_parsed_once_and_again_after_a_change(catalogue, monkey
     parsed = []
     real = _frame._load_yaml
     monkeypatch.setattr(_frame, "_load_yaml", lambda text: parsed.append(1) or real(text))
-    for _ in range(5):
+    for _attempt in range(5):
         _frame.catalogue_entry("service-down")
     assert len(parsed) == 1
 
