@@ -561,8 +561,8 @@ def pir_due(incident: Mapping, matrix: Matrix) -> str:
     hours = float((matrix.sla or {}).get("pir_due_hours", 48))
     resolved = parse_ts(incident.get("resolved_at"))
     if resolved is None:
-        return f"{_minutes(hours * 60)} after the resolution (not resolved yet)"
-    return f"{show_ts(format_ts(resolved + timedelta(hours=hours)))} ({_minutes(hours * 60)} after the resolution)"
+        return f"{hours:g} h after the resolution (not resolved yet)"
+    return f"{show_ts(format_ts(resolved + timedelta(hours=hours)))} ({hours:g} h after the resolution)"
 
 
 def sla_line(incident: Mapping, matrix: Matrix, prometheus: str | None) -> str:
