@@ -321,3 +321,35 @@ def test_postmortem_sla_without_prometheus_says_so(env):
     result = invoke("postmortem", incident_id)
     assert "- **SLA / error budget**: n/a (objective 99.9%; no Prometheus URL to evaluate the query)" in result.stdout
     assert "- **Post-incident review due**: 48 h after the resolution (not resolved yet)" in result.stdout
+
+
+# --- the pass inside `runbook watch` ---------------------------------------------------------------
+
+class FakeTerminal:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def status(self, text):
+        self.lines.append(text)
+
+    warn = status
+
+
+def test_the_watcher_pages_once_a_minute(env, sink):
+    from runbook_remediation.watcher import EscalationPass
+
+    new_incident("P1")
+    seconds = {"now": 0.0}
+    minutes = {"now": 10.0}
+    terminal = FakeTerminal()
+    escalation = EscalationPass(terminal, clock=lambda: seconds["now"], now=lambda: at(minutes["now"]))
+    assert escalation.tick().pages == []  # the first pass at once: nothing due at 10 min
+    minutes["now"], seconds["now"] = 16.0, 30.0
+    assert escalation.tick() is None  # not a minute yet
+    seconds["now"] = 61.0
+    assert [p.step for p in escalation.tick().pages] == ["15"]
+    seconds["now"], minutes["now"] = 122.0, 17.0
+    assert escalation.tick().pages == []  # sent already
+    assert [m.recipients for m in sink.messages] == [["bob@example.com"]]
+    assert any("watch: page escalate (email) to secondary bob@example.com sent" in line for line in terminal.lines)
+    assert_no_secret("\n".join(terminal.lines))
