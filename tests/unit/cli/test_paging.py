@@ -353,3 +353,11 @@ def test_the_watcher_pages_once_a_minute(env, sink):
     assert [m.recipients for m in sink.messages] == [["bob@example.com"]]
     assert any("watch: page escalate (email) to secondary bob@example.com sent" in line for line in terminal.lines)
     assert_no_secret("\n".join(terminal.lines))
+
+
+def test_the_paging_secrets_never_reach_a_child_process(env):
+    from runbook_remediation import runner
+
+    child = runner.child_env(dict(os.environ), {})
+    assert "RUNBOOK_PAGERDUTY_ROUTING_KEY" not in child and "RUNBOOK_SMTP_PASSWORD" not in child
+    assert_no_secret("\n".join(child.values()))
