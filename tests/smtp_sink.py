@@ -56,7 +56,7 @@ class SmtpSink:
                         if len(parts) < 3 or parts[1].upper() != "PLAIN":
                             self.reply("504 only AUTH PLAIN with an initial response")
                             continue
-                        _, name, secret = base64.b64decode(parts[2]).decode().split("\0")
+                        _identity, name, secret = base64.b64decode(parts[2]).decode().split("\0")
                         if sink.user is not None and (name, secret) != (sink.user, sink.password):
                             self.reply("535 authentication failed")
                             continue

@@ -236,7 +236,7 @@ def test_remind_in_new_processes_sends_each_due_step_once(env, sink):
     incident_id = new_incident("P1")  # opened days ago by the wall clock: every P1 step is due
     env_vars = {**os.environ, "PYTHONPATH": str(REPO / "cli")}
     runs = [subprocess.run([sys.executable, "-m", "runbook_remediation", "incident", "remind"], env=env_vars,
-                           capture_output=True, text=True, timeout=120, check=False) for _ in range(2)]
+                           capture_output=True, text=True, timeout=120, check=False) for _run in range(2)]
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
     assert [m.recipients for m in sink.messages] == [["bob@example.com"]] + [["carol@example.com"]] * 3
     assert "no escalation step due" in runs[1].stderr
