@@ -396,13 +396,24 @@ def due_steps(incident: Mapping, matrix: Matrix, now: datetime) -> list[tuple[fl
             if opened + timedelta(minutes=after) <= now]
 
 
+def _open_page_failed(store, incident_id: str) -> bool:
+    """Whether a page at the incident's opening failed and none of that channel went out since."""
+    events = store.events(incident_id=incident_id, kind="notification")
+    done = sent_steps(events)
+    return any((e.get("data") or {}).get("paging") and e.get("failed") and e["data"].get("step") == OPEN_STEP
+               and (e["data"]["channel"], OPEN_STEP) not in done for e in events)
+
+
 def remind(store, pager: Pager, matrix: Matrix, now: datetime) -> Report:
     """Send every escalation step that is due and not yet delivered, for each open,
-    unacknowledged incident. A failed page is retried on the next pass."""
+    unacknowledged incident. A failed page is retried on the next pass (the page at the
+    opening too)."""
     report = Report()
-    if pager.smtp is None or pager.roster is None:
-        return report
     for listed in store.list_incidents("open"):
+        if _open_page_failed(store, listed["id"]):  # the page at opening did not go out: again
+            report.pages.extend(on_open(store, pager, listed["id"], now).pages)
+        if pager.smtp is None or pager.roster is None:
+            continue
         incident = store.get_incident(listed["id"])  # fresh: an ack may have landed since the list
         steps = due_steps(incident, matrix, now)
         if not steps:

@@ -64,7 +64,8 @@ def _notify_options(func):
         click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
                      help="Slack-compatible webhook to send the notification to. Env: RUNBOOK_WEBHOOK_URL. "
                           "Without one the notification is printed."),
-        click.option("--no-notify", is_flag=True, help="Neither send nor print a notification."),
+        click.option("--no-notify", is_flag=True,
+                     help="Neither send nor print the webhook notification (pages still go out: docs/paging.md)."),
     ]
     for option in reversed(options):
         func = option(func)
