@@ -105,7 +105,8 @@ def load_roster(path: str | Path | None = None, matrix: Matrix | None = None) ->
         if not isinstance(name, str) or not name.strip():
             raise BadInput(f"{where}: {role} needs a name")
         if not _is_address(address):
-            raise BadInput(f"{where}: {role} needs an email address (user@domain), not {str(address)[:60]!r}")
+            given = "" if address is None else f", not {str(address)[:60]!r}"
+            raise BadInput(f"{where}: {role} needs an email address (user@domain){given}")
         if not isinstance(raw.get("pagerduty", False), bool):
             raise BadInput(f"{where}: {role}: pagerduty must be true or false")
         contacts[role] = Contact(role, name.strip(), address.strip(), bool(raw.get("pagerduty", False)))
