@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import getpass
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from runbook_remediation import catalogue, notify, triage
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, RunbookError, Unavailable
 from runbook_remediation.outcomes import REMEDIATED
+from runbook_remediation.paths import state_dir
 from runbook_remediation.terminal import clean
 from runbook_remediation.timeline import open_store
 from runbook_remediation.triage import Matrix, human_age
@@ -188,7 +191,9 @@ def _minutes(value: float) -> str:
 
 
 def last_notification(events: Iterable[Mapping]) -> str | None:
-    times = [e["ts"] for e in events if e.get("kind") == "notification" and not e.get("failed")]
+    """When the last status update went out (pages to on-call people are not updates)."""
+    times = [e["ts"] for e in events if e.get("kind") == "notification" and not e.get("failed")
+             and not (e.get("data") or {}).get("paging")]
     return max(times) if times else None
 
 
@@ -527,6 +532,64 @@ def apply_update(store, incident_id: str, *, status=None, severity=None, command
     return store.get_incident(incident_id)
 
 
+def alertmanager_url(given: str | None) -> str | None:
+    """--alertmanager / $RUNBOOK_ALERTMANAGER_URL, else the inventory's runbook_alertmanager_url
+    ($RUNBOOK_INVENTORY, else the lab's), as triage finds it."""
+    return triage.resolve_urls(given, None, triage.read_inventory(_inventory_path()))[0]
+
+
+def _inventory_path() -> Path:
+    inventory = os.environ.get("RUNBOOK_INVENTORY")
+    return Path(inventory).expanduser() if inventory else state_dir() / "lab" / "inventory.yml"
+
+
+def firing_alerts(incident: Mapping, alertmanager: str | None) -> list[str]:
+    """The incident's alerts (by fingerprint) that Alertmanager still has active (silenced
+    ones too: silencing is not fixing). Unavailable when it cannot be asked."""
+    prints = set(incident.get("alert_fingerprints") or [])
+    if not prints:
+        return []
+    if not alertmanager:
+        raise Unavailable("no Alertmanager to ask whether its alerts still fire (--alertmanager, "
+                          "RUNBOOK_ALERTMANAGER_URL or the inventory's runbook_alertmanager_url)")
+    fetched = triage.fetch_alerts(alertmanager, None)
+    return sorted({f"{a.name} on {a.instance}" for a in fetched.alerts if a.fingerprint in prints})
+
+
+def pir_due(incident: Mapping, matrix: Matrix) -> str:
+    """When the post-incident review is due: pir_due_hours (seed 004: 48 h) after the resolution."""
+    hours = float((matrix.sla or {}).get("pir_due_hours", 48))
+    resolved = parse_ts(incident.get("resolved_at"))
+    if resolved is None:
+        return f"{hours:g} h after the resolution (not resolved yet)"
+    return f"{show_ts(format_ts(resolved + timedelta(hours=hours)))} ({hours:g} h after the resolution)"
+
+
+def sla_line(incident: Mapping, matrix: Matrix, prometheus: str | None) -> str:
+    """The SLA and error budget at the resolution (or now), from the matrix's ``sla`` query."""
+    sla = matrix.sla
+    if not sla:
+        return "not configured (an `sla:` block in the severity matrix)"
+    objective = float(sla["objective"])
+    target = f"objective {objective * 100:g}%"
+    if not prometheus:
+        return f"n/a ({target}; no Prometheus URL to evaluate the query)"
+    moment = parse_ts(incident.get("resolved_at")) or now()
+    query = urllib.parse.urlencode({"query": str(sla["query"]), "time": f"{moment.timestamp():.3f}"})
+    try:
+        data = triage.get_json(f"{prometheus}{triage.PROMETHEUS_QUERY_PATH}?{query}")
+        result = ((data or {}).get("data") or {}).get("result") or []
+        value = float(result[0]["value"][1])
+    except triage.Unreachable as exc:
+        return f"n/a ({target}; Prometheus at {triage.redact_url(prometheus)} is unreachable: {exc})"
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return f"n/a ({target}; the query returned no number)"
+    budget = (value - objective) / (1 - objective)
+    state = "within objective" if value >= objective else "objective missed"
+    return (f"{value * 100:.3f}% ({target}, {state}); error budget remaining {budget * 100:.1f}% "
+            f"at {show_ts(format_ts(moment))}")
+
+
 def postmortem(incident_id: str) -> tuple[dict, str]:
     """(record, Markdown) of the incident's post-mortem, masked like the store."""
     matrix = load_matrix()
@@ -535,6 +598,8 @@ def postmortem(incident_id: str) -> tuple[dict, str]:
         events = store.events(incident_id=incident_id)
         runs = store.list_runs(incident_id)
         ctx = context(record, events, runs, matrix, now())
+        prometheus = triage.resolve_urls(None, None, triage.read_inventory(_inventory_path()))[1]
+        ctx.update(sla=sla_line(record, matrix, prometheus), pir_due=pir_due(record, matrix))
         text = render("postmortem", ctx, mask=store.mask)
     return record, text
 
@@ -542,7 +607,11 @@ def postmortem(incident_id: str) -> tuple[dict, str]:
 def for_alerts(rows: list[triage.Row], matrix: Matrix, url: str | None, terminal) -> None:
     """Give each triaged row an incident: the open one that holds its alert's fingerprint,
     else a new one (detected at the alert's start). A row now more severe raises its
-    incident. What was opened or raised is told on ``terminal``."""
+    incident. What was opened or raised is told on ``terminal``; a new incident is paged
+    (:mod:`runbook_remediation.paging`: PagerDuty and the roster's primary, when configured)."""
+    from runbook_remediation import paging  # paging builds on this module
+
+    pager = paging.Pager.from_env(matrix)
     with open_store() as store:
         by_fingerprint = {}
         for record in reversed(store.list_incidents("open")):  # newest last: it wins
@@ -571,6 +640,8 @@ def for_alerts(rows: list[triage.Row], matrix: Matrix, url: str | None, terminal
                 terminal.status(f"opened {incident_id} ({row.severity}) for {alert.name} on {where}")
                 if notice is not None and notice.error:
                     terminal.warn(f"initial notification not delivered: {notice.error}")
+                for page in paging.on_open(store, pager, incident_id, now()).pages:
+                    (terminal.warn if page.error else terminal.status)(f"page {page.describe()}")
                 record = store.get_incident(incident_id)
                 by_fingerprint[alert.fingerprint] = record
             elif triage.SEVERITIES.index(row.severity) < triage.SEVERITIES.index(record["severity"]):

@@ -359,15 +359,30 @@ class Matrix:
             raise BadInput(f"{source}: default must be one of {', '.join(SEVERITIES)}")
         self.severities = {str(k): dict(v or {}) for k, v in (data.get("severities") or {}).items()}
         self.escalation = {}
+        # Who each step pages (roster roles, docs/paging.md): severity -> after_minutes -> roles.
+        self.step_roles: dict[str, dict[float, tuple[str, ...]]] = {}
         for severity, steps in (data.get("escalation") or {}).items():
             parsed = []
+            roles = {}
             for step in steps or []:
                 try:
-                    parsed.append((float(step["after_minutes"]), str(step["action"])))
+                    after = float(step["after_minutes"])
+                    parsed.append((after, str(step["action"])))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise BadInput(f"{source}: escalation {severity}: each step needs after_minutes and "
                                    "action") from exc
+                if step.get("notify") is not None:
+                    if not isinstance(step["notify"], list) or not all(isinstance(r, str) for r in step["notify"]):
+                        raise BadInput(f"{source}: escalation {severity}: notify must be a list of roster roles")
+                    roles[after] = tuple(step["notify"])
             self.escalation[str(severity)] = sorted(parsed)
+            self.step_roles[str(severity)] = roles
+        # The post-mortem's SLA line: {query: PromQL giving the good ratio (0-1), objective: 0-1}.
+        self.sla = data.get("sla") if isinstance(data.get("sla"), Mapping) else None
+        if data.get("sla") is not None and (self.sla is None or not self.sla.get("query")
+                                            or not isinstance(self.sla.get("objective"), int | float)
+                                            or not 0 < self.sla["objective"] < 1):
+            raise BadInput(f"{source}: sla needs a query and an objective between 0 and 1 (e.g. 0.999)")
 
     def _rule(self, index: int, raw) -> Rule:
         where = f"{self.source}: rule {index + 1}"
@@ -465,7 +480,9 @@ def load_matrix(given: str | None, root: Path) -> Matrix:
     if path != builtin and builtin.is_file() and (not matrix.severities or not matrix.escalation):
         base = Matrix.load(builtin)
         matrix.severities = matrix.severities or base.severities
-        matrix.escalation = matrix.escalation or base.escalation
+        if not matrix.escalation:
+            matrix.escalation, matrix.step_roles = base.escalation, base.step_roles
+        matrix.sla = matrix.sla or base.sla
     return matrix
 
 

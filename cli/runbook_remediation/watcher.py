@@ -43,23 +43,26 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from runbook_remediation import catalogue, notify, runner
+from runbook_remediation import catalogue, incidents, notify, paging, runner
 from runbook_remediation import inventory as inventories
 from runbook_remediation.collection import Collection, find_collection
-from runbook_remediation.errors import BadInput, Unavailable
+from runbook_remediation.errors import BadInput, RunbookError, Unavailable
 from runbook_remediation.paths import state_dir
 from runbook_remediation.rulebook import RULEBOOK
 from runbook_remediation.rulebook import rulebook as generate_rulebook
 from runbook_remediation.terminal import Terminal
+from runbook_remediation.timeline import open_store
 
 HOST = "127.0.0.1"
 START_SECONDS = 90  # how long ansible-rulebook may take to listen
+REMIND_SECONDS = 60  # how often the watcher pages the escalation steps that came due
 
 
 def free_port() -> int:
@@ -273,9 +276,43 @@ def _open_log(path: Path) -> int:
     return fd
 
 
+class EscalationPass:
+    """`runbook incident remind` inside the watcher: a pass every ``interval`` seconds (the
+    first at once). The timeline remembers what was sent, so the watcher and a cron job
+    (or a restarted watcher) never send a step twice. ``clock`` and ``now`` are for tests."""
+
+    def __init__(self, terminal: Terminal, interval: float = REMIND_SECONDS,
+                 clock: Callable[[], float] = time.monotonic, now: Callable[[], datetime] = incidents.now):
+        self.terminal, self.interval, self.clock, self.now = terminal, interval, clock, now
+        self.matrix = incidents.load_matrix()
+        self.pager = paging.Pager.from_env(self.matrix)  # a bad roster or setting stops the watcher now
+        self.next_at = clock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.pager.smtp is not None and self.pager.roster is not None
+
+    def tick(self) -> paging.Report | None:
+        """One pass when it is time (None otherwise); a failure is a warning, not the end."""
+        if not self.enabled or self.clock() < self.next_at:
+            return None
+        self.next_at = self.clock() + self.interval
+        try:
+            with open_store() as store:
+                report = paging.remind(store, self.pager, self.matrix, self.now())
+        except RunbookError as exc:
+            self.terminal.warn(f"watch: escalation pass failed: {exc.message}")
+            return None
+        for page in report.pages:
+            (self.terminal.warn if page.error else self.terminal.status)(f"watch: page {page.describe()}")
+        return report
+
+
 def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = False) -> None:
-    """Run ansible-rulebook until SIGINT/SIGTERM; on the way out detach the lab's
-    Alertmanager, wait up to ``drain`` seconds for the remediations in flight, then stop it."""
+    """Run ansible-rulebook until SIGINT/SIGTERM (paging the escalation steps that come due
+    every minute); on the way out detach the lab's Alertmanager, wait up to ``drain``
+    seconds for the remediations in flight, then stop it."""
+    escalation = EscalationPass(terminal)
     work = _work_dir()
     token, token_file = _token(work, the_plan.token_file)
     vars_file = work / "vars.yml"
@@ -324,7 +361,10 @@ def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = Fal
                             f"webhook_configs: [{{url: {webhook_url}, send_resolved: true, http_config: "
                             f"{{authorization: {{type: Bearer, credentials_file: {token_file}}}}}}}]")
         terminal.status("watch: remediating alerts as they fire (Ctrl-C stops; `runbook breaker status`)")
+        if escalation.enabled:
+            terminal.status(f"watch: paging due escalation steps every {REMIND_SECONDS} s")
         while process.poll() is None and not stopping["signal"]:
+            escalation.tick()
             time.sleep(0.2)
         if process.poll() is not None and not stopping["signal"]:
             raise Unavailable(f"ansible-rulebook stopped (exit {process.returncode})", hint=f"see {log_path}")

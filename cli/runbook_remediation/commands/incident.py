@@ -14,11 +14,11 @@ from datetime import datetime
 import click
 from rich.table import Table
 
-from runbook_remediation import catalogue, incidents, notify, triage
+from runbook_remediation import catalogue, incidents, notify, paging, triage
 from runbook_remediation import completion as complete
 from runbook_remediation.collection import find_collection
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
-from runbook_remediation.errors import BadInput
+from runbook_remediation.errors import BadInput, ExitCode, RunbookError, Unavailable
 from runbook_remediation.incidents import (
     Notice,
     announce,
@@ -48,6 +48,15 @@ def show_notice(ctx: Context, notice: Notice, printed_to_stdout: bool = False) -
         ctx.terminal.err.print(safe(notice.text.rstrip()), markup=True)
 
 
+def show_pages(ctx: Context, report: paging.Report) -> None:
+    """One line per page on stderr (never the routing key or the password: Page holds neither)."""
+    for page in report.pages:
+        if page.error:
+            ctx.terminal.warn(f"page {page.describe()}")
+        else:
+            ctx.terminal.status(f"page {page.describe()}")
+
+
 # --- the commands -------------------------------------------------------------------------
 
 def _notify_options(func):
@@ -55,7 +64,8 @@ def _notify_options(func):
         click.option("--notify", "notify_url", metavar="URL", envvar=notify.ENV,
                      help="Slack-compatible webhook to send the notification to. Env: RUNBOOK_WEBHOOK_URL. "
                           "Without one the notification is printed."),
-        click.option("--no-notify", is_flag=True, help="Neither send nor print a notification."),
+        click.option("--no-notify", is_flag=True,
+                     help="Neither send nor print the webhook notification (pages still go out: docs/paging.md)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -64,7 +74,7 @@ def _notify_options(func):
 
 @click.group()
 def incident() -> None:
-    """Incidents: open, update, ack, resolve, list, show, notify.
+    """Incidents: open, update, ack, resolve, remind, list, show, notify.
 
     Every `runbook run` belongs to one (opened automatically unless --incident is given);
     runs under plain ansible-playbook join one through the timeline callback
@@ -104,13 +114,15 @@ def open_(ctx: Context, title, severity, commander, impact, scenario, service, h
         catalogue.get(find_collection(), scenario)
     url = None if no_notify else notify.webhook_url(notify_url)
     matrix = load_matrix()
+    pager = paging.Pager.from_env(matrix)
     with open_store() as store:
         incident_id, notice = open_incident(
             store, matrix, url, record_printed=not no_notify, title=title.strip(), severity=severity,
             commander=commander, impact=impact, scenario=scenario, service=service, hosts=list(hosts),
             detected_at=detected)
+        pages = paging.on_open(store, pager, incident_id, now())
         record = store.get_incident(incident_id)
-    _emit_change(ctx, record, notice, f"opened {incident_id} ({severity}): {title.strip()}")
+    _emit_change(ctx, record, notice, f"opened {incident_id} ({severity}): {title.strip()}", pages)
 
 
 @incident.command()
@@ -137,12 +149,14 @@ def update(ctx: Context, incident_id, status, severity, commander, impact, note,
         raise BadInput("use `runbook incident resolve` to resolve (it sets mitigated_at and sends the resolution)")
     url = None if no_notify else notify.webhook_url(notify_url)
     matrix = load_matrix()
+    pager = paging.Pager.from_env(matrix)
     with open_store() as store:
         record = apply_update(store, incident_id, status=status, severity=severity, commander=commander,
                               impact=impact, note=note, root_cause=root_cause, ack=ack)
+        pages = paging.on_ack(store, pager, incident_id, now()) if ack else None
         notice = None if no_notify else announce(store, incident_id, "update", url, matrix)
         record = store.get_incident(incident_id)
-    _emit_change(ctx, record, notice, f"updated {incident_id}: {record['status']} ({record['severity']})")
+    _emit_change(ctx, record, notice, f"updated {incident_id}: {record['status']} ({record['severity']})", pages)
 
 
 @incident.command()
@@ -152,10 +166,14 @@ def update(ctx: Context, incident_id, status, severity, commander, impact, note,
 @click.pass_obj
 @handle_errors
 def ack(ctx: Context, incident_id, commander) -> None:
-    """Acknowledge INCIDENT (sets acknowledged_at; the clock of TTA stops)."""
+    """Acknowledge INCIDENT (sets acknowledged_at; the clock of TTA stops; escalation pages
+    stop; PagerDuty's alert is acknowledged)."""
+    pager = paging.Pager.from_env(load_matrix())
     with open_store() as store:
         record = apply_update(store, incident_id, commander=commander, ack=True)
-    _emit_change(ctx, record, None, f"acknowledged {incident_id} at {incidents.show_ts(record['acknowledged_at'])}")
+        pages = paging.on_ack(store, pager, incident_id, now())
+    _emit_change(ctx, record, None, f"acknowledged {incident_id} at {incidents.show_ts(record['acknowledged_at'])}",
+                 pages)
 
 
 @incident.command()
@@ -163,28 +181,85 @@ def ack(ctx: Context, incident_id, commander) -> None:
 @click.option("--root-cause", metavar="TEXT", help="The root cause (into the resolution and the post-mortem).")
 @click.option("--resolution", metavar="TEXT", help="What fixed it (the remediated runs are listed anyway).")
 @click.option("--note", metavar="TEXT")
+@click.option("--alertmanager", metavar="URL", envvar="RUNBOOK_ALERTMANAGER_URL",
+              help="Where to check that the incident's alerts stopped firing. Env: RUNBOOK_ALERTMANAGER_URL. "
+                   "Default: the inventory's runbook_alertmanager_url.")
+@click.option("--force", is_flag=True, help="Resolve although its alerts still fire or cannot be checked.")
 @_notify_options
 @output_option
 @click.pass_obj
 @handle_errors
-def resolve(ctx: Context, incident_id, root_cause, resolution, note, notify_url, no_notify) -> None:
+def resolve(ctx: Context, incident_id, root_cause, resolution, note, alertmanager, force, notify_url,
+            no_notify) -> None:
     """Resolve INCIDENT: resolved_at now; mitigated_at = the first remediated run result when
-    not set; sends the resolution notification."""
+    not set; sends the resolution notification and resolves PagerDuty's alert.
+
+    An incident opened from alerts is resolved only when Alertmanager no longer has them
+    (exit 3 while they fire; exit 5 when it cannot be asked), unless --force.
+    """
     url = None if no_notify else notify.webhook_url(notify_url)
     matrix = load_matrix()
+    pager = paging.Pager.from_env(matrix)
     with open_store() as store:
         record = get_incident(store, incident_id)
         if record["status"] == "resolved":
             raise BadInput(f"{incident_id} is already resolved (at {incidents.show_ts(record['resolved_at'])})")
+        _check_alerts_cleared(ctx, record, alertmanager, force)
         fields = incidents.resolve_fields(record, store.events(incident_id=incident_id),
                                           store.list_runs(incident_id), incidents.format_ts(now()))
         if resolution:
             store.add_event("note", incident_id=incident_id, message=resolution, data={"field": "resolution"})
         record = apply_update(store, incident_id, note=note, root_cause=root_cause, extra_fields=fields)
+        pages = paging.on_resolve(store, pager, incident_id, now())
         notice = None if no_notify else announce(store, incident_id, "resolution", url, matrix)
         record = store.get_incident(incident_id)
     took = incidents.duration(incidents.between(record["opened_at"], record["resolved_at"]))
-    _emit_change(ctx, record, notice, f"resolved {incident_id} after {took}")
+    _emit_change(ctx, record, notice, f"resolved {incident_id} after {took}", pages)
+
+
+def _check_alerts_cleared(ctx: Context, record: dict, alertmanager: str | None, force: bool) -> None:
+    """Refuse (exit 3) while the incident's alerts fire; fail closed (exit 5) when Alertmanager
+    cannot tell; --force turns both into warnings."""
+    try:
+        firing = incidents.firing_alerts(record, incidents.alertmanager_url(alertmanager))
+    except Unavailable as exc:
+        if not force:
+            raise Unavailable(f"cannot check that {record['id']}'s alerts stopped: {exc.message}",
+                              hint="pass --force to resolve it anyway") from exc
+        ctx.terminal.warn(f"cannot check that {record['id']}'s alerts stopped: {exc.message} (--force: resolving)")
+        return
+    if firing and not force:
+        raise RunbookError(f"{record['id']}'s alerts still fire: {', '.join(firing)}", ExitCode.ESCALATE,
+                           hint="wait until they stop, or pass --force")
+    if firing:
+        ctx.terminal.warn(f"{record['id']}'s alerts still fire: {', '.join(firing)} (--force: resolving)")
+
+
+@incident.command()
+@output_option
+@click.pass_obj
+@handle_errors
+def remind(ctx: Context) -> None:
+    """Page the escalation steps that are due (for cron; `runbook watch` does it every minute).
+
+    For each open, unacknowledged incident, each step of the escalation matrix whose time
+    has come is emailed once to the roster roles it names ($RUNBOOK_ROSTER, RUNBOOK_SMTP_*).
+    What was sent is recorded in the incident's timeline: running it again sends nothing
+    twice. Exit 5 when a page failed (it is retried on the next run).
+    """
+    matrix = load_matrix()
+    pager = paging.Pager.from_env(matrix)
+    if pager.smtp is None or pager.roster is None:
+        ctx.terminal.warn("escalation pages need RUNBOOK_SMTP_HOST and RUNBOOK_ROSTER: nothing sent")
+    with open_store() as store:
+        report = paging.remind(store, pager, matrix, now())
+    if ctx.terminal.json:
+        ctx.terminal.data({"pages": [p.as_dict() for p in report.pages]})
+    else:
+        show_pages(ctx, report)
+        if not report.pages:
+            ctx.terminal.status("no escalation step due")
+    report.fail_if_undelivered("escalation pages were sent")
 
 
 @incident.command(name="notify")
@@ -313,15 +388,20 @@ def _record_dict(record: dict, due: list, moment: datetime) -> dict:
                                   - incidents.parse_ts(record["opened_at"])).total_seconds(), 1)}
 
 
-def _emit_change(ctx: Context, record: dict, notice: Notice | None, summary: str) -> None:
+def _emit_change(ctx: Context, record: dict, notice: Notice | None, summary: str,
+                 pages: paging.Report | None = None) -> None:
+    pages = pages or paging.Report()
     if ctx.terminal.json:
-        payload = {"incident": record, "notification": notice.as_dict() if notice else None}
+        payload = {"incident": record, "notification": notice.as_dict() if notice else None,
+                   "pages": [p.as_dict() for p in pages.pages]}
         ctx.terminal.data(payload)
     else:
         ctx.terminal.out.print(safe(record["id"]))
         ctx.terminal.status(summary)
+        show_pages(ctx, pages)
     if notice is not None and not ctx.terminal.json:
         show_notice(ctx, notice)
     elif notice is not None and notice.error:
         ctx.terminal.warn(f"{notice.kind} notification not delivered: {notice.error}")
     fail_if_undelivered(notice, f"{record['id']} was recorded")
+    pages.fail_if_undelivered(f"{record['id']} was recorded")
