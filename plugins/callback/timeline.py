@@ -29,7 +29,7 @@ options:
       - The SQLite file of the timeline. Created (with its directory, mode 0700/0600) if missing.
       - Default C($RUNBOOK_STATE_DIR/timeline.db), else C($XDG_STATE_HOME/runbook/timeline.db), else
         C(~/.local/state/runbook/timeline.db) - where the C(runbook) CLI keeps it.
-      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL): the timeline is then that
+      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL), the timeline is that
         PostgreSQL database, shared by every controller.
     type: path
     env:

@@ -58,7 +58,7 @@ options:
       - Default C($RUNBOOK_ENVELOPE_DB), else C(envelope.db) in the runbook state directory (C($RUNBOOK_STATE_DIR),
         C($XDG_STATE_HOME/runbook) or C(~/.local/state/runbook)).
       - On AWX, point it at storage that outlives the job's execution environment.
-      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL): the envelope is then that
+      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL), the envelope is that
         PostgreSQL database, shared by every controller (needs psycopg2 on the controller).
     type: path
   scenario:
