@@ -76,7 +76,7 @@ def test_ten_runs_on_two_controllers_admit_exactly_one(controllers, tmp_path, sh
     for worker in workers:
         worker.join(60)
     assert [w.exitcode for w in workers] == [0] * 10
-    assert sorted(results.get(timeout=5) for _ in workers) == ["act"] + ["duplicate"] * 9
+    assert sorted(results.get(timeout=5) for worker in workers) == ["act"] + ["duplicate"] * 9
     module = envelope._module()
     shared = module.Envelope(dsn=shared_dsn)
     assert len(shared.attempts(target="web-1/api")) == 1
