@@ -15,6 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,38 @@ def postgres():
 
     with running_cluster() as cluster:
         yield cluster
+
+
+@dataclass
+class StateBackend:
+    """Where a test's envelope/timeline live: ``sqlite`` (files under tmp_path) or
+    ``postgres`` (a fresh database of the session's cluster, reached by ``dsn``)."""
+
+    kind: str
+    tmp_path: Path
+    dsn: str | None = None
+
+    def envelope_args(self, name: str = "envelope.db") -> dict:
+        return {"dsn": self.dsn} if self.dsn else {"path": str(self.tmp_path / name)}
+
+    def timeline_args(self, name: str = "timeline.db") -> dict:
+        return {"dsn": self.dsn} if self.dsn else {"path": str(self.tmp_path / name)}
+
+
+def new_database(cluster) -> str:
+    """A fresh database of ``cluster``; returns its DSN (a URL with the admin's password)."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    cluster.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://{cluster.user}:{cluster.password}@{cluster.host}:{cluster.port}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_backend(request, tmp_path) -> StateBackend:
+    """The envelope's and the timeline's suites run on both backends."""
+    if request.param == "sqlite":
+        return StateBackend("sqlite", tmp_path)
+    cluster = request.getfixturevalue("postgres")
+    return StateBackend("postgres", tmp_path, new_database(cluster))
 
 
 # --- runbook watch -----------------------------------------------------------------------

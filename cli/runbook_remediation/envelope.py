@@ -2,7 +2,8 @@
 
 The store is the collection's ``plugins/module_utils/_envelope.py`` (stdlib only), loaded
 by path so the CLI and the ``remediation_guard`` module share one implementation and
-one file. The default path follows the CLI's state directory.
+one file. The default path follows the CLI's state directory; with ``$RUNBOOK_STATE_DSN``
+the envelope is that PostgreSQL database instead (:mod:`runbook_remediation.shared_state`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+from runbook_remediation import shared_state
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import state_dir
@@ -36,6 +38,10 @@ def db_path() -> Path:
 def open_envelope():
     store = _module()
     try:
+        dsn = shared_state.dsn()
+        if dsn:
+            return store.Envelope(dsn=dsn)
+        shared_state.warn_if_private(os.environ)
         return store.Envelope(str(db_path()))
     except store.EnvelopeError as exc:
         raise Unavailable(str(exc)) from exc

@@ -98,6 +98,9 @@ OWN_ENV = frozenset({"ANSIBLE_COLLECTIONS_PATH", "ANSIBLE_COLLECTIONS_PATHS"})
 # the child's environment to artifacts/<id>/command); these only look like one (the
 # callback's masking patterns).
 NOT_SECRET_ENV = frozenset({"RUNBOOK_SECRET_PATTERNS"})
+# Never inherited: the shared state DSN may carry a password (a key=value DSN slips past
+# the URL check). A child gets shared_state.child_env()'s password-free DSN in ``ours``.
+NEVER_INHERITED = frozenset({"RUNBOOK_STATE_DSN", "PGPASSWORD", "PGPASSFILE"})
 TIMELINE_CALLBACK = "runbook.remediation.timeline"
 # How often (seconds) ansible-runner looks at the cancel flag and the timeout when
 # ansible-playbook is silent (its default is 5 s, too slow for Ctrl-C).
@@ -265,7 +268,7 @@ def is_allowed(name: str, value: str = "") -> bool:
     ansible-rulebook), whose environment ansible-runner writes to its artifacts: never a
     secret-named one (``ANSIBLE_BECOME_PASS``, ``RUNBOOK_*_TOKEN``...), never a URL with
     credentials in it (``DOCKER_HOST=tcp://user:pass@host``)."""
-    if name in OWN_ENV:
+    if name in OWN_ENV or name in NEVER_INHERITED:
         return False
     # ANSIBLE_VAULT_PASSWORD_FILE and friends name a file, not the secret itself.
     if name not in NOT_SECRET_ENV and not name.endswith("_FILE") and secret_names.is_secret_name(name):

@@ -25,7 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runbook_remediation import catalogue, incidents, notify, outcomes, results, runner, secret_names, timeline
+from runbook_remediation import (
+    catalogue,
+    incidents,
+    notify,
+    outcomes,
+    results,
+    runner,
+    secret_names,
+    shared_state,
+    timeline,
+)
 from runbook_remediation import inventory as inventories
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, ExitCode, RunbookError, Unavailable
@@ -149,6 +159,7 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     if scenario.category == "security":
         notify.security_webhook_url()
     runner.retention(os.environ)
+    shared_state.check()  # an unreachable shared database: exit 5 before anything is done
     plain, secret = runner.split_secrets(extravars, _secret_checker(terminal))
     request = runner.Request(
         scenario=scenario.name,
@@ -177,13 +188,14 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     )
     collector = results.Collector()
     progress = runner.Progress(terminal.err, verbose=verbose)
-    info = runner.run(
-        request,
-        collections_path=collection.env_collections_path(),
-        runs_dir=state_dir() / "runs",
-        handlers=(collector, progress),
-        on_cancel=lambda: terminal.warn("cancelling: stopping ansible-playbook"),
-    )
+    with shared_state.child_env() as state_env:
+        info = runner.run(
+            replace(request, env={**request.env, **state_env}),
+            collections_path=collection.env_collections_path(),
+            runs_dir=state_dir() / "runs",
+            handlers=(collector, progress),
+            on_cancel=lambda: terminal.warn("cancelling: stopping ansible-playbook"),
+        )
     hint = f"artifacts: {info.artifacts}"
     if info.cancelled:
         _record_end(terminal, recorded, outcomes.INTERRUPTED, info)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from runbook_remediation import secret_names
+from runbook_remediation import secret_names, shared_state
 from runbook_remediation.collection import find_collection
 from runbook_remediation.errors import BadInput, Unavailable
 from runbook_remediation.paths import state_dir
@@ -70,10 +70,15 @@ def translate(exc: Exception) -> Exception:
 
 @contextlib.contextmanager
 def open_store(path: Path | None = None, secrets=()) -> Iterator:
-    """An open ``TimelineStore``; store errors leave as RunbookErrors."""
+    """An open ``TimelineStore`` (the shared database when ``$RUNBOOK_STATE_DSN`` is set
+    and no ``path`` is given); store errors leave as RunbookErrors."""
     module = load_module()
+    dsn = None if path else shared_state.dsn()
     try:
-        store = module.TimelineStore(str(path or db_path()), secrets=list(secrets))
+        if dsn:
+            store = module.TimelineStore(dsn=dsn, secrets=list(secrets))
+        else:
+            store = module.TimelineStore(str(path or db_path()), secrets=list(secrets))
     except module.TimelineError as exc:
         raise translate(exc) from exc
     try:

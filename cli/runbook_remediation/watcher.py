@@ -50,7 +50,7 @@ from pathlib import Path
 
 import yaml
 
-from runbook_remediation import catalogue, incidents, notify, paging, runner
+from runbook_remediation import catalogue, incidents, notify, paging, runner, shared_state
 from runbook_remediation import inventory as inventories
 from runbook_remediation.collection import Collection, find_collection
 from runbook_remediation.errors import BadInput, RunbookError, Unavailable
@@ -162,9 +162,12 @@ def rulebook_binary() -> str:
     return found
 
 
-def rulebook_env(collection: Collection, environ: Mapping[str, str], hosts: list[str] = ()) -> dict[str, str]:
-    """ansible-rulebook's environment (see the module's documentation)."""
+def rulebook_env(collection: Collection, environ: Mapping[str, str], hosts: list[str] = (),
+                 shared: Mapping[str, str] | None = None) -> dict[str, str]:
+    """ansible-rulebook's environment (see the module's documentation); ``shared``: the
+    shared state's password-free DSN and PGPASSFILE (shared_state.child_env)."""
     ours = runner.our_env(collection.env_collections_path(), environ)
+    ours.update(shared or {})
     ours.update({"RUNBOOK_ENTRANCE": "rulebook", "RUNBOOK_STATE_DIR": str(state_dir())})
     if hosts:
         ours["RUNBOOK_ALERT_HOSTS"] = ",".join(hosts)
@@ -199,6 +202,7 @@ def plan(inventory: str | None, alertmanager: str | None, port: int | None, atta
          rulebook_path: Path | None, token_file: Path | None = None, overlay: str | None = None) -> Plan:
     """Check the inputs (the lab's inventory and Alertmanager by default); nothing is started."""
     collection = find_collection()
+    shared_state.check()  # an unreachable shared database: exit 5 before anything starts
     lab_path, lab_vars = lab_inventory()
     inventory_path = Path(inventory).expanduser() if inventory else lab_path
     if inventory_path is None:
@@ -312,6 +316,12 @@ def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = Fal
     """Run ansible-rulebook until SIGINT/SIGTERM (paging the escalation steps that come due
     every minute); on the way out detach the lab's Alertmanager, wait up to ``drain``
     seconds for the remediations in flight, then stop it."""
+    # The shared state's password file lives as long as ansible-rulebook (and its playbooks).
+    with shared_state.child_env() as shared:
+        _watch(terminal, the_plan, drain=drain, verbose=verbose, shared=shared)
+
+
+def _watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool, shared: Mapping[str, str]) -> None:
     escalation = EscalationPass(terminal)
     work = _work_dir()
     token, token_file = _token(work, the_plan.token_file)
@@ -322,7 +332,7 @@ def watch(terminal: Terminal, the_plan: Plan, *, drain: int, verbose: bool = Fal
         yaml.safe_dump({"webhook_host": HOST, "webhook_port": the_plan.port, "webhook_token": token}, handle)
     log_path = work / "rulebook.log"
     webhook_url = the_plan.webhook_url
-    env = rulebook_env(the_plan.collection, os.environ, list(the_plan.hosts))
+    env = rulebook_env(the_plan.collection, os.environ, list(the_plan.hosts), shared)
     argv = [the_plan.binary, "--rulebook", str(the_plan.rulebook), "--inventory", str(the_plan.inventory),
             "--vars", str(vars_file)]
     if verbose:

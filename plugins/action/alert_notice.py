@@ -18,7 +18,7 @@ import os
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.runbook.remediation.plugins.module_utils import _scenario, _timeline
+from ansible_collections.runbook.remediation.plugins.module_utils import _scenario, _statedb, _timeline
 from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpClient, HttpError, is_http_url
 from ansible_collections.runbook.remediation.plugins.plugin_utils import _frame
 
@@ -72,7 +72,7 @@ class ActionModule(_frame.FrameAction):
         """One notification per alert occurrence; False when it was recorded already."""
         warnings = []
         try:
-            store = _timeline.TimelineStore()
+            store = _timeline.TimelineStore(dsn=_statedb.env_dsn())
             try:
                 for past in store.events(kind='notification'):
                     if (past.get('data') or {}).get('alert_key') == key:

@@ -18,7 +18,13 @@ import os
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.runbook.remediation.plugins.module_utils import _envelope, _prometheus, _scenario, _silence
+from ansible_collections.runbook.remediation.plugins.module_utils import (
+    _envelope,
+    _prometheus,
+    _scenario,
+    _silence,
+    _statedb,
+)
 from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpClient, is_http_url
 from ansible_collections.runbook.remediation.plugins.plugin_utils import _frame
 
@@ -120,7 +126,8 @@ class ActionModule(_frame.FrameAction):
         service = self._service_name(frame, task_vars)
         target = '%s/%s' % (hostname, service)
         path = self.template_var(task_vars, 'safety_envelope_path') or _envelope.default_path()
-        if task_vars.get('awx_job_id') and not os.environ.get('RUNBOOK_ENVELOPE_DB') \
+        dsn = _statedb.env_dsn()
+        if task_vars.get('awx_job_id') and not os.environ.get('RUNBOOK_ENVELOPE_DB') and not dsn \
                 and not self.template_var(task_vars, 'safety_envelope_path'):
             warnings.append('runbook.remediation: the safety envelope lives in %s, inside this AWX job: budgets, '
                             'dedupe and breakers reset with every job. Set safety_envelope_path (or '
@@ -138,7 +145,8 @@ class ActionModule(_frame.FrameAction):
         entry = _frame.catalogue_entry(frame['scenario'])
         settings['lease_ttl'] = _scenario.lease_ttl(entry)
         try:
-            envelope = _envelope.Envelope(path)
+            envelope = _envelope.Envelope(path, dsn=dsn)
+            path = envelope.path  # the shared database's password-free name when it is one
             try:
                 answer = envelope.admit(
                     target, frame['scenario'], frame['run_id'], group=service,
@@ -146,7 +154,7 @@ class ActionModule(_frame.FrameAction):
                     dry_run=check_mode, **settings)
             finally:
                 envelope.close()
-        except (_envelope.EnvelopeError, OSError, ValueError) as exc:
+        except (_envelope.EnvelopeError, OSError, ValueError, _statedb.StateDBError) as exc:
             # Fail closed: an envelope that cannot answer lets nothing act.
             return {'decision': 'refused', 'error_kind': 'unavailable', 'target': target, 'service': service,
                     'reason': 'the safety envelope could not decide: %s' % exc, 'admitted': False}

@@ -19,7 +19,13 @@ import time
 
 from ansible.errors import AnsibleActionFail
 
-from ansible_collections.runbook.remediation.plugins.module_utils import _envelope, _prometheus, _scenario, _silence
+from ansible_collections.runbook.remediation.plugins.module_utils import (
+    _envelope,
+    _prometheus,
+    _scenario,
+    _silence,
+    _statedb,
+)
 from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpClient, HttpError, is_http_url
 from ansible_collections.runbook.remediation.plugins.plugin_utils import _frame
 
@@ -131,7 +137,9 @@ class ActionModule(_frame.FrameAction):
 
     def _release(self, frame, outcome, warnings):
         try:
-            envelope = _envelope.Envelope(frame.get('envelope_path') or _envelope.default_path())
+            dsn = _statedb.env_dsn()
+            envelope = _envelope.Envelope(None if dsn else (frame.get('envelope_path') or _envelope.default_path()),
+                                          dsn=dsn)
             try:
                 kwargs = {key: frame[key] for key in ('breaker_threshold', 'fleet_breaker_threshold') if frame.get(key)}
                 return envelope.release(frame['target'], frame['scenario'], frame['run_id'], outcome, **kwargs)

@@ -29,6 +29,8 @@ options:
       - The SQLite file of the timeline. Created (with its directory, mode 0700/0600) if missing.
       - Default C($RUNBOOK_STATE_DIR/timeline.db), else C($XDG_STATE_HOME/runbook/timeline.db), else
         C(~/.local/state/runbook/timeline.db) - where the C(runbook) CLI keeps it.
+      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL), the timeline is that
+        PostgreSQL database, shared by every controller.
     type: path
     env:
       - name: RUNBOOK_TIMELINE_DB
@@ -102,6 +104,7 @@ import time
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.runbook.remediation.plugins.module_utils._statedb import env_dsn
 from ansible_collections.runbook.remediation.plugins.module_utils._timeline import (
     ENTRANCES,
     TimelineError,
@@ -247,7 +250,8 @@ class CallbackModule(CallbackBase):
 
     def _open(self):
         try:
-            self._store = TimelineStore(self.get_option('db_path') or None,
+            # $RUNBOOK_STATE_DSN: the shared database (docs/shared-state.md) wins over the file.
+            self._store = TimelineStore(self.get_option('db_path') or None, dsn=env_dsn(),
                                         secret_patterns=split_patterns(self.get_option('secret_patterns')))
         except (TimelineError, OSError, ValueError) as exc:
             self._disabled = True

@@ -9,6 +9,10 @@ ansible-rulebook): a remediation asks :meth:`Envelope.admit` before it acts and 
 transaction, so concurrent runs (ten duplicate alerts at once) see each other's leases.
 Stdlib only: the runbook CLI loads this file by path, outside Ansible.
 
+With ``dsn`` (``$RUNBOOK_STATE_DSN``) the same tables live in PostgreSQL, shared by every
+controller; each transaction then holds the envelope's advisory lock (``_statedb.py``),
+so decisions are serialised across the fleet exactly as ``BEGIN IMMEDIATE`` does locally.
+
 Tables
   attempts   one row per admitted remediation: target, scenario, group, run id, alert
              key, started/ended, outcome, lease expiry (an unfinished row whose lease has
@@ -39,6 +43,16 @@ import math
 import os
 import sqlite3
 import time
+
+try:  # imported as a collection module (remediation_guard, the action plugins)
+    from ansible_collections.runbook.remediation.plugins.module_utils import _statedb
+except ImportError:  # loaded by path (the runbook CLI): the file beside this one
+    import importlib.util
+
+    _SPEC = importlib.util.spec_from_file_location(
+        __name__ + '_statedb', os.path.join(os.path.dirname(os.path.abspath(__file__)), '_statedb.py'))
+    _statedb = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(_statedb)
 
 SCHEMA_VERSION = 2
 FLEET = "*"  # the target of a scenario's fleet-wide breaker
@@ -92,6 +106,10 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 
+# The key of each table that INSERT OR REPLACE writes (PostgreSQL's ON CONFLICT target).
+_UPSERT_KEYS = {"meta": ("key",), "holds": ("target", "scenario"), "breakers": ("scenario", "target")}
+
+
 class EnvelopeError(Exception):
     """The state file cannot be used (unwritable, corrupt, newer schema)."""
 
@@ -118,9 +136,26 @@ def allowed_in_group(group_size, max_share):
 
 
 class Envelope(object):
-    def __init__(self, path, clock=time.time):
-        self.path = path
+    def __init__(self, path=None, clock=time.time, dsn=None):
+        """The envelope in the SQLite file ``path`` (default :func:`default_path`), or in the
+        PostgreSQL database ``dsn`` (a libpq DSN or URL) when one is given."""
         self.clock = clock
+        if dsn:
+            try:
+                self.conn = _statedb.connect_postgres(dsn, _statedb.LOCK_ENVELOPE, _UPSERT_KEYS)
+            except _statedb.StateDBError as exc:
+                raise EnvelopeError(str(exc)) from None
+            self.path = self.conn.where
+            try:
+                with self._transaction():
+                    self._migrate()
+            except self.conn.errors as exc:
+                self.conn.close()
+                raise EnvelopeError("cannot use the safety envelope state %s: %s" % (
+                    self.path, _statedb.first_line(exc))) from None
+            return
+        self.path = path or default_path()
+        path = self.path
         directory = os.path.dirname(os.path.abspath(path))
         try:
             if not os.path.isdir(directory):
@@ -128,7 +163,7 @@ class Envelope(object):
             # Only its owner reads the state (targets, run ids, alert keys); SQLite gives
             # the -wal and -shm files the database file's mode.
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self.conn = _statedb.connect_sqlite(path)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA busy_timeout=30000")
             with self._transaction():
@@ -152,7 +187,7 @@ class Envelope(object):
             db.execute("ALTER TABLE breakers RENAME TO breakers_v1")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
-                db.execute(statement)
+                db.schema(statement)
         if version == 1:
             db.execute("INSERT INTO breakers (scenario, target, failures, opened_at, last_failure_at, reason) "
                        "SELECT scenario, ?, failures, opened_at, last_failure_at, reason FROM breakers_v1", (FLEET,))
@@ -161,7 +196,7 @@ class Envelope(object):
 
     # --- one transaction ---------------------------------------------------------
     def _transaction(self):
-        return _Transaction(self.conn)
+        return self.conn.transaction()
 
     def _log(self, now, target, scenario, run_id, decision, reason):
         self.conn.execute(
@@ -260,10 +295,9 @@ class Envelope(object):
 
         attempt_id = None
         if not dry_run:
-            cursor = db.execute(
+            attempt_id = db.insert(
                 "INSERT INTO attempts (target, scenario, group_name, run_id, alert_key, started_at, lease_expires) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (target, scenario, group, run_id, alert_key, now, now + lease_ttl))
-            attempt_id = cursor.lastrowid
         return answer("act", "attempt %d of %d on %s within %ds" % (attempts + 1, max_attempts, target, int(window)),
                       attempts=attempts + 1, group_busy=busy, group_allowed=allowed, attempt_id=attempt_id)
 
@@ -379,21 +413,6 @@ class Envelope(object):
         keys = ("target", "scenario", "group", "run_id", "alert_key", "started_at", "ended_at", "outcome")
         rows = self.conn.execute(query + " ORDER BY id", args)
         return [dict(zip(keys, row)) for row in rows]  # noqa: B905 - rows have exactly these columns
-
-
-class _Transaction(object):
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): one writer decides at a time."""
-
-    def __init__(self, conn):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
 
 
 def _iso(epoch):

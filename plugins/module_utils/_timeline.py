@@ -16,6 +16,12 @@ Where
     (the same rule as the CLI's ``paths.state_dir()``). The directory is created 0700
     and the file 0600: incident data is for the on-call team only.
 
+Shared (PostgreSQL)
+    With ``dsn`` (``$RUNBOOK_STATE_DSN``, a libpq DSN or URL) the same tables live in
+    PostgreSQL: every controller, the CLI, the callback and ``runbook watch`` write one
+    timeline. Each write transaction holds the timeline's advisory lock (``_statedb.py``)
+    instead of SQLite's ``BEGIN IMMEDIATE``.
+
 Concurrency
     Several writers at once (parallel ``ansible-playbook`` runs, the CLI) are safe:
     WAL journal, a busy timeout, and every write in its own short ``BEGIN IMMEDIATE``
@@ -73,6 +79,16 @@ except ImportError:  # loaded by path (the runbook CLI): the file beside this on
     _SPEC.loader.exec_module(_SECRETS)
     SECRET_NAME_RE, SECRET_WORDS = _SECRETS.SECRET_NAME_RE, _SECRETS.SECRET_WORDS
 
+try:
+    from ansible_collections.runbook.remediation.plugins.module_utils import _statedb
+except ImportError:  # loaded by path (the runbook CLI): the file beside this one
+    import importlib.util
+
+    _STATEDB_SPEC = importlib.util.spec_from_file_location(
+        __name__ + '_statedb', os.path.join(os.path.dirname(os.path.abspath(__file__)), '_statedb.py'))
+    _statedb = importlib.util.module_from_spec(_STATEDB_SPEC)
+    _STATEDB_SPEC.loader.exec_module(_statedb)
+
 SCHEMA_VERSION = 1
 
 SEVERITIES = ('P0', 'P1', 'P2', 'P3')
@@ -129,7 +145,7 @@ _SCHEMA = (
         outcome TEXT,
         check_mode INTEGER NOT NULL DEFAULT 0,
         entrance TEXT NOT NULL DEFAULT 'ansible-playbook',
-        user TEXT,
+        "user" TEXT,
         extra TEXT NOT NULL DEFAULT '{}'
     )""",
     """CREATE TABLE IF NOT EXISTS events (
@@ -442,14 +458,14 @@ def _insert(conn, table, values):
     """INSERT one row. Column names come from INCIDENT_FIELDS/RUN_FIELDS only, never from input."""
     columns = sorted(values)
     marks = ', '.join('?' * len(columns))
-    sql = 'INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join(columns), marks)  # noqa: S608
+    sql = 'INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join('"%s"' % c for c in columns), marks)  # noqa: S608
     conn.execute(sql, [values[c] for c in columns])
 
 
 def _update(conn, table, row_id, values):
     """UPDATE one row by id. Column names come from INCIDENT_FIELDS/RUN_FIELDS only, never from input."""
     columns = sorted(values)
-    sql = 'UPDATE %s SET %s WHERE id = ?' % (table, ', '.join('%s = ?' % c for c in columns))  # noqa: S608
+    sql = 'UPDATE %s SET %s WHERE id = ?' % (table, ', '.join('"%s" = ?' % c for c in columns))  # noqa: S608
     conn.execute(sql, [*(values[c] for c in columns), row_id])
 
 
@@ -474,8 +490,10 @@ class TimelineStore:
     newer schema.
     """
 
-    def __init__(self, path=None, secret_patterns=None, secrets=None, timeout=30.0):
-        self.path = os.path.abspath(os.path.expanduser(str(path))) if path else default_path()
+    def __init__(self, path=None, secret_patterns=None, secrets=None, timeout=30.0, dsn=None):
+        self.dsn = dsn or None
+        self.path = None if self.dsn else (
+            os.path.abspath(os.path.expanduser(str(path))) if path else default_path())
         self.timeout = float(timeout)
         self._patterns = compile_patterns(secret_patterns)
         self._secrets = set()
@@ -483,9 +501,30 @@ class TimelineStore:
         self.add_secrets(secrets or ())
         self._lock = threading.RLock()
         self._conn = None
-        self._open()
+        self._errors = (sqlite3.Error,)
+        if self.dsn:
+            self._open_postgres()
+        else:
+            self._open()
 
     # --- connection ------------------------------------------------------------------
+
+    def _open_postgres(self):
+        try:
+            conn = _statedb.connect_postgres(self.dsn, _statedb.LOCK_TIMELINE, timeout=self.timeout)
+        except _statedb.StateDBError as exc:
+            raise TimelineError('timeline: %s' % exc) from None
+        self.path = conn.where
+        try:
+            self._ensure_schema(conn)
+        except conn.errors as exc:
+            conn.close()
+            raise TimelineError('timeline %s: %s' % (self.path, _statedb.first_line(exc))) from None
+        except TimelineError:
+            conn.close()
+            raise
+        self._errors = conn.errors
+        self._conn = conn
 
     def _open(self):
         directory = os.path.dirname(self.path)
@@ -499,7 +538,7 @@ class TimelineStore:
         except OSError as exc:
             raise TimelineError('timeline %s: cannot create it: %s' % (self.path, exc.strerror or exc)) from exc
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn = _statedb.connect_sqlite(self.path, timeout=self.timeout, check_same_thread=False)
         except sqlite3.Error as exc:
             raise TimelineError('timeline %s: cannot open it: %s' % (self.path, exc)) from exc
         deadline = time.monotonic() + self.timeout
@@ -519,10 +558,9 @@ class TimelineStore:
         self._conn = conn
 
     def _ensure_schema(self, conn):
-        conn.execute('BEGIN IMMEDIATE')
-        try:
+        with conn.transaction():
             for statement in _SCHEMA:
-                conn.execute(statement)
+                conn.schema(statement)
             current = conn.execute('SELECT MAX(version) FROM schema_version').fetchone()[0] or 0
             if current > SCHEMA_VERSION:
                 raise TimelineError('timeline %s: schema version %s is newer than this code knows (%s): upgrade '
@@ -531,10 +569,6 @@ class TimelineStore:
                 # Version 1 is the tables above; later versions add their migrations here.
                 conn.execute('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)',
                              (SCHEMA_VERSION, utc_now()))
-            conn.execute('COMMIT')
-        except BaseException:
-            conn.execute('ROLLBACK')
-            raise
 
     def close(self):
         with self._lock:
@@ -587,19 +621,15 @@ class TimelineStore:
         return self._conn
 
     def _write(self, func):
-        """Run func(conn) in one BEGIN IMMEDIATE transaction (writers queue on the busy timeout)."""
+        """Run func(conn) in one BEGIN IMMEDIATE transaction (writers queue on the busy timeout;
+        on PostgreSQL on the timeline's advisory lock)."""
         with self._lock:
             conn = self._conn_or_fail()
             try:
-                conn.execute('BEGIN IMMEDIATE')
-                try:
+                with conn.transaction():
                     result = func(conn)
-                    conn.execute('COMMIT')
-                except BaseException:
-                    conn.execute('ROLLBACK')
-                    raise
-            except sqlite3.Error as exc:
-                raise TimelineError('timeline %s: %s' % (self.path, exc)) from exc
+            except self._errors as exc:
+                raise TimelineError('timeline %s: %s' % (self.path, _statedb.first_line(exc))) from exc
             return result
 
     def _query(self, sql, params=()):
@@ -608,7 +638,7 @@ class TimelineStore:
             try:
                 cursor = conn.execute(sql, params)
                 return [_row(cursor, row) for row in cursor.fetchall()]
-            except sqlite3.Error as exc:
+            except self._errors as exc:
                 raise TimelineError('timeline %s: %s' % (self.path, exc)) from exc
 
     def _query_one(self, sql, params=()):
@@ -837,10 +867,9 @@ class TimelineStore:
             if values[0] is None and values[1] is not None:
                 found = conn.execute('SELECT incident_id FROM runs WHERE id = ?', (values[1],)).fetchone()
                 values[0] = found[0] if found else None
-            cursor = conn.execute(
+            return conn.insert(
                 'INSERT INTO events (incident_id, run_id, ts, kind, host, task, action, status, changed, failed, '
                 'message, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', values)
-            return cursor.lastrowid
 
         return self._write(insert)
 

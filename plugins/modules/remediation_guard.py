@@ -58,6 +58,8 @@ options:
       - Default C($RUNBOOK_ENVELOPE_DB), else C(envelope.db) in the runbook state directory (C($RUNBOOK_STATE_DIR),
         C($XDG_STATE_HOME/runbook) or C(~/.local/state/runbook)).
       - On AWX, point it at storage that outlives the job's execution environment.
+      - Ignored when C($RUNBOOK_STATE_DSN) is set (a libpq DSN or V(postgresql://) URL), the envelope is that
+        PostgreSQL database, shared by every controller (needs psycopg2 on the controller).
     type: path
   scenario:
     description:
@@ -229,6 +231,7 @@ from ansible_collections.runbook.remediation.plugins.module_utils._envelope impo
     EnvelopeError,
     default_path,
 )
+from ansible_collections.runbook.remediation.plugins.module_utils._statedb import env_dsn
 
 
 def main():
@@ -274,10 +277,12 @@ def main():
         if p[name] < 0:
             bad("%s must not be negative, got %s" % (name, p[name]))
 
+    dsn = env_dsn()
     try:
-        envelope = Envelope(path)
+        envelope = Envelope(path, dsn=dsn)
     except EnvelopeError as exc:
         module.fail_json(msg=str(exc), error_kind="unavailable", path=path)
+    path = envelope.path  # the shared database's password-free name when RUNBOOK_STATE_DSN is set
     try:
         if p["action"] == "admit":
             result = envelope.admit(
@@ -305,7 +310,7 @@ def main():
             module.exit_json(changed=bool(result["breakers_closed"] or result["holds_lifted"]), path=path,
                              status=envelope.status(), **result)
         module.exit_json(changed=False, path=path, status=envelope.status())
-    except sqlite3.Error as exc:  # mid-way: the file is locked for too long or damaged
+    except (sqlite3.Error, *envelope.conn.errors) as exc:  # mid-way: locked for too long, damaged, gone
         module.fail_json(msg="safety envelope state %s: %s" % (path, exc), error_kind="unavailable", path=path)
     finally:
         envelope.close()

@@ -18,6 +18,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[3]
 # Every collection has the one secret-name rule: the CLI loads it from the collection it drives.
 SECRET_RULE = "plugins/module_utils/_secrets.py"
+# ...and the state backend under the envelope and the timeline (SQLite or $RUNBOOK_STATE_DSN).
+STATE_DB = "plugins/module_utils/_statedb.py"
 
 
 def free_port() -> int:
@@ -33,6 +35,7 @@ def collection(tmp_path) -> Path:
     shutil.copytree(FIXTURES / "collection", root)
     (root / SECRET_RULE).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / SECRET_RULE, root / SECRET_RULE)
+    shutil.copy(REPO / STATE_DB, root / STATE_DB)
     return root
 
 

@@ -1,4 +1,5 @@
-"""The safety envelope's decisions, on a real SQLite file, with a controllable clock."""
+"""The safety envelope's decisions, on a real SQLite file and a real PostgreSQL database
+(the ``state_backend`` fixture), with a controllable clock."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def clock():
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    store = envelope.Envelope(str(tmp_path / "envelope.db"), clock=clock)
+def store(state_backend, clock):
+    store = envelope.Envelope(clock=clock, **state_backend.envelope_args())
     yield store
     store.close()
 
@@ -196,15 +197,36 @@ def test_dry_run_writes_nothing(store, tmp_path):
     assert store.attempts() == [] and store.status()["decisions"] == []
 
 
-def test_state_survives_a_new_process(tmp_path, clock):
-    path = str(tmp_path / "envelope.db")
-    first = envelope.Envelope(path, clock=clock)
+def test_state_survives_a_new_process(state_backend, clock):
+    where = state_backend.envelope_args()
+    first = envelope.Envelope(clock=clock, **where)
     admit(first, "a", max_attempts=1)
     first.release("web-1/api", "service-down", "a", "failed")
     first.close()
-    again = envelope.Envelope(path, clock=clock)
+    again = envelope.Envelope(clock=clock, **where)
     assert admit(again, "b", max_attempts=1)["decision"] == "escalate"
     again.close()
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(tmp_path):
+    from tests.postgres import free_port
+
+    dsn = f"postgresql://runbook:Unreachable-Pw-4711@127.0.0.1:{free_port()}/runbook"
+    with pytest.raises(envelope.EnvelopeError) as caught:
+        envelope.Envelope(dsn=dsn)
+    message = str(caught.value)
+    assert "\n" not in message and "Unreachable-Pw-4711" not in message
+    assert message.startswith("cannot use the shared state database postgresql://127.0.0.1:")
+
+
+def test_a_newer_schema_in_postgres_is_refused(postgres):
+    from tests.conftest import new_database
+
+    dsn = new_database(postgres)
+    envelope.Envelope(dsn=dsn).close()
+    postgres.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", dbname=dsn.rsplit("/", 1)[1])
+    with pytest.raises(envelope.EnvelopeError, match="schema version 99"):
+        envelope.Envelope(dsn=dsn)
 
 
 def test_unusable_path_is_an_envelope_error(tmp_path):
@@ -223,16 +245,16 @@ def test_newer_schema_is_refused(tmp_path):
         envelope.Envelope(str(path))
 
 
-def _race(path: str, run_id: str, barrier, results) -> None:
-    store = envelope.Envelope(path)
+def _race(where: dict, run_id: str, barrier, results) -> None:
+    store = envelope.Envelope(**where)
     barrier.wait()
     results.put(store.admit("web-1/api", "service-down", run_id, alert_key="fp@t0")["decision"])
     store.close()
 
 
-def test_ten_simultaneous_duplicates_admit_exactly_one(tmp_path):
-    path = str(tmp_path / "envelope.db")
-    envelope.Envelope(path).close()
+def test_ten_simultaneous_duplicates_admit_exactly_one(state_backend):
+    path = state_backend.envelope_args()
+    envelope.Envelope(**path).close()
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(10), context.Queue()
     workers = [context.Process(target=_race, args=(path, f"run-{i}", barrier, results)) for i in range(10)]
