@@ -68,6 +68,8 @@ REQUEST_VARS = (
     # latency (latency_relief): the same, and a work per request.
     ('latency_relief_query', PROMQL_RE, 'a PromQL expression'),
     ('latency_relief_work_to', re.compile(r'^[0-9]{1,9}$'), 'a whole number'),
+    # latency's CPU step (cpu_limit_raise): a number of cores.
+    ('cpu_limit_raise_to', re.compile(r'^[0-9]{1,3}(\.[0-9]{1,2})?$'), 'a number of cores'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

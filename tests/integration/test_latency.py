@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 
 import pytest
 
 from runbook_remediation.lab.monitoring import http_json
-from tests.conftest import restore_host, run_json, wait_for
+from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
 from tests.integration.test_error_rate import firing
 
 pytestmark = pytest.mark.lab
@@ -67,3 +68,76 @@ def test_too_much_work_per_request_is_reduced_and_p95_recovers(lab, slow):
     assert result["evidence"]["p95_seconds"] > 2
     assert health(lab, name)["work_iterations"] == 375
     wait_for(lambda: not firing(lab, "HighLatencyP95", name), timeout=90, what="HighLatencyP95 on lab-1 resolved")
+
+
+def cpu_quota(lab, name: str) -> str:
+    container = lab.client.containers.get(lab.host(name).container)
+    result = container.exec_run(["systemctl", "show", "-p", "CPUQuotaPerSecUSec", "--value", "runbook-demo.service"])
+    return result.output.decode().strip()
+
+
+def p95(lab, name: str) -> float | None:
+    port = lab.state().prometheus_port
+    query = ('histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+             f'{{host="{name}"}}[15s])))')
+    body = http_json(f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(query)}", timeout=5)
+    values = [float(r["value"][1]) for r in body["data"]["result"]]
+    return values[0] if values else None
+
+
+@pytest.fixture
+def throttled(lab):
+    """lab-1 at its work floor (5) under CPUQuota=5%, each request burning 4 ms of CPU: slow.
+    The drop-in sorts before the role's runbook-cpu.conf (a later one would win)."""
+    name = "lab-1"
+    sh(lab, name, f"mkdir -p {UNIT_DIR} && printf '[Service]\\nCPUQuota=5%%\\nEnvironment=DEMO_WORK_ITERATIONS=5\\n' "
+                  f"> {UNIT_DIR}/load-cpu.conf && systemctl daemon-reload && systemctl restart runbook-demo.service")
+    wait_for(lambda: http_status(lab.host(name).health_url) == 200 and health(lab, name).get("work_iterations") == 5,
+             timeout=30, what="lab-1 back at the floor")
+    assert runbook("lab", "break", "cpu-burn", "--host", name, "-p", "ms=4").returncode == 0
+    wait_for(lambda: (p95(lab, name) or 0) > 2, timeout=90, what="P95 of lab-1 above 2 s")
+    yield name
+    sh(lab, name, f"rm -f {UNIT_DIR}/load-cpu.conf && systemctl daemon-reload")
+    restore_host(lab, name)  # clears the fault and the role's runbook-cpu.conf
+
+
+def test_at_the_work_floor_a_throttling_cpu_limit_is_raised_in_place(lab, throttled):
+    name = throttled
+    pid = health(lab, name)["pid"]
+    # Wide margins: the machine may be busy with other tests; 1 core is ~10x what the burn needs.
+    extra = {"latency_relief_threshold": 1.5, "cpu_limit_raise_factor": 20, "cpu_limit_raise_sample": 2,
+             "latency_relief_verify_timeout": 120}
+
+    code, payload = run_json("run", "latency", "-l", name, "--check", extra=extra)
+    assert code == 0, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "planned", result
+    assert result["cpu"] == {"from": 0.05, "to": 1.0, "ceiling": 2.0}, result
+    assert cpu_quota(lab, name) == "50ms"
+
+    code, payload = run_json("run", "latency", "-l", name, extra=extra)
+    assert code == 0, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "remediated", result
+    assert "raised the CPU limit of demo from 0.05 to 1.0 cores" in result["message"]
+    assert any("scheduling periods throttled" in finding for finding in result["findings"]), result["findings"]
+    assert result["verification"]["below"] is True
+    assert cpu_quota(lab, name) == "1s"
+    assert health(lab, name)["pid"] == pid  # raised in place: no restart
+    assert health(lab, name)["work_iterations"] == 5  # the work per request stays at its floor
+
+    code, payload = run_json("run", "latency", "-l", name, extra=extra)
+    assert code == 4, payload  # P95 below the threshold: nothing to do
+
+
+def test_at_the_work_floor_without_throttling_it_escalates_and_changes_nothing(lab, throttled):
+    """A ceiling at the current limit: the CPU step cannot help either, a human must look."""
+    name = throttled
+    code, payload = run_json("run", "latency", "-l", name, extra={
+        "latency_relief_threshold": 1.5, "cpu_limit_raise_ceiling": 0.05, "cpu_limit_raise_sample": 1,
+        "runbook_override_safety": "test: a ceiling at the current limit"})
+    assert code == 3, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "escalate", result
+    assert "at its ceiling of 0.05 cores" in result["message"], result["message"]
+    assert cpu_quota(lab, name) == "50ms"

@@ -50,7 +50,7 @@ scenarios act on) come from the environment as a deployment sets them:
 * ``DEMO_PORT_CANDIDATES`` (a comma list): listen on the first free one of these ports
   instead of ``--port``, so replicas with the same configuration get a port each.
 
-Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds),
+Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds), cpu-burn (ms),
 memory-leak (mb_per_second, max_mb), fd-leak (per_second), log-flood (mb_per_second).
 A faults file holds start-up faults, one ``NAME`` or ``NAME:k=v,...`` per line, ``#`` comments;
 it is how crash-loop survives restarts.
@@ -115,11 +115,21 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     "hang": {},
     "error-rate": {"rate": (0.2, "fraction")},
     "latency": {"seconds": (3.0, "positive")},
+    # Each request spins this many milliseconds of CPU: under a tight CPU limit the service
+    # is throttled and slow (what cpu_limit_raise answers).
+    "cpu-burn": {"ms": (50.0, "positive")},
     "memory-leak": {"mb_per_second": (5.0, "positive"), "max_mb": (None, "positive")},
     "fd-leak": {"per_second": (50.0, "positive")},
     "log-flood": {"mb_per_second": (20.0, "positive")},
 }
 BACKGROUND_FAULTS = ("memory-leak", "fd-leak", "log-flood")
+
+
+def spin_cpu(seconds: float) -> None:
+    """Use ``seconds`` of this thread's CPU time (wall time is longer when throttled)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 class FaultError(ValueError):
@@ -783,6 +793,9 @@ class DemoService:
                 time.sleep(latency["seconds"])
             if self.work_seconds > 0:
                 time.sleep(self.work_seconds)  # the work each request does (DEMO_WORK_ITERATIONS)
+            burn = self.faults.get("cpu-burn")
+            if burn:
+                spin_cpu(burn["ms"] / 1000.0)
             # A real fd per request, so fd exhaustion shows up as EMFILE failures.
             with open("/dev/urandom", "rb", buffering=0) as fh:
                 fh.read(16)

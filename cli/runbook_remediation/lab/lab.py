@@ -46,7 +46,7 @@ STATE_SUBDIR = "/var/lib/runbook-demo"
 # budgets, memory raises): service_restart_state_dir and friends.
 REMEDIATION_STATE = "/var/lib/runbook-remediation"
 # The demo service's faults, as `runbook lab break` offers them.
-FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak", "fd-leak", "log-flood")
+FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "cpu-burn", "memory-leak", "fd-leak", "log-flood")
 # Each systemd host's cgroup v1 controllers are bind-mounted one by one: mounting the
 # whole tree makes systemd remount the host's cgroups read-only (TESTBED.md).
 CGROUP_CONTROLLERS = ("systemd", "unified", "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer")

@@ -43,7 +43,9 @@ METRIC_NAMES = (
     "demo_queue_items",
     "demo_info",
 )
-FAULT_NAMES = ("crash", "crash-loop", "hang", "error-rate", "latency", "memory-leak", "fd-leak", "log-flood")
+FAULT_NAMES = (
+    "crash", "crash-loop", "hang", "error-rate", "latency", "cpu-burn", "memory-leak", "fd-leak", "log-flood",
+)
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"(,|$)')
@@ -307,6 +309,17 @@ def test_latency_fault(launch: Callable[..., Demo]) -> None:
     started = time.monotonic()
     assert demo.request("GET", "/api/work")[0] == 200
     assert time.monotonic() - started >= 0.3
+
+
+def test_cpu_burn_fault_spends_cpu_per_request(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    assert demo.request("POST", "/faults/cpu-burn", {"ms": 200})[0] == 201
+    before = metric(demo.metrics(), "process_cpu_seconds_total")
+    started = time.monotonic()
+    assert demo.request("GET", "/api/work")[0] == 200
+    assert time.monotonic() - started >= 0.2
+    # The request's 0.2 s of CPU (besides what the workload's requests burn meanwhile).
+    assert metric(demo.metrics(), "process_cpu_seconds_total") - before >= 0.2
 
 
 def test_crash_fault(launch: Callable[..., Demo]) -> None:
