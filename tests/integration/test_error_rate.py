@@ -8,10 +8,11 @@ import urllib.error
 import urllib.parse
 
 import pytest
+import yaml
 
 from runbook_remediation.lab.lab import free_port
 from runbook_remediation.lab.monitoring import http_json
-from tests.conftest import restore_host, run_json, runbook, wait_for
+from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -131,3 +132,83 @@ def test_bad_input_and_a_missing_prometheus_change_nothing(lab, tmp_path):
         assert word.lower() in result["message"].lower(), (extra, result["message"])
     assert not marker.exists()
     assert what_runs(lab, name) == before
+
+
+CACHE_UNIT = """[Unit]
+Description=a dependency of the demo service (test)
+[Service]
+ExecStart=/usr/bin/python3 /opt/runbook-demo/demo_service.py --port {port} --name cache \\
+  --log-dir /var/log/runbook-demo/cache --workload-rps 0
+Restart=no
+"""
+DEMO_DROPIN = "/etc/systemd/system/runbook-demo.service.d/load-dependency.conf"
+CACHE_PATH = "/etc/systemd/system/runbook-cache.service"
+
+
+def sh(lab, name: str, script: str) -> None:
+    result = lab.client.containers.get(lab.host(name).container).exec_run(["sh", "-c", script])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def hard_dependency(lab):
+    """lab-2's demo fails its requests while its dependency `cache` (a unit on the same host,
+    in its description's depends_on) does not answer."""
+    name = "lab-2"
+    host = lab.host(name)
+    port = free_port({h.port for h in lab.state().hosts})
+    cache_url = f"http://127.0.0.1:{port}/health"
+    env = f"DEMO_UPSTREAM={cache_url} DEMO_FAIL_WITHOUT_UPSTREAM=1 DEMO_UPSTREAM_RPS=5"
+    sh(lab, name, f"cat > {CACHE_PATH} <<'EOF'\n{CACHE_UNIT.format(port=port)}EOF\n"
+                  f"mkdir -p {DEMO_DROPIN.rsplit('/', 1)[0]}"
+                  f" && printf '[Service]\\nEnvironment={env}\\n' > {DEMO_DROPIN}"
+                  " && systemctl daemon-reload && systemctl start runbook-cache.service"
+                  " && systemctl restart runbook-demo.service")
+    wait_for(lambda: http_status(cache_url) == 200 and http_status(host.health_url) == 200, timeout=30,
+             what="cache and demo up")
+    services = [
+        {**lab_service(lab, name), "depends_on": ["cache"]},
+        {"name": "cache", "manager": "systemd", "unit": "runbook-cache.service", "health_url": cache_url},
+    ]
+    try:
+        yield name, services, cache_url
+    finally:
+        sh(lab, name, f"systemctl stop runbook-cache.service; rm -f {CACHE_PATH} {DEMO_DROPIN}"
+                      " && systemctl daemon-reload")
+        restore_host(lab, name)
+
+
+def lab_service(lab, name: str) -> dict:
+    inventory = yaml.safe_load(lab.inventory_path.read_text(encoding="utf-8"))
+    hosts = inventory["all"]["children"]["lab"]["children"]["lab_systemd"]["hosts"]
+    return hosts[name]["runbook_services"][0]
+
+
+def test_a_dependency_that_is_down_is_restarted_first(lab, hard_dependency):
+    name, services, cache_url = hard_dependency
+    container = lab.client.containers.get(lab.host(name).container)
+    container.exec_run(["systemctl", "kill", "-s", "KILL", "runbook-cache.service"])
+    wait_for(lambda: (ratio(lab, name) or 0) > 0.2, timeout=60, what=f"errors on {name}")
+    extra = {"runbook_services": services}
+
+    before = what_runs(lab, name)
+    code, payload = run_json("run", "error-rate", "-l", name, "--service", "demo", "--check", extra=extra)
+    assert code == 0, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "planned", result
+    assert "would restart the unhealthy dependency of demo first: cache" in result["message"]
+    assert http_status(cache_url) is None and what_runs(lab, name) == before
+
+    code, payload = run_json("run", "error-rate", "-l", name, "--service", "demo", "--yes", extra=extra)
+    assert code == 0, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "remediated", result
+    assert result["dependencies"] == {"unhealthy": ["cache"], "restarted": ["cache"]}
+    assert any(action.startswith("restarted dependency cache") for action in result["actions"]), result["actions"]
+    assert "dependency cache (depends_on) does not answer its health check" in result["findings"]
+    assert result["verification"]["ratio_below"] is True
+    assert http_status(cache_url) == 200
+    assert what_runs(lab, name)["release"] == before["release"]  # no rollback
+
+    code, payload = run_json("run", "error-rate", "-l", name, "--service", "demo", "--yes", extra=extra)
+    assert code == 4, payload

@@ -32,7 +32,8 @@ key answers 401 and writes ``AUTH_ERROR`` to ``<log-dir>/security.log`` with the
 address, and ``demo_auth_failures_total{client,reason}`` counts it. The key is read at start
 (a rotation restarts the service) and never logged. ``--upstream URL`` makes the service a
 consumer of another one: it calls URL with its own key ``--upstream-rps`` times a second and
-its ``upstream`` health component is unhealthy until a call succeeds (and after one is refused).
+its ``upstream`` health component is unhealthy until a call succeeds (and after one is refused);
+with ``--fail-without-upstream`` its requests fail while the last call failed (a hard dependency).
 
 Releases, an upstream provider and the work per request (what the error-rate and latency
 scenarios act on) come from the environment as a deployment sets them:
@@ -558,6 +559,12 @@ class Upstream:
             self.call()
             stop.wait(interval)
 
+    def failing(self) -> bool:
+        """Whether the last call failed (no call yet is not a failure)."""
+        with self._lock:
+            last = self.last
+        return last is not None and not (last[1] is not None and 200 <= last[1] < 300)
+
     def component(self) -> dict[str, str]:
         with self._lock:
             last = self.last
@@ -600,6 +607,7 @@ class DemoService:
         self.auth = Auth(key, self.log_dir)
         upstream = getattr(args, "upstream", None)
         self.upstream = Upstream(upstream, key, getattr(args, "upstream_rps", 2.0)) if upstream else None
+        self.fail_without_upstream: bool = bool(getattr(args, "fail_without_upstream", False))
 
     # ----------------------------------------------------------------- faults
 
@@ -804,6 +812,8 @@ class DemoService:
             error_rate = self.faults.get("error-rate")
             if error_rate and random.random() < error_rate["rate"]:  # noqa: S311 - fault injection, not crypto
                 error_type, message = "upstream_error", "upstream returned HTTP 502"
+            elif self.fail_without_upstream and self.upstream is not None and self.upstream.failing():
+                error_type, message = "upstream_error", f"dependency {self.upstream.url} is unavailable"
             elif self.upstream_status() == "down":
                 error_type = "upstream_error"
                 message = f"upstream provider {self.upstream_provider} returned HTTP 503"
@@ -1229,6 +1239,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="file holding the API key (DEMO_API_KEY=... or the bare key); default $DEMO_API_KEY")
     parser.add_argument("--upstream", default=env("upstream"), help="URL of a service to call with the API key")
     parser.add_argument("--upstream-rps", type=rps, default=env("upstream-rps", "2"), help="upstream calls/s")
+    parser.add_argument("--fail-without-upstream", action="store_true",
+                        default=(env("fail-without-upstream") or "") not in ("", "0", "false"),
+                        help="fail requests while the upstream's last call failed (a hard dependency)")
     parser.add_argument("--release", default=env("release", "v1"), help="the running release's name")
     parser.add_argument("--release-error-rate", type=fraction, default=env("release-error-rate", "0"),
                         help="share of requests this release fails (its bug)")

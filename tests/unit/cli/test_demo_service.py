@@ -510,6 +510,20 @@ def test_consumer_upstream_health_follows_its_key(launch: Callable[..., Demo], t
     good = launch("--upstream", f"http://127.0.0.1:{api.port}/api/work", "--upstream-rps", "10",
                   env={"DEMO_API_KEY": "right-key"}, port=free_port())
     wait_for(lambda: good.component("upstream")["status"] == "healthy", 10, "the consumer accepted")
+
+
+def test_a_hard_dependency_fails_requests_while_it_is_down(launch: Callable[..., Demo]) -> None:
+    dead = free_port()  # nobody listens: every upstream call fails
+    soft = launch("--upstream", f"http://127.0.0.1:{dead}/health", "--upstream-rps", "10", port=free_port())
+    hard = launch("--upstream", f"http://127.0.0.1:{dead}/health", "--upstream-rps", "10", port=free_port(),
+                  env={"DEMO_FAIL_WITHOUT_UPSTREAM": "1"})
+    wait_for(lambda: hard.component("upstream")["status"] == "unhealthy", 10, "the upstream call failed")
+    status, body, _headers = hard.request("GET", "/api/work")
+    assert status == 500 and body["error_type"] == "upstream_error", body
+    assert "is unavailable" in body["error"]
+    assert soft.request("GET", "/api/work")[0] == 200  # without the flag the dependency is soft
+
+
 # --- releases, upstream provider, work per request, replicas (error-rate and latency) ----------------
 
 
