@@ -171,6 +171,7 @@ def test_a_pool_with_room_is_left_alone_unless_forced(pool, tmp_path):
     assert run.result["outcome"] == "healthy", run.result["message"]
     assert "nothing signalled" in run.result["message"] and run.result["evidence"]["terminated"] == []
     assert all(alive(conn) for conn in leaked)
+    time.sleep(2.5)  # alive() ran a query on each: idle past the threshold again
     forced = play(inventory(tmp_path, pool), extra={**FAST, "db_connections_force": True})
     assert forced.result["outcome"] == "remediated", forced.result["message"]
     assert not any(alive(conn) for conn in leaked)
