@@ -26,6 +26,7 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("runbook_alert_key", "0a1b2c3d4e5f6789@2026-12-03T08:00:00.123456789+01:00"),
     ("runbook_run_id", "20261203T080000-ab12cd34"),
     ("runbook_incident", "INC-20261203-0001"),
+    ("cpu_limit_raise_to", "1.5"), ("cpu_limit_raise_to", "2"),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == value
@@ -34,6 +35,7 @@ def test_other_request_values(name, value):
 @pytest.mark.parametrize(("name", "value"), [
     ("runbook_alert_key", "x@y"), ("runbook_alert_key", PAYLOAD), ("runbook_run_id", PAYLOAD),
     ("runbook_incident", "INC 1"), ("service", 7.5), ("service", ["demo"]), ("service", True),
+    ("cpu_limit_raise_to", PAYLOAD), ("cpu_limit_raise_to", "1; reboot"), ("cpu_limit_raise_to", "0.125"),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
