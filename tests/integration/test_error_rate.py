@@ -34,13 +34,17 @@ def ratio(lab, host: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
+def health_body(lab, name: str) -> dict:
+    try:
+        return http_json(lab.host(name).health_url, timeout=5)
+    except urllib.error.HTTPError as exc:  # 503 while every request fails: the body still says
+        return json.loads(exc.read())
+
+
 def what_runs(lab, name: str) -> dict:
     """The release the service reports, and the container (docker, compose) or process it runs in."""
     host = lab.host(name)
-    try:
-        health = http_json(host.health_url, timeout=5)
-    except urllib.error.HTTPError as exc:  # 503 while the bad release fails: the body still says
-        health = json.loads(exc.read())
+    health = health_body(lab, name)
     container = lab.client.containers.get(host.container)
     return {"release": health["release"], "container": container.id, "pid": health["pid"]}
 
@@ -212,3 +216,45 @@ def test_a_dependency_that_is_down_is_restarted_first(lab, hard_dependency):
 
     code, payload = run_json("run", "error-rate", "-l", name, "--service", "demo", "--yes", extra=extra)
     assert code == 4, payload
+
+
+def test_a_memory_leak_behind_the_errors_is_restarted(lab):
+    """No release and no dependency explains the errors, but the service's memory grows: the
+    run hands over to memory-leak's mitigation (a restart within the budget) and verifies the
+    error ratio; the rollback and the provider switch are not touched."""
+    name = "lab-1"
+    restore_host(lab, name)  # a fresh process and an empty deploy history
+    try:
+        result = runbook("lab", "break", "memory-leak", "--host", name,
+                         "-p", "mb_per_second=0.5", "-p", "max_mb=40", "-p", "fail_above_mb=4")
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: firing(lab, "HighErrorRate", name), timeout=60, what=f"HighErrorRate on {name}")
+        # The memory reading skips a process's first 30 s and needs three 15 s points.
+        wait_for(lambda: health_body(lab, name)["uptime_seconds"] >= 65, timeout=90,
+                 what="a process old enough for a memory trend")
+        before = what_runs(lab, name)
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--check")
+        assert code == 0, payload
+        result = payload["hosts"][name]
+        assert result["outcome"] == "planned", result
+        assert "would restart demo, whose resident memory grows" in result["message"], result["message"]
+        assert result["memory"]["leak"] is True and result["memory"]["restarted"] is False
+        assert what_runs(lab, name) == before
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 0, payload
+        result = payload["hosts"][name]
+        assert result["outcome"] == "remediated", result
+        assert result["memory"]["leak"] is True and result["memory"]["restarted"] is True
+        assert any("resident memory grew" in finding for finding in result["findings"]), result["findings"]
+        assert result["release"]["to"] is None and result["provider"]["to"] is None
+        assert result["verification"]["ratio_below"] is True
+        after = what_runs(lab, name)
+        assert after["pid"] != before["pid"] and after["release"] == before["release"]
+        assert "out_of_memory" in json.dumps(result["evidence"]["breakdown"])
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 4, payload
+    finally:
+        restore_host(lab, name)

@@ -1,8 +1,9 @@
-"""error-rate's provider branch end to end on the real lab (systemd host lab-1): the upstream
-provider goes down (`runbook lab break provider-down`) -> HighErrorRate fires -> `runbook run
-error-rate` switches the service's DEMO_UPSTREAM_PROVIDER to the configured fallback and
-restarts it -> the error ratio recovers (PromQL); a second run has nothing to do. Check mode
-changes nothing; the fallback already in use escalates; a bad fallback is refused."""
+"""error-rate's provider branch end to end on the real lab (systemd host lab-1, and the Docker
+and Compose services): the upstream provider goes down (`runbook lab break provider-down`) ->
+HighErrorRate fires -> `runbook run error-rate` switches the service's DEMO_UPSTREAM_PROVIDER
+to the configured fallback and restarts it -> the error ratio recovers (PromQL); a second run
+has nothing to do. Check mode changes nothing; the fallback already in use escalates; a bad
+fallback is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import urllib.error
 
 import pytest
+import yaml
 
 from runbook_remediation.lab.lab import PROVIDER_STATUS_FILE
 from runbook_remediation.lab.monitoring import http_json
@@ -128,3 +130,49 @@ def test_a_bad_fallback_is_refused_and_runs_nothing(lab, tmp_path):
     assert not marker.exists()
     assert health(lab)["pid"] == before["pid"]
     assert "runbook-provider.conf" not in dropins(lab) and "DEMO_UPSTREAM_PROVIDER" not in dropins(lab)
+
+
+def container_env(lab, name: str) -> dict:
+    container = lab.client.containers.get(lab.host(name).container)
+    return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
+
+
+@pytest.mark.parametrize("name", ["lab-docker", "lab-compose"])
+def test_a_failing_provider_is_switched_on_docker_and_compose(lab, name):
+    """The switch recreates the container (Docker) or writes the Compose override; the outage
+    itself lives outside the container, so only the fallback can end the errors."""
+    restore_host(lab, name)
+    try:
+        result = runbook("lab", "break", "provider-down", "--host", name)
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: firing(lab, "HighErrorRate", name), timeout=60, what=f"HighErrorRate on {name}")
+        before = container_env(lab, name)
+        assert before.get("DEMO_UPSTREAM_PROVIDER", "primary") == "primary"
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--check")
+        assert code == 0, payload
+        assert payload["hosts"][name]["outcome"] == "planned", payload
+        assert container_env(lab, name) == before
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 0, payload
+        outcome = payload["hosts"][name]
+        assert outcome["outcome"] == "remediated", outcome
+        assert outcome["provider"] == {"variable": "DEMO_UPSTREAM_PROVIDER", "from": "primary", "to": "secondary",
+                                       "failing": True}
+        assert outcome["release"]["to"] is None
+        assert outcome["verification"]["ratio_below"] is True
+        assert container_env(lab, name)["DEMO_UPSTREAM_PROVIDER"] == "secondary"
+        assert http_json(lab.host(name).health_url, timeout=10)["upstream_provider"] == "secondary"
+        if name == "lab-compose":
+            # Persisted where Compose reads it: a later `docker compose up` keeps the fallback.
+            override = yaml.safe_load((lab.compose_dir / "compose.override.yaml").read_text(encoding="utf-8"))
+            service = next(iter(override["services"].values()))
+            assert service["environment"]["DEMO_UPSTREAM_PROVIDER"] == "secondary"
+        wait_for(lambda: (r := ratio(lab, name)) is not None and r < 0.05, timeout=30,
+                 what=f"{name}'s error ratio below 5%")
+
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        assert code == 4, payload
+    finally:
+        restore_host(lab, name)

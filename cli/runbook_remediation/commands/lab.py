@@ -76,7 +76,7 @@ def _parse_params(values: tuple[str, ...]) -> dict:
 @lab.command(
     name="break",
     help=f"Inject FAULT into the demo service on a lab host.\n\nFAULT is one of: {', '.join(FAULTS + LAB_FAULTS)} "
-         f"(provider-down, systemd hosts: takes the upstream provider -p provider=NAME down, default primary).",
+         f"(provider-down takes the upstream provider -p provider=NAME down, default primary).",
 )
 @click.argument("fault", metavar="FAULT", callback=non_empty, shell_complete=complete.lab_faults)
 @click.option("--host", "host_name", required=True, callback=non_empty, shell_complete=complete.inventory_hosts,

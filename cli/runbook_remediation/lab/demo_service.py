@@ -52,7 +52,8 @@ scenarios act on) come from the environment as a deployment sets them:
   instead of ``--port``, so replicas with the same configuration get a port each.
 
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds), cpu-burn (ms),
-memory-leak (mb_per_second, max_mb), fd-leak (per_second), log-flood (mb_per_second).
+memory-leak (mb_per_second, max_mb, fail_above_mb: requests fail with
+``error_type="out_of_memory"`` once the leak holds that much), fd-leak (per_second), log-flood (mb_per_second).
 A faults file holds start-up faults, one ``NAME`` or ``NAME:k=v,...`` per line, ``#`` comments;
 it is how crash-loop survives restarts.
 
@@ -95,7 +96,8 @@ DB_CHECK_CACHE_SECONDS = 2.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WORK_HANDLER = "/api/work"
 # Declared up front so every series exists at 0 and rate() works from the first scrape.
-ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_error", "io_error", "release_bug")
+ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_error", "io_error", "release_bug",
+               "out_of_memory")
 # How often the upstream status file is read again (an outage starts and ends outside the service).
 UPSTREAM_STATUS_CACHE_SECONDS = 1.0
 STATUS_RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -119,7 +121,10 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     # Each request spins this many milliseconds of CPU: under a tight CPU limit the service
     # is throttled and slow (what cpu_limit_raise answers).
     "cpu-burn": {"ms": (50.0, "positive")},
-    "memory-leak": {"mb_per_second": (5.0, "positive"), "max_mb": (None, "positive")},
+    # fail_above_mb: a service starved by its own leak fails requests (error-rate's memory hand-off).
+    "memory-leak": {
+        "mb_per_second": (5.0, "positive"), "max_mb": (None, "positive"), "fail_above_mb": (None, "positive"),
+    },
     "fd-leak": {"per_second": (50.0, "positive")},
     "log-flood": {"mb_per_second": (20.0, "positive")},
 }
@@ -608,6 +613,7 @@ class DemoService:
         upstream = getattr(args, "upstream", None)
         self.upstream = Upstream(upstream, key, getattr(args, "upstream_rps", 2.0)) if upstream else None
         self.fail_without_upstream: bool = bool(getattr(args, "fail_without_upstream", False))
+        self.leaked_bytes = 0  # what the memory-leak fault holds now
 
     # ----------------------------------------------------------------- faults
 
@@ -683,9 +689,11 @@ class DemoService:
                     else:
                         chunks.append(chunk)
                         total += size
+                        self.leaked_bytes = total
                 token.wait(TICK)
         finally:
             chunks.clear()
+            self.leaked_bytes = 0
 
     def _fd_leak(self, token: threading.Event) -> None:
         fds: list[int] = []
@@ -810,7 +818,10 @@ class DemoService:
             if self.db_path:
                 self._touch_db()
             error_rate = self.faults.get("error-rate")
-            if error_rate and random.random() < error_rate["rate"]:  # noqa: S311 - fault injection, not crypto
+            leak = self.faults.get("memory-leak") or {}
+            if "fail_above_mb" in leak and self.leaked_bytes >= leak["fail_above_mb"] * MIB:
+                error_type, message = "out_of_memory", "MemoryError: cannot allocate the response buffer"
+            elif error_rate and random.random() < error_rate["rate"]:  # noqa: S311 - fault injection, not crypto
                 error_type, message = "upstream_error", "upstream returned HTTP 502"
             elif self.fail_without_upstream and self.upstream is not None and self.upstream.failing():
                 error_type, message = "upstream_error", f"dependency {self.upstream.url} is unavailable"

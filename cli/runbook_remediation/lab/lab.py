@@ -62,8 +62,9 @@ RELEASE_IMAGE = "runbook-lab-demo"  # Docker and Compose: one image per release,
 RELEASES_DIR = "/opt/runbook-demo/releases"  # systemd: one directory per release ...
 CURRENT_RELEASE = "/opt/runbook-demo/current"  # ... and the symlink to the running one
 # The upstream providers' status, kept outside the service (an outage does not end when
-# it restarts): systemd hosts read it (DEMO_UPSTREAM_STATUS_FILE). The service calls
-# `primary` (DEMO_UPSTREAM_PROVIDER); `secondary` is its configured fallback.
+# it restarts or its container is recreated): systemd hosts keep it on the host, Docker and
+# Compose services get it from a lab directory mounted read-only (DEMO_UPSTREAM_STATUS_FILE).
+# The service calls `primary` (DEMO_UPSTREAM_PROVIDER); `secondary` is its configured fallback.
 PROVIDER_STATUS_FILE = "/var/lib/runbook-upstream/providers.json"
 PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
@@ -277,6 +278,13 @@ class Lab:
             labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "systemd"},
         )
 
+    def upstream_dir(self, host: LabHost) -> Path:
+        """Docker and Compose services: the lab directory holding their upstream status file,
+        mounted read-only where the service reads it."""
+        path = self.dir / "upstream" / host.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def _create_docker_service(self, host: LabHost, image: str | None = None):
         from docker.types import Ulimit
 
@@ -294,7 +302,11 @@ class Lab:
             memswap_limit=MEMORY_LIMIT,
             ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
             tmpfs={LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755"},
-            volumes={str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"}},
+            environment={"DEMO_UPSTREAM_STATUS_FILE": PROVIDER_STATUS_FILE},
+            volumes={
+                str(demo_service_source()): {"bind": DEMO_PATH, "mode": "ro"},
+                str(self.upstream_dir(host)): {"bind": str(Path(PROVIDER_STATUS_FILE).parent), "mode": "ro"},
+            },
             labels={LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "docker"},
         )
 
@@ -325,7 +337,9 @@ class Lab:
                     "memswap_limit": MEMORY_LIMIT,
                     "ulimits": {"nofile": {"soft": NOFILE_LIMIT, "hard": NOFILE_LIMIT}},
                     "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
-                    "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
+                    "environment": {"DEMO_UPSTREAM_STATUS_FILE": PROVIDER_STATUS_FILE},
+                    "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro",
+                                f"{self.upstream_dir(host)}:{Path(PROVIDER_STATUS_FILE).parent}:ro"],
                     "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
                 }
             },
@@ -581,18 +595,22 @@ class Lab:
         return {"host": host.name, "fault": fault, "params": params or {}}
 
     def provider_down(self, host_name: str, params: dict) -> dict:
-        """Take an upstream provider down for a systemd host's demo service (the status file
-        it reads, outside the service): every request through that provider fails."""
+        """Take an upstream provider down for a host's demo service (the status file it reads,
+        outside the service): every request through that provider fails."""
         provider = str(params.get("provider", "primary"))
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", provider):
             raise BadInput(f"provider-down: provider must be a plain name, not {provider!r}")
         host = self.host(host_name)
+        status = json.dumps({provider: "down"})
         if host.manager != "systemd":
-            raise BadInput(f"provider-down is for systemd lab hosts; {host.name} is managed by {host.manager}")
+            # Written beside the mount and renamed: the service never reads half a file.
+            path = self.upstream_dir(host) / Path(PROVIDER_STATUS_FILE).name
+            path.with_suffix(".tmp").write_text(status, encoding="utf-8")
+            path.with_suffix(".tmp").replace(path)
+            return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
         container = self._container(host.container)
         if container is None or container.status != "running":
             raise Unavailable(f"{host.container} is not running")
-        status = json.dumps({provider: "down"})
         script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
         self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
@@ -615,6 +633,7 @@ class Lab:
                 path.unlink(missing_ok=True)
             for path in Path(REMEDIATION_STATE).glob(f"releases-*@{thing}.json"):
                 path.unlink(missing_ok=True)
+            (self.upstream_dir(host) / Path(PROVIDER_STATUS_FILE).name).unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])

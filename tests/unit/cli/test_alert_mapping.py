@@ -4,6 +4,8 @@ overlay); unmapped alerts reach the rulebook's catch-all; the severity matrix's 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +78,42 @@ def test_every_seed_alert_maps_to_a_scenario(name):
 )
 def test_fitting_scenarios(name, scenario):
     assert catalogue.alert_map(SCENARIOS)[name].name == scenario
+
+
+# --- the lab's own rules ------------------------------------------------------------------------
+
+LAB_RULES = REPO / "cli" / "runbook_remediation" / "lab" / "files" / "prometheus-rules.yml"
+
+
+def lab_rules() -> list[dict]:
+    groups = yaml.safe_load(LAB_RULES.read_text(encoding="utf-8"))["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_every_lab_alert_maps_to_a_scenario_and_carries_where_to_act():
+    mapping = catalogue.alert_map(SCENARIOS)
+    names = {rule["alert"] for rule in lab_rules()}
+    assert {"ServiceDown", "HighErrorRate", "HighLatencyP95", "HighMemoryUsage", "AuthenticationErrors"} <= names
+    for rule in lab_rules():
+        assert rule["alert"] in mapping, f"the lab fires {rule['alert']}, which maps to no scenario"
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule
+        # Triage and the rulebooks act on host and service: every expression keeps them.
+        expr = " ".join(rule["expr"].split())
+        assert "by (host, service" in expr or "sum" not in expr, rule["alert"]
+
+
+def test_the_lab_names_its_alerts_as_the_seeds_do():
+    # The seeds' generic names the demo has a metric for; the GgenMcp* names belong to that system.
+    generic = {name for name in KNOWN_SEED_ALERTS if not name.startswith("GgenMcp")}
+    fired = {rule["alert"] for rule in lab_rules()}
+    assert {"HighErrorRate", "HighLatencyP95", "HighMemoryUsage", "AuthenticationErrors"} <= generic & fired
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_lab_rules():
+    result = subprocess.run(["promtool", "check", "rules", str(LAB_RULES)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- the user's own names ------------------------------------------------------------------------
