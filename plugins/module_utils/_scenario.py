@@ -20,6 +20,7 @@ Private to this collection (the leading underscore): no compatibility promise.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -55,6 +56,10 @@ OVERRIDE_RE = re.compile(r'^[A-Za-z0-9 _.,:;()/#@+-]{3,200}$')
 PROMQL_RE = re.compile(r'^[^\x00-\x1f\x7f]{1,2000}$')
 # Jinja's delimiters: a request value holding one is refused outright.
 _TEMPLATE_MARKS = ('{{', '{%', '{#')
+# env-toggle (env_toggle_set): an environment variable name, and a plain value (the role then
+# checks the name against the service's declared settings).
+ENV_NAME_RE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,127}$')
+ENV_VALUE_RE = re.compile(r'^[A-Za-z0-9_.:/@+,=*-]{0,256}$')
 
 # Request variables: (name, pattern, what it is). Each may come from an alert or a CLI.
 REQUEST_VARS = (
@@ -106,7 +111,8 @@ def check_value(name, value, pattern, what):
         value = str(value)
     if has_template(value):
         raise RequestError('%s must be %s: templates are not accepted from a request' % (name, what))
-    if not pattern.match(value):
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not pattern.fullmatch(value):
         raise RequestError('%s must be %s matching %s, got %s' % (name, what, pattern.pattern, echo(value)))
     return value
 
@@ -128,8 +134,55 @@ def check_request(raw_vars):
     clean = {}
     for name, pattern, what in REQUEST_VARS:
         clean[name] = check_value(name, raw_vars.get(name), pattern, what)
+    clean['env_toggle_set'] = check_env_set(raw_vars.get('env_toggle_set'))
+    clean['env_toggle_revert'] = check_flag('env_toggle_revert', raw_vars.get('env_toggle_revert'))
     clean['alert'] = check_eda_event(raw_vars.get('ansible_eda'))
     return clean
+
+
+def check_env_set(value):
+    """env_toggle_set: a mapping {NAME: value} (or its JSON text, an AWX survey field) of
+    plain names and values. Returns the mapping ({} when absent)."""
+    if value is None or value == '' or value == {}:
+        return {}
+    if isinstance(value, str):
+        if has_template(value):
+            raise RequestError('env_toggle_set must be a mapping {NAME: value}: '
+                               'templates are not accepted from a request')
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise RequestError('env_toggle_set must be a mapping {NAME: value} (or its JSON text)') from None
+    if not isinstance(value, dict):
+        raise RequestError('env_toggle_set must be a mapping {NAME: value}')
+    clean = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+            raise RequestError('env_toggle_set: %s is not an environment variable name' % echo(name))
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise RequestError('env_toggle_set: the value of %s must be text or a whole number' % name)
+        item = str(item)
+        if has_template(item):
+            raise RequestError('env_toggle_set: the value of %s: templates are not accepted from a request' % name)
+        if not ENV_VALUE_RE.fullmatch(item):
+            raise RequestError('env_toggle_set: the value of %s must be plain (letters, digits, _.:/@+,=*-), got %s'
+                               % (name, echo(item)))
+        clean[name] = item
+    return clean
+
+
+def check_flag(name, value):
+    """A yes/no request value: a boolean, or its text. Returns a bool (False when absent)."""
+    if value is None or value == '':
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in ('true', 'yes', 'on', '1'):
+        return True
+    if text in ('false', 'no', 'off', '0'):
+        return False
+    raise RequestError('%s must be true or false, not %s' % (name, echo(value)))
 
 
 def check_eda_event(eda):

@@ -633,12 +633,15 @@ class Lab:
                 path.unlink(missing_ok=True)
             for path in Path(REMEDIATION_STATE).glob(f"releases-*@{thing}.json"):
                 path.unlink(missing_ok=True)
+            for path in Path(REMEDIATION_STATE).glob(f"env-*@{thing}.json"):
+                path.unlink(missing_ok=True)
             (self.upstream_dir(host) / Path(PROVIDER_STATUS_FILE).name).unlink(missing_ok=True)
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
             self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
             self._exec(container, ["sh", "-c", f"rm -f {CURRENT_RELEASE} {REMEDIATION_STATE}/releases-*.json"])
+            self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/env-*.json"])
             self._exec(container, ["rm", "-f", PROVIDER_STATUS_FILE])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
@@ -823,6 +826,9 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "work": {"env": "DEMO_WORK_ITERATIONS", "floor": 5, "health_key": "work_iterations"},
             # The upstream provider (release_rollback's provider switch): the variable, its fallback.
             "provider": {"env": "DEMO_UPSTREAM_PROVIDER", "fallback": PROVIDER_FALLBACK},
+            # What env-toggle may change (env_toggle): the demo's knobs, the provider only to a known one.
+            "settings": ["DEMO_WORK_ITERATIONS", "DEMO_WORKLOAD_RPS",
+                         {"name": "DEMO_UPSTREAM_PROVIDER", "values": ["primary", PROVIDER_FALLBACK]}],
         }
         if host.manager == "systemd":
             service["unit"] = UNIT

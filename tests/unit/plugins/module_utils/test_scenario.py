@@ -13,8 +13,8 @@ def test_plain_service_names_pass(value):
     assert scenario.check_request({"service": value})["service"] == value
 
 
-@pytest.mark.parametrize("value", [PAYLOAD, "{% raw %}", "{# x #}", "a b", "a,b", "web-*", "x;rm -rf /", "a" * 200,
-                                   "ünïcode", "../etc"])
+@pytest.mark.parametrize("value", [PAYLOAD, "{% raw %}", "{# x #}", "demo\n", "a b", "a,b", "web-*", "x;rm -rf /",
+                                   "a" * 200, "ünïcode", "../etc"])
 def test_anything_else_is_refused_without_echoing_it(value):
     with pytest.raises(scenario.RequestError) as exc:
         scenario.check_request({"service": value})
@@ -40,6 +40,36 @@ def test_other_request_values(name, value):
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
         scenario.check_request({name: value})
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"DEMO_LOG_LEVEL": "debug", "DEMO_WORK_ITERATIONS": 5}, {"DEMO_LOG_LEVEL": "debug", "DEMO_WORK_ITERATIONS": "5"}),
+    ('{"LLM_PROVIDER": "secondary"}', {"LLM_PROVIDER": "secondary"}), ("", {}), (None, {}),
+])
+def test_settings_requests(value, expected):
+    assert scenario.check_request({"env_toggle_set": value})["env_toggle_set"] == expected
+
+
+@pytest.mark.parametrize("value", [
+    {"DEMO_LOG_LEVEL": PAYLOAD}, {PAYLOAD: "x"}, PAYLOAD, '{"A": "' + PAYLOAD.replace('"', "'") + '"}',
+    {"A": "x\nExecStartPre=/bin/sh"}, {"A": "$(id)"}, {"A": True}, {"A": ["x"]}, ["A=x"], "A=x", {"1A": "x"},
+])
+def test_bad_settings_requests(value):
+    with pytest.raises(scenario.RequestError) as exc:
+        scenario.check_request({"env_toggle_set": value})
+    assert "{{" not in str(exc.value) and "lookup" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(True, True), ("true", True), ("yes", True), ("0", False),
+                                                 (False, False), ("", False), (None, False)])
+def test_revert_flag(value, expected):
+    assert scenario.check_request({"env_toggle_revert": value})["env_toggle_revert"] is expected
+
+
+@pytest.mark.parametrize("value", [PAYLOAD, "maybe", [True], 2])
+def test_bad_revert_flags(value):
+    with pytest.raises(scenario.RequestError):
+        scenario.check_request({"env_toggle_revert": value})
 
 
 def test_an_eda_event_is_reduced_to_checked_fields():
