@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import restore_host, runbook, wait_for
+from tests.conftest import http_status, restore_host, runbook, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -36,8 +36,7 @@ def compose_secret(lab):
         return any(f"DEMO_DB_PASSWORD={secret}" in c.attrs["Config"]["Env"] for c in containers)
 
     wait_for(has_secret, timeout=60, what="the Compose service with the password")
-    wait_for(lambda: subprocess.run(["curl", "-sf", host.health_url], capture_output=True).returncode == 0,
-             timeout=60, what="the Compose service healthy")
+    wait_for(lambda: http_status(host.health_url) == 200, timeout=60, what="the Compose service healthy")
     yield secret
     override.unlink(missing_ok=True)
     restore_host(lab, NAME)

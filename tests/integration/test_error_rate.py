@@ -86,6 +86,8 @@ def test_a_bad_release_is_rolled_back(lab, bad_release, name):
     result = payload["hosts"][name]
     assert result["outcome"] == "remediated", result
     assert result["release"] == {"from": "v2", "to": "v1"}
+    errors = result["evidence"]["error_lines"]
+    assert any("TypeError in release v2" in line for line in errors["lines"]), errors
     assert "errors began" in result["message"] and "after release v2 replaced v1" in result["message"]
     assert result["verification"]["ratio_below"] is True
     assert what_runs(lab, name)["release"] == "v1"
@@ -112,6 +114,11 @@ def test_errors_without_a_recorded_release_escalate_and_change_nothing(lab):
         assert result["outcome"] == "escalate"
         assert "no previous release" in result["message"]
         assert result["evidence"]["breakdown"]["error_type"], result["evidence"]
+        # The process's own ERROR lines are evidence: the journal of its PID.
+        errors = result["evidence"]["error_lines"]
+        assert errors["count"] > 0 and "upstream returned HTTP 502" in errors["lines"][-1], errors
+        assert errors["since"] == f"pid {before['pid']}"
+        assert any("ERROR lines in the log since the process started" in f for f in result["findings"])
         assert what_runs(lab, name) == before
         assert lab.release_history(lab.host(name)) == []
     finally:
@@ -253,6 +260,7 @@ def test_a_memory_leak_behind_the_errors_is_restarted(lab):
         after = what_runs(lab, name)
         assert after["pid"] != before["pid"] and after["release"] == before["release"]
         assert "out_of_memory" in json.dumps(result["evidence"]["breakdown"])
+        assert "MemoryError" in "\n".join(result["evidence"]["error_lines"]["lines"])
 
         code, payload = run_json("run", "error-rate", "-l", name, "--yes")
         assert code == 4, payload
