@@ -321,3 +321,38 @@ def test_memory_leak_is_restarted_and_the_trend_recorded(lab, restored):
     code, payload = run_json("run", "memory-leak", "-l", "lab-2", extra=TREND)
     assert code == 4, payload
     assert payload["hosts"]["lab-2"]["outcome"] == "healthy"
+
+
+def test_memory_near_its_limit_is_restarted_though_it_no_longer_grows(lab, restored):
+    """Seed 003 GgenMcpMemoryCritical: above a share of the limit, not growing any more."""
+    restored("lab-2")
+    started = unit_show(lab, "lab-2")["ExecMainStartTimestamp"]
+    break_memory(lab, "lab-2", mb_per_second=40, max_mb=50)  # 50 MiB at once, then flat
+    time.sleep(12)  # the trend's window (after its 3 s warm-up) sees a flat line
+    near = {**TREND, "memory_limit_raise_usage_threshold": 0.4}  # 40% of the 128 MiB limit
+
+    code, payload = run_json("run", "memory-leak", "-l", "lab-2", "--check", extra=near)
+    assert code == 0, payload
+    result = payload["hosts"]["lab-2"]
+    assert result["outcome"] == "planned", result
+    assert "is near its memory limit" in result["message"] and "limit (threshold 40%)" in result["message"]
+    trend = result["evidence"]["trend"]
+    assert trend["leak"] is False and trend["near_limit"] is True and trend["limit_bytes"] == 128 * MIB
+    assert unit_show(lab, "lab-2")["ExecMainStartTimestamp"] == started
+
+    # The default 90% is not reached: nothing to do, and the finding says how far it is.
+    code, payload = run_json("run", "memory-leak", "-l", "lab-2", extra=TREND)
+    assert code == 4, payload
+    assert "% of the 128.0 MiB limit (threshold 90%)" in payload["hosts"]["lab-2"]["message"]
+
+    code, payload = run_json("run", "memory-leak", "-l", "lab-2", extra=near)
+    assert code == 0, payload
+    assert payload["hosts"]["lab-2"]["outcome"] == "remediated", payload
+    assert unit_show(lab, "lab-2")["ExecMainStartTimestamp"] != started
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "most"])
+def test_a_bad_usage_threshold_is_bad_input(lab, value):
+    code, payload = run_json("run", "memory-leak", "-l", "lab-2", extra={"memory_limit_raise_usage_threshold": value})
+    assert code == 2, payload
+    assert "usage_threshold" in payload["hosts"]["lab-2"]["message"], payload["hosts"]["lab-2"]["message"]
