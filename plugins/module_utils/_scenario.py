@@ -75,6 +75,8 @@ REQUEST_VARS = (
     ('latency_relief_work_to', re.compile(r'^[0-9]{1,9}$'), 'a whole number'),
     # latency's CPU step (cpu_limit_raise): a number of cores.
     ('cpu_limit_raise_to', re.compile(r'^[0-9]{1,3}(\.[0-9]{1,2})?$'), 'a number of cores'),
+    # latency's scale-out step (replica_scale): a replica count.
+    ('replica_scale_to', re.compile(r'^[0-9]{1,3}$'), 'a whole number of replicas'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

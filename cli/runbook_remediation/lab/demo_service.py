@@ -49,11 +49,17 @@ scenarios act on) come from the environment as a deployment sets them:
 * ``DEMO_WORK_ITERATIONS`` x ``DEMO_WORK_UNIT_MS`` is the work (time) each request takes
   (seed 000's ``MCTS_DEFAULT_ITERATIONS``).
 * ``DEMO_PORT_CANDIDATES`` (a comma list): listen on the first free one of these ports
-  instead of ``--port``, so replicas with the same configuration get a port each.
+  instead of ``--port``, so replicas with the same configuration get a port each. The live
+  replicas are the candidates that accept a connection (the ``load`` fault shares its load
+  among them); ``/health`` says the port taken.
 
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds), cpu-burn (ms),
-memory-leak (mb_per_second, max_mb, fail_above_mb: requests fail with
+load (seconds), memory-leak (mb_per_second, max_mb, fail_above_mb: requests fail with
 ``error_type="out_of_memory"`` once the leak holds that much), fd-leak (per_second), log-flood (mb_per_second).
+``load`` models an offered load that a balancer spreads over the live replicas: each request
+waits ``seconds`` divided by the number of live replicas (its replica's share of the load), so
+scaling out brings the latency down. It is the service's load, not one process's: a replica
+that starts while a live peer has it takes it over (the other faults stay per process).
 A faults file holds start-up faults, one ``NAME`` or ``NAME:k=v,...`` per line, ``#`` comments;
 it is how crash-loop survives restarts.
 
@@ -100,6 +106,8 @@ ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_e
                "out_of_memory")
 # How often the upstream status file is read again (an outage starts and ends outside the service).
 UPSTREAM_STATUS_CACHE_SECONDS = 1.0
+# How often the live replicas are counted again (the load fault's share).
+REPLICAS_CACHE_SECONDS = 1.0
 STATUS_RANK = {"healthy": 0, "degraded": 1, "unhealthy": 2}
 NEXT_QUEUE_STATUS = {"pending": "processing", "processing": "done", "done": "pending"}
 MAX_BODY = 64 * 1024
@@ -121,6 +129,8 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     # Each request spins this many milliseconds of CPU: under a tight CPU limit the service
     # is throttled and slow (what cpu_limit_raise answers).
     "cpu-burn": {"ms": (50.0, "positive")},
+    # Each request waits `seconds` / live replicas (see the module docstring): what replica_scale answers.
+    "load": {"seconds": (3.0, "positive")},
     # fail_above_mb: a service starved by its own leak fails requests (error-rate's memory hand-off).
     "memory-leak": {
         "mb_per_second": (5.0, "positive"), "max_mb": (None, "positive"), "fail_above_mb": (None, "positive"),
@@ -129,6 +139,13 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     "log-flood": {"mb_per_second": (20.0, "positive")},
 }
 BACKGROUND_FAULTS = ("memory-leak", "fd-leak", "log-flood")
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts a TCP connection on host:port (a live replica)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
 
 
 def spin_cpu(seconds: float) -> None:
@@ -614,6 +631,8 @@ class DemoService:
         self.upstream = Upstream(upstream, key, getattr(args, "upstream_rps", 2.0)) if upstream else None
         self.fail_without_upstream: bool = bool(getattr(args, "fail_without_upstream", False))
         self.leaked_bytes = 0  # what the memory-leak fault holds now
+        self.port_candidates: list[int] = list(getattr(args, "port_candidates", None) or [])
+        self._replicas_cache: tuple[float, int] = (-math.inf, 1)
 
     # ----------------------------------------------------------------- faults
 
@@ -807,6 +826,9 @@ class DemoService:
             latency = self.faults.get("latency")
             if latency:
                 time.sleep(latency["seconds"])
+            load = self.faults.get("load")
+            if load:
+                time.sleep(load["seconds"] / self.live_replicas())
             if self.work_seconds > 0:
                 time.sleep(self.work_seconds)  # the work each request does (DEMO_WORK_ITERATIONS)
             burn = self.faults.get("cpu-burn")
@@ -853,6 +875,37 @@ class DemoService:
             limit = None if error_type == "upstream_error" else error_type
             self.log.log("ERROR", f"{WORK_HANDLER} failed: {error_type}: {message}", limit_key=limit)
         return 500, {"ok": False, "error_type": error_type, "error": message}
+
+    def live_replicas(self) -> int:
+        """How many of the port candidates accept a connection (this one included; 1 without
+        candidates). Counted again at most once a second."""
+        now = time.monotonic()
+        checked_at, count = self._replicas_cache
+        if now - checked_at < REPLICAS_CACHE_SECONDS:
+            return count
+        count = max(1, sum(1 for port in self.port_candidates if port == self.port or port_open(self.host, port)))
+        self._replicas_cache = (now, count)
+        return count
+
+    def adopt_load(self) -> None:
+        """A new replica takes over the ``load`` fault of a live peer (the load is the service's)."""
+        for port in self.port_candidates:
+            if port == self.port:
+                continue
+            try:
+                url = f"http://{self.host}:{port}/faults"
+                with urllib.request.urlopen(url, timeout=1) as response:  # a peer on loopback
+                    active = json.loads(response.read()).get("active") or {}
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(active, dict) and isinstance(active.get("load"), dict):
+                try:
+                    params = validate_params("load", active["load"])
+                except FaultError:
+                    continue
+                self.activate_fault("load", params)
+                self.log.log("INFO", f"took over the load fault of the replica on port {port}")
+                return
 
     def workload(self) -> None:
         """Offer ``workload_rps`` synthetic requests a second, each in its own short-lived thread."""
@@ -969,6 +1022,7 @@ class DemoService:
             "release": self.release,
             "upstream_provider": self.upstream_provider,
             "work_iterations": self.work_iterations,
+            "port": self.port,
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started_monotonic, 3),
             "components": components,
@@ -1237,8 +1291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return values
 
     parser = argparse.ArgumentParser(description="The runbook lab's demo service (see the module docstring).")
-    parser.add_argument("--port", type=port, default=env("port"),
-                        required=env("port") is None and env("port-candidates") is None)
+    parser.add_argument("--port", type=port, default=env("port"), help="port to listen on (or --port-candidates)")
     parser.add_argument("--host", default=env("host", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     parser.add_argument("--name", default=env("name", "demo"), help="service name in /health and metrics")
     parser.add_argument("--log-dir", default=env("log-dir", DEFAULT_LOG_DIR), help="where app.log is written")
@@ -1266,6 +1319,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port-candidates", type=ports, default=env("port-candidates"),
                         help="listen on the first free of these ports (replicas), instead of --port")
     args = parser.parse_args(argv)
+    if args.port is None and not args.port_candidates:
+        parser.error("one of --port and --port-candidates is required")
     if args.fault is None:
         args.fault = [spec for spec in re.split(r"[\s;]+", env("fault", "") or "") if spec]
     return args
@@ -1354,6 +1409,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=service.upstream.run, args=(service.stop,), name="upstream", daemon=True).start()
     if service.auth.enabled:
         log.log("INFO", "API key required on " + WORK_HANDLER)
+    if service.port_candidates:
+        threading.Thread(target=service.adopt_load, name="adopt-load", daemon=True).start()
     host, bound_port = server.server_address[:2]
     log.log("INFO", f"listening on {host}:{bound_port} (workload {args.workload_rps:g} rps)")
     try:

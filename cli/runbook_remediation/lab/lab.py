@@ -33,6 +33,7 @@ from runbook_remediation.lab.monitoring import (
     http_json,
     prometheus_config,
     rules_text,
+    write_file_sd,
 )
 
 LABEL = "org.runbook.lab"
@@ -46,7 +47,13 @@ STATE_SUBDIR = "/var/lib/runbook-demo"
 # budgets, memory raises): service_restart_state_dir and friends.
 REMEDIATION_STATE = "/var/lib/runbook-remediation"
 # The demo service's faults, as `runbook lab break` offers them.
-FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "cpu-burn", "memory-leak", "fd-leak", "log-flood")
+FAULTS = ("crash", "crash-loop", "hang", "error-rate", "latency", "cpu-burn", "load", "memory-leak", "fd-leak",
+          "log-flood")
+# The Compose service scales out (replica_scale) up to this many replicas. Host networking:
+# each replica takes the first free of REPLICA_PORTS ports the lab picked free (a spare or
+# two, should something else have taken one since).
+REPLICA_CEILING = 4
+REPLICA_PORTS = 6
 # Each systemd host's cgroup v1 controllers are bind-mounted one by one: mounting the
 # whole tree makes systemd remount the host's cgroups read-only (TESTBED.md).
 CGROUP_CONTROLLERS = ("systemd", "unified", "memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "devices", "freezer")
@@ -76,8 +83,10 @@ LAB_FAULTS = ("provider-down",)
 class LabHost:
     name: str  # inventory host name, also the `host` label of its alerts
     container: str
-    manager: str  # systemd | docker
+    manager: str  # systemd | docker | compose
     port: int
+    # Compose: the ports its replicas may take (the first is `port`), picked free by `up`.
+    replica_ports: list[int] = field(default_factory=list)
 
     @property
     def health_url(self) -> str:
@@ -325,9 +334,13 @@ class Lab:
             "services": {
                 SERVICE: {
                     "image": lab_image.IMAGE,
-                    "container_name": host.container,
+                    # No container_name: Compose names replicas PROJECT-demo-N (the first is
+                    # host.container) and refuses to scale a service with a fixed name.
                     "command": [
-                        "python3", DEMO_PATH, "--port", str(host.port), "--name", SERVICE, "--log-dir", LOG_DIR,
+                        "python3", DEMO_PATH,
+                        *(["--port-candidates", ",".join(map(str, host.replica_ports))] if host.replica_ports
+                          else ["--port", str(host.port)]),
+                        "--name", SERVICE, "--log-dir", LOG_DIR,
                         "--db", f"{STATE_SUBDIR}/queue.db", "--faults-file", f"{STATE_SUBDIR}/faults",
                     ],
                     "network_mode": "host",
@@ -411,7 +424,7 @@ class Lab:
             if not lab_image.image_exists(client):
                 lab_image.build_image(client, self.progress)
                 changes.append(f"built image {lab_image.IMAGE}")
-            taken = {h.port for h in state.hosts}
+            taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
             wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker", "lab-compose"]
             by_name = {h.name: h for h in state.hosts}
             new_hosts: list[LabHost] = []
@@ -422,6 +435,12 @@ class Lab:
                     taken.add(port)
                     manager = {"lab-docker": "docker", "lab-compose": "compose"}.get(name, "systemd")
                     host = LabHost(name=name, container=self._container_name(name), manager=manager, port=port)
+                    if manager == "compose":
+                        host.container = f"{self.compose_project}-{SERVICE}-1"
+                        host.replica_ports = [port]
+                        while len(host.replica_ports) < REPLICA_PORTS:
+                            host.replica_ports.append(free_port(taken))
+                            taken.add(host.replica_ports[-1])
                 new_hosts.append(host)
 
             for host in new_hosts:
@@ -470,7 +489,7 @@ class Lab:
 
     def _ensure_monitoring(self, state: LabState, started: list[Server]) -> list[str]:
         changes = []
-        taken = {h.port for h in state.hosts}
+        taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
         if state.alertmanager_port is None:
             state.alertmanager_port = free_port(taken)
         taken.add(state.alertmanager_port)
@@ -483,10 +502,18 @@ class Lab:
         state.alertmanager_pid = alertmanager.pid
 
         prometheus = self._prometheus(state)
-        targets = [ScrapeTarget(h.name, SERVICE, h.manager, h.port) for h in state.hosts]
+        # Services with replicas are found through their targets file (replica_scale rewrites
+        # it); written here only when missing, so `up` keeps a scaled-out service's replicas.
+        targets = [ScrapeTarget(h.name, SERVICE, h.manager, h.port) for h in state.hosts if not h.replica_ports]
+        for host in state.hosts:
+            if host.replica_ports and not targets_file(self.dir, host).is_file():
+                write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
         rules = self.dir / "prometheus" / "rules.yml"
+        replicated = any(h.replica_ports for h in state.hosts)
+        # Not dot files: Ansible's copy renames a temporary `.ansible_tmp*NAME.json` into place.
+        sd_files = [str(self.dir / "prometheus" / "targets" / "[^.]*.json")] if replicated else []
         changed = prometheus.write_config(
-            prometheus_config(targets, state.alertmanager_port, rules), {"rules.yml": rules_text()}
+            prometheus_config(targets, state.alertmanager_port, rules, sd_files), {"rules.yml": rules_text()}
         )
         changes.append(self._ensure_running(prometheus, changed, started))
         state.prometheus_pid = prometheus.pid
@@ -651,6 +678,13 @@ class Lab:
             # A crash-looping container cannot be exec'd into: make it again from scratch.
             if container is not None:
                 container.remove(force=True)
+            if host.manager == "compose":
+                # Back to one replica, registered alone for Prometheus.
+                labels = [f"com.docker.compose.project={self.compose_project}", f"com.docker.compose.service={SERVICE}"]
+                for replica in self.client.containers.list(all=True, filters={"label": labels}):
+                    replica.remove(force=True)
+                if host.replica_ports:
+                    write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
             create = {
                 "systemd": self._create_systemd_host,
                 "docker": self._create_docker_service,
@@ -809,6 +843,17 @@ def probe_health(host: LabHost, timeout: float = 1.0) -> tuple[bool, str]:
     return status == "healthy", status
 
 
+def targets_file(lab_dir: Path, host: LabHost) -> Path:
+    """The file_sd targets file of a host's replicas (Prometheus reads every *.json there)."""
+    return lab_dir / "prometheus" / "targets" / f"{host.name}.json"
+
+
+def scrape_labels(host: LabHost) -> dict[str, str]:
+    """The labels a host's service is scraped with, static or discovered: the alert rules
+    group by host and service."""
+    return {"host": host.name, "service": SERVICE, "manager": host.manager}
+
+
 def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
     """The lab as an Ansible inventory: one service description per host drives every role."""
     systemd_hosts, docker_hosts, compose_hosts = {}, {}, {}
@@ -851,6 +896,15 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                 service["project_src"] = str(compose_dir)
                 service["project"] = compose_project
                 service["compose_service"] = SERVICE
+            if host.replica_ports:
+                # replica_scale: how far it may scale out, the ports replicas take, and the
+                # targets file Prometheus discovers them from (with the static config's labels).
+                service["replicas"] = {
+                    "ceiling": REPLICA_CEILING,
+                    "ports": list(host.replica_ports),
+                    "targets_file": str(targets_file(compose_dir.parent, host)),
+                    "labels": scrape_labels(host),
+                }
             target = docker_hosts if host.manager == "docker" else compose_hosts
             target[host.name] = {
                 "ansible_connection": "local",

@@ -41,24 +41,48 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: 
     return json.loads(payload) if payload else None
 
 
-def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules_file: Path) -> dict:
+def file_sd_targets(ports: list[int], labels: dict[str, str]) -> list[dict]:
+    """A file_sd_configs targets file's content: every replica on 127.0.0.1, one label set."""
+    return [{"targets": [f"127.0.0.1:{port}" for port in ports], "labels": dict(labels)}]
+
+
+def write_file_sd(path: Path, ports: list[int], labels: dict[str, str]) -> bool:
+    """Write a targets file whole (beside it, then renamed: Prometheus never reads half a
+    file). Returns True when it changed."""
+    text = json.dumps(file_sd_targets(ports, labels), indent=2) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules_file: Path,
+                      sd_files: list[str] | None = None) -> dict:
+    """``targets`` are scraped from a static list; services with replicas come from the
+    targets files ``sd_files`` (file-based discovery, rewritten when they scale), in the
+    same job so every rule sees the same labels."""
+    job: dict = {
+        "job_name": "runbook-demo",
+        "static_configs": [
+            {
+                "targets": [f"127.0.0.1:{t.port}"],
+                "labels": {"host": t.host, "service": t.service, "manager": t.manager},
+            }
+            for t in targets
+        ],
+    }
+    if sd_files:
+        # Prometheus watches the files; the refresh is a fallback for a missed change.
+        job["file_sd_configs"] = [{"files": list(sd_files), "refresh_interval": "5s"}]
     return {
         # 1 s scrape and evaluation: the lab should show an outage within seconds.
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "rule_files": [str(rules_file)],
-        "scrape_configs": [
-            {
-                "job_name": "runbook-demo",
-                "static_configs": [
-                    {
-                        "targets": [f"127.0.0.1:{t.port}"],
-                        "labels": {"host": t.host, "service": t.service, "manager": t.manager},
-                    }
-                    for t in targets
-                ],
-            }
-        ],
+        "scrape_configs": [job],
     }
 
 

@@ -580,3 +580,33 @@ def test_replicas_take_the_first_free_candidate_port(launch: Callable[..., Demo]
     second = launch("--log-dir", "/tmp", plain=True, port=ports[1], env=env)
     assert first.health()[0] == 200 and second.health()[0] == 200
     assert first.proc.pid != second.proc.pid
+
+
+def test_the_load_fault_is_the_services_and_new_replicas_take_it_over(launch: Callable[..., Demo]) -> None:
+    ports = [free_port(), free_port(), free_port()]
+    env = {"DEMO_PORT_CANDIDATES": ",".join(map(str, ports)), "DEMO_WORKLOAD_RPS": "0"}
+    first = launch("--log-dir", "/tmp", plain=True, port=ports[0], env=env)
+    assert first.health()[1]["port"] == ports[0]
+    assert first.request("POST", "/faults/load", {"seconds": 0.05})[0] == 201
+    second = launch("--log-dir", "/tmp", plain=True, port=ports[1], env=env)
+    assert second.health()[1]["port"] == ports[1]
+    wait_for(lambda: "load" in second.request("GET", "/faults")[1]["active"], 10, "the new replica taking the load")
+    assert second.request("GET", "/faults")[1]["active"]["load"] == {"seconds": 0.05}
+    assert second.request("GET", "/api/work")[0] == 200
+
+
+def test_live_replicas_are_the_candidates_that_accept_a_connection(tmp_path: Path) -> None:
+    from runbook_remediation.lab import demo_service
+
+    mine, idle = free_port(), free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.listen()
+        taken = peer.getsockname()[1]
+        args = demo_service.parse_args(["--port-candidates", f"{mine},{taken},{idle}", "--log-dir", str(tmp_path)])
+        args.port = mine  # as bind() sets it
+        assert demo_service.DemoService(args).live_replicas() == 2  # this one and the peer
+    alone = demo_service.parse_args(["--port", str(mine), "--log-dir", str(tmp_path)])
+    assert demo_service.DemoService(alone).live_replicas() == 1
+    with pytest.raises(SystemExit):
+        demo_service.parse_args(["--log-dir", str(tmp_path)])  # neither --port nor candidates

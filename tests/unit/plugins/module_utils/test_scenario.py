@@ -27,15 +27,18 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("runbook_run_id", "20261203T080000-ab12cd34"),
     ("runbook_incident", "INC-20261203-0001"),
     ("cpu_limit_raise_to", "1.5"), ("cpu_limit_raise_to", "2"),
+    ("replica_scale_to", "4"), ("replica_scale_to", 3),
 ])
 def test_other_request_values(name, value):
-    assert scenario.check_request({name: value})[name] == value
+    assert scenario.check_request({name: value})[name] == str(value)
 
 
 @pytest.mark.parametrize(("name", "value"), [
     ("runbook_alert_key", "x@y"), ("runbook_alert_key", PAYLOAD), ("runbook_run_id", PAYLOAD),
     ("runbook_incident", "INC 1"), ("service", 7.5), ("service", ["demo"]), ("service", True),
     ("cpu_limit_raise_to", PAYLOAD), ("cpu_limit_raise_to", "1; reboot"), ("cpu_limit_raise_to", "0.125"),
+    ("replica_scale_to", PAYLOAD), ("replica_scale_to", "{{ 2 + 2 }}"), ("replica_scale_to", "2.5"),
+    ("replica_scale_to", "-1"), ("replica_scale_to", "1000"), ("replica_scale_to", True),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
