@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+from pathlib import Path
 
 import pytest
 import yaml
@@ -159,3 +160,6 @@ def test_bad_requests_change_nothing(lab, extra, message):
     assert message in payload["hosts"][name]["message"], payload["hosts"][name]["message"]
     assert health(lab, name)["pid"] == before["pid"]
     assert sh(lab, name, f"ls {REMEDIATION_STATE}/env-*.json {DROPIN} 2>/dev/null | wc -l").strip() == "0"
+    # The payload never ran, neither on the controller nor on the host.
+    assert not Path("/tmp/owned-env").exists()
+    assert sh(lab, name, "test -e /tmp/owned-env && echo yes || echo no").strip() == "no"
