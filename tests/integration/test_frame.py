@@ -87,7 +87,9 @@ def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypa
         destructive = {s.name for s in catalogue.catalogue(find_collection()) if s.destructive}
         args = [*target(scenario, pg_inventory), *(["--yes"] if scenario in destructive else []),
                 *(["--service", "api"] if scenario == "key-rotation" else [])]
-        code, payload = run_json("run", scenario, *args)
+        # A scenario that acts only on a request gets a valid one, so the envelope is reached.
+        request = {"env_toggle_set": {"DEMO_WORK_ITERATIONS": "3"}} if scenario == "env-toggle" else None
+        code, payload = run_json("run", scenario, *args, extra=request)
         assert code == 5, payload
         [result] = payload["hosts"].values()
         assert result["outcome"] == "failed" and result["error_kind"] == "unavailable", result
