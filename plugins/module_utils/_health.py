@@ -6,15 +6,31 @@
 test) and the probe itself, which does its I/O through the HTTP client it is given.
 Shared by health_check, service_state and service_recover.
 
+Besides http(s), a probe URL may name a data store that has no HTTP health endpoint:
+``tcp://HOST:PORT`` (the port accepts a connection), ``redis://HOST[:PORT]`` (PING is
+answered, as ``redis-cli ping``) and ``postgresql://HOST[:PORT]`` (the server accepts
+connections, as ``pg_isready``). These URLs never carry credentials: they are echoed in
+results.
+
 Private to this collection (the leading underscore): no compatibility promise.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 import traceback
+from urllib.parse import urlsplit
 
 from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpError
+
+
+# Probes of data stores over a plain socket, and their default ports (tcp has none).
+SOCKET_SCHEMES = {'tcp': None, 'redis': 6379, 'postgresql': 5432}
+PROBE_SCHEMES = ('http', 'https', *SOCKET_SCHEMES)
+# SQLSTATE 57P03, cannot_connect_now: starting up, shutting down or in recovery.
+_PG_CANNOT_CONNECT_NOW = '57P03'
 
 JMESPATH_IMPORT_ERROR = None
 try:
@@ -229,11 +245,41 @@ class StabilityWindow:
         return EXHAUSTED if self.failures > self.max_failures else CONTINUE
 
 
+def probe_url_problem(url):
+    """Why ``url`` cannot be probed (a short reason), or None when it can."""
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port
+    except ValueError as exc:
+        return 'it is not a URL (%s)' % exc
+    scheme = parts.scheme.lower()
+    if scheme not in PROBE_SCHEMES or not parts.hostname:
+        return 'it is not an http(s), tcp, redis or postgresql URL with a host'
+    if scheme in SOCKET_SCHEMES:
+        if parts.username is not None or parts.password is not None:
+            return 'a %s probe URL must not carry credentials (it is echoed in results)' % scheme
+        if port is None and SOCKET_SCHEMES[scheme] is None:
+            return 'a tcp probe URL needs a port (tcp://HOST:PORT)'
+    return None
+
+
+def redact_url(url):
+    """``url`` without the credentials it may carry (``redis://***@host:6379``), for messages."""
+    text = str(url)
+    scheme, sep, rest = text.partition('://')
+    if not sep or '@' not in rest.split('/', 1)[0]:
+        return text
+    return '%s://***@%s' % (scheme, rest.split('@', 1)[1])
+
+
 def probe(client, url, expected_status=(200,), expression=None, components_path='components',
           healthy_statuses=DEFAULT_HEALTHY_STATUSES):
     """One GET of ``url`` through ``client`` (an ``_http.HttpClient``); returns the endpoint
     dict health_check documents (url, healthy, status, latency_ms, failing_components,
-    error, body)."""
+    error, body). A tcp, redis or postgresql URL is probed over a socket instead, with the
+    client's timeout."""
+    if urlsplit(str(url)).scheme.lower() in SOCKET_SCHEMES:
+        return probe_socket(url, client.timeout)
     started = time.monotonic()
     endpoint = {'url': url, 'healthy': False, 'status': None, 'latency_ms': None,
                 'failing_components': [], 'error': None, 'body': None}
@@ -272,3 +318,71 @@ def wait_stable(check, probes, interval, timeout, retry=0.1, clock=time.monotoni
         if elapsed + pause > timeout:
             return False, rounds, round(elapsed, 3)
         sleep(pause)
+
+
+def probe_socket(url, timeout):
+    """Probe a data store over a socket: the endpoint dict of probe(), ``status`` None."""
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    started = time.monotonic()
+    endpoint = {'url': url, 'healthy': False, 'status': None, 'latency_ms': None,
+                'failing_components': [], 'error': None, 'body': None}
+    try:
+        with socket.create_connection((parts.hostname, parts.port or SOCKET_SCHEMES[scheme]), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            endpoint['error'] = {'tcp': lambda s: None, 'redis': _redis_ping, 'postgresql': _pg_ready}[scheme](sock)
+    except socket.timeout:
+        endpoint['error'] = 'no answer within %s s' % timeout
+    except (OSError, ValueError) as exc:
+        endpoint['error'] = 'connection failed: %s' % (getattr(exc, 'strerror', None) or exc)
+    endpoint['healthy'] = endpoint['error'] is None
+    endpoint['latency_ms'] = round((time.monotonic() - started) * 1000, 1)
+    return endpoint
+
+
+def _read_exactly(sock, size):
+    data = b''
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ValueError('the server closed the connection')
+        data += chunk
+    return data
+
+
+def _redis_ping(sock):
+    """None when the server answers PING (+PONG, or -NOAUTH: it answers, it wants a
+    password), else why not (-LOADING, -BUSY...)."""
+    sock.sendall(b'PING\r\n')
+    line = b''
+    while not line.endswith(b'\r\n') and len(line) < 512:
+        chunk = sock.recv(512)
+        if not chunk:
+            break
+        line += chunk
+    reply = line.split(b'\r\n', 1)[0].decode('utf-8', 'replace')
+    if reply == '+PONG' or reply.startswith('-NOAUTH'):
+        return None
+    return 'redis answered PING with %r' % (reply[:80] or '(nothing)')
+
+
+def _pg_ready(sock):
+    """None when PostgreSQL accepts connections, as pg_isready judges it: a startup
+    message for a user that need not exist gets an authentication request or an error;
+    only SQLSTATE 57P03 (starting up, shutting down, in recovery) means not ready."""
+    payload = b''.join(b'%s\x00%s\x00' % (key, value) for key, value in
+                       ((b'user', b'runbook_probe'), (b'database', b'runbook_probe'))) + b'\x00'
+    sock.sendall(struct.pack('!ii', 8 + len(payload), 196608) + payload)  # protocol 3.0
+    kind = _read_exactly(sock, 1)
+    if kind == b'R':
+        return None
+    if kind != b'E':
+        return 'postgresql answered the startup message with %r' % kind
+    length = struct.unpack('!i', _read_exactly(sock, 4))[0]
+    fields = {}
+    for item in _read_exactly(sock, max(0, length - 4)).split(b'\x00'):
+        if item:
+            fields[item[:1].decode('ascii', 'replace')] = item[1:].decode('utf-8', 'replace')
+    if fields.get('C') == _PG_CANNOT_CONNECT_NOW:
+        return 'postgresql does not accept connections: %s' % fields.get('M', 'starting up or shutting down')
+    return None

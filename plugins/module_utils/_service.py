@@ -249,8 +249,14 @@ def check_service(svc):
         if not svc.get(key):
             raise ServiceError('service %s (manager %s) needs %s' % (name, svc['manager'], key), 'input')
     url = svc.get('health_url')
-    if not isinstance(url, str) or not re.match(r'^https?://[^/\s]+', url):
-        raise ServiceError('service %s: health_url must be an http(s) URL, not %s' % (name, url or '(missing)'),
+    if not isinstance(url, str) or not url:
+        raise ServiceError('service %s: health_url is missing' % name, 'input')
+    # A data store's health_url may be tcp://, redis:// or postgresql:// (probed over a socket).
+    from ansible_collections.runbook.remediation.plugins.module_utils._health import probe_url_problem, redact_url
+
+    problem = probe_url_problem(url)
+    if problem:
+        raise ServiceError('service %s: cannot probe its health_url %s: %s' % (name, redact_url(url), problem),
                            'input')
     return svc
 

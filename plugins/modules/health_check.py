@@ -19,6 +19,13 @@ description:
   - Reports the components the body lists as not healthy, so that a diagnosis can name what is broken.
   - Can wait until the endpoints are healthy (O(retries), O(delay)) and, after a remediation, require them to stay
     healthy for several consecutive probes (O(stable_probes), O(stable_interval)).
+  - A data store without an HTTP health endpoint is probed over a socket instead - V(tcp://HOST:PORT) (the port
+    accepts a connection), V(redis://HOST[:PORT]) (C(PING) is answered with C(+PONG), or C(-NOAUTH) - it answers
+    and wants a password; as C(redis-cli ping) judges it) and V(postgresql://HOST[:PORT]) (the server accepts
+    connections, as C(pg_isready) judges it - only SQLSTATE C(57P03), starting up, shutting down or in recovery,
+    counts as not ready). These URLs take no credentials (they are echoed in results); their
+    RV(endpoints[].status) is V(null). A service's C(depends_on) in C(runbook_services) can so name a real Redis or
+    PostgreSQL server.
   - Never changes anything; C(changed) is always V(false).
 
 extends_documentation_fragment:
@@ -38,7 +45,8 @@ attributes:
 options:
   url:
     description:
-      - The endpoint to probe, an V(http://) or V(https://) URL.
+      - The endpoint to probe, an V(http://) or V(https://) URL, or a V(tcp://), V(redis://) or V(postgresql://)
+        URL of a data store (without credentials).
       - Exactly one of O(url) and O(urls) is required.
     type: str
   urls:
@@ -274,7 +282,6 @@ from ansible_collections.runbook.remediation.plugins.module_utils._http import (
     HTTP_REQUIRED_TOGETHER,
     HttpClient,
     http_argument_spec,
-    is_http_url,
 )
 
 
@@ -324,8 +331,9 @@ def main():
     if not urls:
         module.fail_json(msg='health_check: urls must not be empty')
     for url in urls:
-        if not is_http_url(url):
-            module.fail_json(msg="health_check: '%s' is not an http(s) URL" % url)
+        problem = _health.probe_url_problem(url)
+        if problem:
+            module.fail_json(msg="health_check: cannot probe '%s': %s" % (_health.redact_url(url), problem))
     if params['retries'] < 0:
         module.fail_json(msg='health_check: retries must be 0 or more, got %d' % params['retries'])
     if params['stable_probes'] < 1:

@@ -4,7 +4,11 @@ PromQL; check mode changes nothing; a request below the floor is refused."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
+import threading
+import time
 import urllib.error
 import urllib.parse
 
@@ -12,7 +16,8 @@ import pytest
 
 from runbook_remediation.lab.monitoring import http_json
 from tests.conftest import http_status, restore_host, run_json, runbook, wait_for
-from tests.integration.test_error_rate import firing
+from tests.integration.test_error_rate import firing, lab_service
+from tests.redis import running_redis
 
 pytestmark = pytest.mark.lab
 
@@ -44,6 +49,34 @@ def slow(lab):
     restore_host(lab, name)
 
 
+class SlowHealth(http.server.BaseHTTPRequestHandler):
+    """A dependency that answers its health check, slowly (1.5 s)."""
+
+    def do_GET(self) -> None:
+        time.sleep(1.5)
+        body = b'{"status": "ok"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def slow_dependency():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHealth)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_too_much_work_per_request_is_reduced_and_p95_recovers(lab, slow):
     name = slow
     assert health(lab, name)["work_iterations"] == 1500
@@ -51,7 +84,32 @@ def test_too_much_work_per_request_is_reduced_and_p95_recovers(lab, slow):
 
     code, payload = run_json("run", "latency", "-l", name, "--check")
     assert code == 0, payload
-    assert payload["hosts"][name]["outcome"] == "planned"
+    result = payload["hosts"][name]
+    assert result["outcome"] == "planned"
+    # Diagnosis: the requests being handled now, read from the demo's gauge.
+    assert result["evidence"]["process"]["in_flight"] is not None, result["evidence"]
+    assert any(finding.startswith("requests in flight: ") for finding in result["findings"]), result["findings"]
+
+    # What the service depends on answers slowly: the latency comes from there. Escalate,
+    # naming it; neither the work per request nor the process changed. A real Redis it also
+    # depends on is probed with PING (redis://) and is not blamed.
+    with slow_dependency() as cache_url, running_redis() as redis:
+        services = [{**lab_service(lab, name), "depends_on": ["cache", "redis"]},
+                    {"name": "cache", "manager": "systemd", "unit": "cache.service", "health_url": cache_url},
+                    {"name": "redis", "manager": "systemd", "unit": "redis-server.service", "health_url": redis.url}]
+        code, payload = run_json("run", "latency", "-l", name, "--service", "demo",
+                                 extra={"runbook_services": services})
+    assert code == 3, payload
+    result = payload["hosts"][name]
+    assert result["outcome"] == "escalate", result
+    assert "what it depends on is slow: cache (answers in" in result["message"], result["message"]
+    assert "redis" not in result["message"]
+    cache, redis_seen = result["evidence"]["dependencies"]
+    assert cache["name"] == "cache" and cache["slow"] is True and cache["latency_ms"] >= 1500
+    assert redis_seen["name"] == "redis" and redis_seen["healthy"] is True and redis_seen["slow"] is False
+    assert result["actions"] == []
+    assert health(lab, name)["work_iterations"] == 1500
+    assert health(lab, name)["pid"] == pid
     # Below the service's floor (5 in the lab): refused, nothing changed.
     code, payload = run_json("run", "latency", "-l", name, extra={"latency_relief_work_to": 2})
     assert code == 2, payload

@@ -212,7 +212,7 @@ def test_health_url_that_is_not_a_url_is_bad_input(lab):
     ]})
     code, payload = run_json("run", "service-down", "-l", "lab-1", "-e", services)
     assert code == 2, payload
-    assert "health_url must be an http(s) URL" in payload["hosts"]["lab-1"]["message"]
+    assert "cannot probe its health_url localhost:8080/health" in payload["hosts"]["lab-1"]["message"]
 
 
 def test_unknown_service_is_bad_input(lab):

@@ -335,13 +335,19 @@ class Metrics:
         self.bucket_counts = [0] * len(BUCKETS)
         self.duration_sum = 0.0
         self.duration_count = 0
+        self.in_flight = 0  # work requests being handled now (a latency diagnosis reads it)
         # int(monotonic second) -> [requests, errors, duration sum]; at most WINDOW_SECONDS + 1 entries.
         self._window: dict[int, list[float]] = {}
         self.last_emfile = -math.inf
 
+    def begin(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
     def record(self, status: int, duration: float) -> None:
         now = int(time.monotonic())
         with self._lock:
+            self.in_flight -= 1
             self.requests[str(status)] = self.requests.get(str(status), 0) + 1
             for index, bound in enumerate(BUCKETS):
                 if duration <= bound:
@@ -377,6 +383,7 @@ class Metrics:
                 "buckets": list(self.bucket_counts),
                 "sum": self.duration_sum,
                 "count": self.duration_count,
+                "in_flight": self.in_flight,
             }
 
 
@@ -822,6 +829,7 @@ class DemoService:
         started = time.monotonic()
         error_type: str | None = None
         message = ""
+        self.metrics.begin()
         try:
             latency = self.faults.get("latency")
             if latency:
@@ -1057,6 +1065,8 @@ class DemoService:
         sample("http_request_duration_seconds_bucket", snap["count"], handler=WORK_HANDLER, le="+Inf")
         sample("http_request_duration_seconds_sum", snap["sum"], handler=WORK_HANDLER)
         sample("http_request_duration_seconds_count", snap["count"], handler=WORK_HANDLER)
+        family("http_requests_in_flight", "gauge", "Work requests being handled now.")
+        sample("http_requests_in_flight", snap["in_flight"], handler=WORK_HANDLER)
 
         # /proc reads need an fd; under EMFILE those samples are skipped rather than failing the scrape.
         with contextlib.suppress(OSError, ValueError):

@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -309,6 +310,19 @@ def test_latency_fault(launch: Callable[..., Demo]) -> None:
     started = time.monotonic()
     assert demo.request("GET", "/api/work")[0] == 200
     assert time.monotonic() - started >= 0.3
+
+
+def test_requests_in_flight_are_counted_while_they_are_handled(launch: Callable[..., Demo]) -> None:
+    demo = launch("--workload-rps", "0")
+    assert metric(demo.metrics(), "http_requests_in_flight", handler="/api/work") == 0
+    assert demo.request("POST", "/faults/latency", {"seconds": 2})[0] == 201
+    callers = [threading.Thread(target=demo.request, args=("GET", "/api/work")) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    wait_for(lambda: metric(demo.metrics(), "http_requests_in_flight", handler="/api/work") == 3, 5, "3 in flight")
+    for caller in callers:
+        caller.join()
+    assert metric(demo.metrics(), "http_requests_in_flight", handler="/api/work") == 0
 
 
 def test_cpu_burn_fault_spends_cpu_per_request(launch: Callable[..., Demo]) -> None:

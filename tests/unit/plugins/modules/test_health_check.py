@@ -215,11 +215,79 @@ def test_check_mode_still_probes(run, http_server):
     assert len(http_server.requests) == 1
 
 
-@pytest.mark.parametrize("url", ["xyz", "ftp://host/health", "127.0.0.1:8080/health"])
-def test_rejects_non_http_urls(run, url):
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("xyz", "it is not an http(s), tcp, redis or postgresql URL with a host"),
+        ("ftp://host/health", "it is not an http(s), tcp, redis or postgresql URL with a host"),
+        ("127.0.0.1:8080/health", "it is not an http(s), tcp, redis or postgresql URL with a host"),
+        ("tcp://127.0.0.1", "a tcp probe URL needs a port (tcp://HOST:PORT)"),
+        ("redis://:s3cret@127.0.0.1:6379", "a redis probe URL must not carry credentials (it is echoed in results)"),
+        ("postgresql://app:pw@127.0.0.1/db", "a postgresql probe URL must not carry credentials"),
+        ("tcp://127.0.0.1:99999", "it is not a URL (Port out of range 0-65535)"),
+    ],
+)
+def test_rejects_urls_it_cannot_probe(run, url, reason):
     result = run(url=url)
     assert result.failed
-    assert result.msg == f"health_check: '{url}' is not an http(s) URL"
+    shown = url.replace(":s3cret", "***").replace("app:pw", "***")  # credentials never echoed
+    assert result.msg.startswith(f"health_check: cannot probe '{shown}': {reason}"), result.msg
+    assert "s3cret" not in result.msg and ":pw@" not in result.msg
+
+
+# --- data stores probed over a socket: real servers (tests/redis.py, tests/postgres.py) ---------
+
+
+def closed_port() -> int:
+    from tests.postgres import free_port
+
+    return free_port()
+
+
+def test_tcp_probe_a_listening_port_and_a_closed_one(run, http_server):
+    result = run(urls=[f"tcp://127.0.0.1:{http_server.port}", f"tcp://127.0.0.1:{closed_port()}"], expect="any")
+    up, down = result["endpoints"]
+    assert up["healthy"] is True and up["status"] is None and up["error"] is None
+    assert down["healthy"] is False and down["error"].startswith("connection failed: "), down
+    assert not result.failed and result.msg == "1 of 2 endpoints healthy after 1 attempt"
+
+
+def test_redis_probe_a_real_server_with_and_without_a_password():
+    from tests.redis import running_redis
+
+    client = type("Client", (), {"timeout": 3})()
+    with running_redis() as plain, running_redis("--requirepass", "pw-not-echoed") as guarded:
+        assert _health.probe(client, plain.url)["healthy"] is True
+        # -NOAUTH: the server answers and wants a password; it is up.
+        assert guarded.command("PING").startswith("-NOAUTH")
+        assert _health.probe(client, guarded.url)["healthy"] is True
+        url = plain.url
+    gone = _health.probe(client, url)
+    assert gone["healthy"] is False and gone["error"].startswith("connection failed: "), gone
+
+
+def test_redis_probe_a_server_that_does_not_answer_ping_is_unhealthy():
+    # A TCP listener that answers something else (an HTTP server) is not a Redis server.
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = _health.probe(type("Client", (), {"timeout": 3})(), f"redis://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert endpoint["healthy"] is False and endpoint["error"].startswith("redis answered PING with "), endpoint
+
+
+def test_postgresql_probe_a_real_server(postgres):
+    client = type("Client", (), {"timeout": 3})()
+    endpoint = _health.probe(client, f"postgresql://127.0.0.1:{postgres.port}")
+    assert endpoint["healthy"] is True and endpoint["error"] is None, endpoint
+    assert endpoint["url"] == f"postgresql://127.0.0.1:{postgres.port}"
+    down = _health.probe(client, f"postgresql://127.0.0.1:{closed_port()}")
+    assert down["healthy"] is False and down["error"].startswith("connection failed: "), down
 
 
 @pytest.mark.parametrize(
@@ -243,3 +311,23 @@ def test_argument_validation(run_module, args, fragment):
     result = run_module(health_check.main, args)
     assert result.failed
     assert fragment in result.msg
+
+
+def test_postgresql_probe_a_server_shutting_down_is_not_ready():
+    """A smart shutdown waits for the open session and refuses new ones with SQLSTATE
+    57P03: the probe says not ready, as pg_isready does."""
+    import subprocess
+
+    from tests.postgres import PG_BIN, running_cluster
+
+    client = type("Client", (), {"timeout": 3})()
+    with running_cluster() as cluster:
+        session = cluster.connect()
+        try:
+            subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(cluster.data_dir),
+                            "-m", "smart", "-W", "stop"], check=True, capture_output=True)
+            endpoint = _health.probe(client, f"postgresql://127.0.0.1:{cluster.port}")
+        finally:
+            session.close()
+    assert endpoint["healthy"] is False, endpoint
+    assert endpoint["error"].startswith("postgresql does not accept connections: "), endpoint

@@ -157,7 +157,8 @@ def test_container_restarts(run_module, args, manager, http_server, manager_name
 @pytest.mark.parametrize(("bad", "words"), [
     ({"manager": "kubernetes"}, "manager must be one of"),
     ({"manager": "systemd", "unit": ""}, "needs unit"),
-    ({"health_url": "ftp://x"}, "health_url must be an http(s) URL"),
+    ({"health_url": "ftp://x"}, "cannot probe its health_url ftp://x: it is not an http(s), tcp, redis"),
+    ({"health_url": "redis://:pw@127.0.0.1"}, "must not carry credentials"),
     ({"health_jmespath": "[[["}, "invalid health_jmespath"),
 ])
 def test_bad_descriptions_are_input_errors(run_module, args, manager, http_server, bad, words):
