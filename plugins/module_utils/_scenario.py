@@ -77,6 +77,8 @@ REQUEST_VARS = (
     ('cpu_limit_raise_to', re.compile(r'^[0-9]{1,3}(\.[0-9]{1,2})?$'), 'a number of cores'),
     # latency's scale-out step (replica_scale): a replica count.
     ('replica_scale_to', re.compile(r'^[0-9]{1,3}$'), 'a whole number of replicas'),
+    # config-restore (config_restore): a git revision, never a range or an option.
+    ('config_restore_revision', re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./^~-]{0,127}$'), 'a git revision'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra
@@ -138,6 +140,7 @@ def check_request(raw_vars):
         clean[name] = check_value(name, raw_vars.get(name), pattern, what)
     clean['env_toggle_set'] = check_env_set(raw_vars.get('env_toggle_set'))
     clean['env_toggle_revert'] = check_flag('env_toggle_revert', raw_vars.get('env_toggle_revert'))
+    clean['config_restore_force'] = check_flag('config_restore_force', raw_vars.get('config_restore_force'))
     clean['alert'] = check_eda_event(raw_vars.get('ansible_eda'))
     return clean
 

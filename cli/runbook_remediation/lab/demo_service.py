@@ -63,6 +63,13 @@ that starts while a live peer has it takes it over (the other faults stay per pr
 A faults file holds start-up faults, one ``NAME`` or ``NAME:k=v,...`` per line, ``#`` comments;
 it is how crash-loop survives restarts.
 
+A configuration file (``--config FILE``, seed 001's ``config/production.toml``): TOML with
+``[server] log_level`` (DEBUG, INFO, WARNING, ERROR) and ``[limits] max_body_kb`` (1-10240),
+nothing else. An invalid file stops the service at start (exit 2); SIGHUP reloads it, and a
+reload that finds it invalid keeps the previous configuration running while the ``config``
+health component is unhealthy (503). ``--check-config FILE`` is the service's own check
+command: exit 0 when the file is valid, 1 with one line on stderr when not.
+
 Logs go to ``<log-dir>/app.log`` (append mode, so logrotate's copytruncate works; SIGHUP
 reopens it) and to stderr (journald). SIGTERM/SIGINT shut down cleanly with status 0.
 """
@@ -86,6 +93,7 @@ import sqlite3
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -153,6 +161,38 @@ def spin_cpu(seconds: float) -> None:
     end = time.thread_time() + seconds
     while time.thread_time() < end:
         pass
+
+
+# The configuration file's schema: section -> key -> allowed values (a tuple) or (min, max) ints.
+CONFIG_SCHEMA: dict[str, dict[str, Any]] = {
+    "server": {"log_level": ("DEBUG", "INFO", "WARNING", "ERROR")},
+    "limits": {"max_body_kb": range(1, 10241)},
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or invalid (one line)."""
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """Parse and check the TOML configuration file; ConfigError when it is not valid."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for section, values in data.items():
+        if section not in CONFIG_SCHEMA or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(CONFIG_SCHEMA)})")
+        for key, value in values.items():
+            allowed = CONFIG_SCHEMA[section].get(key)
+            if allowed is None:
+                raise ConfigError(f"{path}: unknown key {section}.{key}")
+            if isinstance(value, bool) or value not in allowed:
+                raise ConfigError(f"{path}: {section}.{key} has an invalid value")
+    return data
 
 
 class FaultError(ValueError):
@@ -640,6 +680,30 @@ class DemoService:
         self.leaked_bytes = 0  # what the memory-leak fault holds now
         self.port_candidates: list[int] = list(getattr(args, "port_candidates", None) or [])
         self._replicas_cache: tuple[float, int] = (-math.inf, 1)
+        # The configuration file: what runs (read at start; main() refuses an invalid one) and
+        # why the last reload was refused (None when the running one is the file's).
+        self.config_path: str | None = getattr(args, "config", None)
+        self.config: dict[str, Any] = {}
+        self.config_error: str | None = None
+
+    def load_config(self) -> bool:
+        """(Re)read the configuration file; a bad one leaves the running configuration as it
+        is and is reported (log, health). True when the file's configuration now runs."""
+        if not self.config_path:
+            return True
+        try:
+            self.config = read_config(self.config_path)
+        except ConfigError as exc:
+            self.config_error = str(exc)
+            self.log.log("ERROR", f"config reload refused, the previous configuration keeps running: {exc}")
+            return False
+        self.config_error = None
+        return True
+
+    def _config_component(self) -> dict[str, Any]:
+        if self.config_error:
+            return {"name": "config", "status": "unhealthy", "detail": f"reload refused: {self.config_error}"}
+        return {"name": "config", "status": "healthy", "detail": f"{self.config_path} loaded"}
 
     # ----------------------------------------------------------------- faults
 
@@ -1016,6 +1080,8 @@ class DemoService:
         if self.db_path:
             components.append(self._database_check()[0])
         components += [self._disk_component(), self._files_component()]
+        if self.config_path:
+            components.append(self._config_component())
         if self.upstream is not None:
             components.append(self.upstream.component())
         if self.upstream_status_file:
@@ -1302,6 +1368,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser(description="The runbook lab's demo service (see the module docstring).")
     parser.add_argument("--port", type=port, default=env("port"), help="port to listen on (or --port-candidates)")
+    parser.add_argument("--config", default=env("config"), help="TOML configuration file (SIGHUP reloads it)")
+    parser.add_argument("--check-config", metavar="FILE", help="check a configuration file and exit (0: valid)")
     parser.add_argument("--host", default=env("host", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     parser.add_argument("--name", default=env("name", "demo"), help="service name in /health and metrics")
     parser.add_argument("--log-dir", default=env("log-dir", DEFAULT_LOG_DIR), help="where app.log is written")
@@ -1329,6 +1397,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port-candidates", type=ports, default=env("port-candidates"),
                         help="listen on the first free of these ports (replicas), instead of --port")
     args = parser.parse_args(argv)
+    if args.check_config:
+        return args
     if args.port is None and not args.port_candidates:
         parser.error("one of --port and --port-candidates is required")
     if args.fault is None:
@@ -1357,6 +1427,14 @@ def bind(args: argparse.Namespace, service: DemoService) -> DemoHTTPServer:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.check_config:
+        try:
+            read_config(args.check_config)
+        except ConfigError as exc:
+            print(f"invalid config: {exc}", file=sys.stderr)
+            return 1
+        print(f"config OK: {args.check_config}")
+        return 0
     try:
         os.makedirs(args.log_dir, exist_ok=True)
     except OSError as exc:
@@ -1371,6 +1449,12 @@ def main(argv: list[str] | None = None) -> int:
     where = args.port if args.port_candidates is None else ",".join(map(str, args.port_candidates))
     log.log("INFO", f"starting {args.name} on {args.host}:{where} pid {os.getpid()} (release {args.release}, "
                     f"upstream {args.upstream_provider}, work {args.work_iterations} iterations)")
+    if args.config:
+        try:
+            service.config = read_config(args.config)
+        except ConfigError as exc:
+            log.log("ERROR", f"invalid config, not starting: {exc}")
+            return 2
 
     try:
         startup = read_faults_file(args.faults_file) if args.faults_file else []
@@ -1412,6 +1496,8 @@ def main(argv: list[str] | None = None) -> int:
                 service.hup.clear()
                 if log.reopen():
                     log.log("INFO", f"SIGHUP: reopened {log.path}")
+                if service.config_path and service.load_config():
+                    log.log("INFO", f"SIGHUP: reloaded {service.config_path}")
 
     for target, thread_name in ((stopper, "stopper"), (reopener, "sighup"), (service.workload, "workload")):
         threading.Thread(target=target, name=thread_name, daemon=True).start()

@@ -16,7 +16,7 @@ from pathlib import Path
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import cache_dir
 
-IMAGE_VERSION = "3"
+IMAGE_VERSION = "4"
 IMAGE = f"runbook-lab-systemd:bookworm-{IMAGE_VERSION}"
 SUITE = "bookworm"
 
@@ -38,6 +38,7 @@ PACKAGES = (
     "libpam-modules",
     "sqlite3",
     "lsof",
+    "git",  # config-restore: the known-good configuration is a git HEAD
     "ca-certificates",
     # Firewall scenarios (auth-abuse, isolate-host) on hosts with a network namespace of
     # their own: Debian 12's iptables is the nf_tables backend; nft for inspection.

@@ -73,10 +73,17 @@ CURRENT_RELEASE = "/opt/runbook-demo/current"  # ... and the symlink to the runn
 # Compose services get it from a lab directory mounted read-only (DEMO_UPSTREAM_STATUS_FILE).
 # The service calls `primary` (DEMO_UPSTREAM_PROVIDER); `secondary` is its configured fallback.
 PROVIDER_STATUS_FILE = "/var/lib/runbook-upstream/providers.json"
+# The demo's configuration on systemd hosts (seed 001's config/production.toml): a git work
+# tree whose HEAD is the known-good file (config-restore restores from it).
+CONFIG_DIR = "/etc/runbook-demo/config"
+CONFIG_PATH = f"{CONFIG_DIR}/production.toml"
+CONFIG_TEXT = ('# runbook lab demo: production configuration\n'
+               '[server]\nlog_level = "INFO"\n\n[limits]\nmax_body_kb = 64\n')
+
 PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
 # provider-down (-p provider=NAME, default primary) takes an upstream provider down.
-LAB_FAULTS = ("provider-down",)
+LAB_FAULTS = ("provider-down", "config-broken")
 
 
 @dataclass
@@ -177,7 +184,9 @@ User=runbook-demo
 EnvironmentFile=-{CURRENT_RELEASE}/release.env
 Environment=DEMO_UPSTREAM_STATUS_FILE={PROVIDER_STATUS_FILE}
 ExecStart=/usr/bin/python3 {DEMO_PATH} --port {port} --name {SERVICE} --log-dir {LOG_DIR} \\
-  --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults
+  --db {STATE_SUBDIR}/queue.db --faults-file {STATE_SUBDIR}/faults --config {CONFIG_PATH}
+# Re-reads the configuration (a bad one is refused and reported; the old one keeps running).
+ExecReload=/bin/kill -HUP $MAINPID
 StateDirectory=runbook-demo
 LogsDirectory=runbook-demo
 LimitNOFILE={NOFILE_LIMIT}
@@ -387,8 +396,19 @@ class Lab:
             time.sleep(0.2)
         raise Unavailable(f"systemd in {container.name} did not finish booting (state: {state or 'unknown'})")
 
+    def _install_config(self, container) -> None:
+        """The demo's configuration, committed as the known-good in a git work tree (once)."""
+        if container.exec_run(["git", "-C", CONFIG_DIR, "rev-parse", "HEAD"]).exit_code == 0:
+            return
+        container.put_archive("/", _tar_bytes({CONFIG_PATH: (CONFIG_TEXT, 0o644)}))
+        git = ["git", "-C", CONFIG_DIR, "-c", "user.name=runbook lab", "-c", "user.email=lab@runbook.invalid"]
+        self._exec(container, ["git", "-C", CONFIG_DIR, "init", "-q"])
+        self._exec(container, [*git, "add", "production.toml"])
+        self._exec(container, [*git, "commit", "-q", "-m", "known-good configuration"])
+
     def _install_unit(self, container, host: LabHost) -> bool:
         """Install and start the demo unit. Returns True when anything changed."""
+        self._install_config(container)
         wanted = unit_text(host.port)
         current = self._exec(container, ["cat", f"/etc/systemd/system/{UNIT}"], check=False)
         if current.strip() == wanted.strip():
@@ -602,6 +622,8 @@ class Lab:
         raise BadInput(f"unknown lab host {name!r} (lab hosts: {', '.join(h.name for h in state.hosts)})")
 
     def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
+        if fault == "config-broken":
+            return self.config_broken(host_name)
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -642,6 +664,20 @@ class Lab:
         self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
 
+    def config_broken(self, host_name: str) -> dict:
+        """Break the demo's configuration file on a systemd host and reload it, as a bad edit
+        would: the service refuses the file, keeps its previous configuration running and
+        reports itself unhealthy."""
+        host = self.host(host_name)
+        if host.manager != "systemd":
+            raise BadInput(f"config-broken needs a systemd lab host; {host.name} is {host.manager}")
+        container = self._container(host.container)
+        if container is None or container.status != "running":
+            raise Unavailable(f"{host.container} is not running")
+        self._exec(container, ["sh", "-c", 'printf "%s\n" "max_connections = [" >> "$1"', "sh", CONFIG_PATH])
+        self._exec(container, ["systemctl", "reload", UNIT])
+        return {"host": host.name, "fault": "config-broken", "params": {}}
+
     def heal(self, host_name: str) -> str:
         """Reset a host after a drill: clear start-up faults and what remediations changed
         (unit drop-ins, the Compose override, the restart budgets, so the next drill starts
@@ -670,6 +706,9 @@ class Lab:
             self._exec(container, ["sh", "-c", f"rm -f {CURRENT_RELEASE} {REMEDIATION_STATE}/releases-*.json"])
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/env-*.json"])
             self._exec(container, ["rm", "-f", PROVIDER_STATUS_FILE])
+            # The configuration back to its known-good (the git HEAD), its backups gone.
+            self._exec(container, ["git", "-C", CONFIG_DIR, "checkout", "-q", "--", "."], check=False)
+            self._exec(container, ["rm", "-rf", f"{REMEDIATION_STATE}/config-backups"])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
             self._exec(container, ["systemctl", "restart", UNIT])
@@ -879,6 +918,10 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             service["unit"] = UNIT
             service["user"] = "runbook-demo"
             service["releases"] = {"dir": RELEASES_DIR, "current": CURRENT_RELEASE}
+            # config-restore: the file, its known-good (git HEAD of its work tree), the
+            # service's own check command (the file's path is appended) and how to apply it.
+            service["config"] = {"path": CONFIG_PATH, "repo": CONFIG_DIR,
+                                 "validate": ["/usr/bin/python3", DEMO_PATH, "--check-config"], "apply": "reload"}
             # auth-abuse reads it. These hosts share this machine's network and have no
             # NET_ADMIN: a block fails there (Permission denied), it never changes the
             # machine's tables; the firewall test bed is a host with a namespace of its own.

@@ -316,7 +316,7 @@ def test_requests_in_flight_are_counted_while_they_are_handled(launch: Callable[
     demo = launch("--workload-rps", "0")
     assert metric(demo.metrics(), "http_requests_in_flight", handler="/api/work") == 0
     assert demo.request("POST", "/faults/latency", {"seconds": 2})[0] == 201
-    callers = [threading.Thread(target=demo.request, args=("GET", "/api/work")) for _ in range(3)]
+    callers = [threading.Thread(target=demo.request, args=("GET", "/api/work")) for _caller in range(3)]
     for caller in callers:
         caller.start()
     wait_for(lambda: metric(demo.metrics(), "http_requests_in_flight", handler="/api/work") == 3, 5, "3 in flight")
@@ -456,6 +456,62 @@ def test_sighup_reopens_log(launch: Callable[..., Demo]) -> None:
     demo.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: demo.app_log.exists() and "reopened" in demo.log_text(), 5, "a new app.log")
     assert demo.proc.poll() is None
+
+
+GOOD_CONFIG = '[server]\nlog_level = "INFO"\n\n[limits]\nmax_body_kb = 64\n'
+
+
+def check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SERVICE), "--check-config", str(path)],
+                          capture_output=True, text=True, check=False, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('[server]\nlog_level = "LOUD"\n', "server.log_level has an invalid value"),
+        ("[limits]\nmax_body_kb = 0\n", "limits.max_body_kb has an invalid value"),
+        ("[limits]\nmax_body_kb = true\n", "limits.max_body_kb has an invalid value"),
+        ("[cache]\nsize = 1\n", "unknown section [cache]"),
+        ("[server]\ncolour = 1\n", "unknown key server.colour"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_check_config_is_the_services_own_check(tmp_path: Path, text: str, why: str) -> None:
+    config = tmp_path / "production.toml"
+    config.write_text(GOOD_CONFIG)
+    assert check_config(config).returncode == 0
+    config.write_text(text)
+    result = check_config(config)
+    assert result.returncode == 1 and why in result.stderr, result.stderr
+
+
+def test_an_invalid_config_stops_the_start(launch: Callable[..., Demo], tmp_path: Path) -> None:
+    config = tmp_path / "production.toml"
+    config.write_text('[server]\nlog_level = "LOUD"\n')
+    demo = launch("--config", str(config), wait=False)
+    assert demo.wait_exit(10) == 2
+    assert "invalid config, not starting" in demo.log_text()
+
+
+def test_a_reload_of_a_broken_config_keeps_the_old_one_running_and_unhealthy(
+        launch: Callable[..., Demo], tmp_path: Path) -> None:
+    config = tmp_path / "production.toml"
+    config.write_text(GOOD_CONFIG)
+    demo = launch("--config", str(config))
+    status, body = demo.health()
+    assert status == 200 and {"name": "config", "status": "healthy", "detail": f"{config} loaded"} in body["components"]
+    pid = body["pid"]
+    config.write_text(GOOD_CONFIG + "broken = [\n")
+    demo.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: demo.health()[0] == 503, 5, "unhealthy after the refused reload")
+    [component] = [c for c in demo.health()[1]["components"] if c["name"] == "config"]
+    assert component["status"] == "unhealthy" and component["detail"].startswith("reload refused: ")
+    assert demo.request("GET", "/api/work")[0] == 200  # still serving, on the previous configuration
+    config.write_text(GOOD_CONFIG)
+    demo.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: demo.health()[0] == 200, 5, "healthy after a good reload")
+    assert demo.health()[1]["pid"] == pid
 
 
 def test_port_in_use(launch: Callable[..., Demo]) -> None:

@@ -28,6 +28,8 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("runbook_incident", "INC-20261203-0001"),
     ("cpu_limit_raise_to", "1.5"), ("cpu_limit_raise_to", "2"),
     ("replica_scale_to", "4"), ("replica_scale_to", 3),
+    ("config_restore_revision", "HEAD"), ("config_restore_revision", "HEAD~1"), ("config_restore_revision", "v1.2"),
+    ("config_restore_revision", "0a1b2c3"),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -39,6 +41,10 @@ def test_other_request_values(name, value):
     ("cpu_limit_raise_to", PAYLOAD), ("cpu_limit_raise_to", "1; reboot"), ("cpu_limit_raise_to", "0.125"),
     ("replica_scale_to", PAYLOAD), ("replica_scale_to", "{{ 2 + 2 }}"), ("replica_scale_to", "2.5"),
     ("replica_scale_to", "-1"), ("replica_scale_to", "1000"), ("replica_scale_to", True),
+    ("config_restore_revision", PAYLOAD), ("config_restore_revision", "--output=/tmp/x"),
+    ("config_restore_revision", "-p"), ("config_restore_revision", "HEAD:../../etc/shadow"),
+    ("config_restore_revision", "a b"), ("config_restore_revision", "HEAD\n"),
+    ("config_restore_force", "maybe"), ("config_restore_force", PAYLOAD),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
