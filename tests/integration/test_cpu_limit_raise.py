@@ -205,3 +205,40 @@ def test_compose_limit_goes_into_the_override_and_in_place(engine, tmp_path):
         assert result["outcome"] == "healthy", result
     finally:
         subprocess.run([*compose, "down", "-t", "1"], capture_output=True, check=False)
+
+
+def test_a_container_without_a_cpu_limit_gets_a_first_one_on_request(engine, tmp_path):
+    """No limit: nothing to raise, and the finding says how to set one; asked for, it is set in place."""
+    from runbook_remediation.lab.lab import free_port
+
+    client, image = engine
+    port = free_port()
+    made = client.containers.run(image, demo_command(port), name=f"runbook-cpu-test-{uuid.uuid4().hex[:8]}",
+                                 detach=True, network_mode="host", volumes=demo_mount())
+    try:
+        url = f"http://127.0.0.1:{port}/health"
+        wait_for(lambda: http_status(url) == 200, timeout=30, what="demo container healthy")
+        service = {"name": "demo", "manager": "docker", "container": made.name, "health_url": url}
+        code, result, output = play(tmp_path, service, cpu_limit_raise_sample=1)
+        assert code == 0, output[-4000:]
+        assert result["outcome"] == "healthy" and "cpu_limit_raise_to=CORES sets a first one" in result["message"]
+
+        code, result, output = play(tmp_path, service, "--check", cpu_limit_raise_sample=1, cpu_limit_raise_to="0.5")
+        assert code == 0, output[-4000:]
+        assert result["message"] == "planned: would set the CPU limit of demo to 0.5 cores (it had none)", result
+        assert host_config(made)["NanoCpus"] == 0
+
+        made.reload()
+        started = made.attrs["State"]["StartedAt"]
+        code, result, output = play(tmp_path, service, cpu_limit_raise_sample=1, cpu_limit_raise_to="0.5")
+        assert code == 0, output[-4000:]
+        assert result["outcome"] == "remediated", result
+        assert result["actions"][0].startswith(f"set the CPU limit of container {made.name} in place to 0.5 cores")
+        assert host_config(made)["NanoCpus"] == NANO // 2
+        assert made.attrs["State"]["StartedAt"] == started
+
+        code, result, output = play(tmp_path, service, cpu_limit_raise_sample=1, cpu_limit_raise_to="0.5")
+        assert code == 0, output[-4000:]
+        assert result["outcome"] == "healthy", result
+    finally:
+        made.remove(force=True)

@@ -356,3 +356,105 @@ def test_a_bad_usage_threshold_is_bad_input(lab, value):
     code, payload = run_json("run", "memory-leak", "-l", "lab-2", extra={"memory_limit_raise_usage_threshold": value})
     assert code == 2, payload
     assert "usage_threshold" in payload["hosts"]["lab-2"]["message"], payload["hosts"]["lab-2"]["message"]
+
+
+NO_LIMIT = f"/etc/systemd/system/{UNIT}.d/10-no-limit.conf"  # sorts before the role's runbook-memory.conf
+
+
+def test_a_unit_without_a_memory_limit_gets_a_first_one_on_request(lab, restored):
+    """Seed 001 (MemoryMax=1G): no limit of its own, so nothing to raise -- only one to set, when asked."""
+    restored("lab-2")
+    sh(lab, "lab-2", f"mkdir -p /etc/systemd/system/{UNIT}.d && printf '[Service]\\nMemoryMax=infinity\\n' > {NO_LIMIT}"
+                     " && systemctl daemon-reload")
+    try:
+        assert unit_show(lab, "lab-2")["MemoryMax"] == "infinity"
+        first = {**FAST, "memory_limit_raise_force": True}
+
+        code, payload = run_json("run", "oom-killed", "-l", "lab-2", extra=first)
+        assert code == 3, payload
+        message = payload["hosts"]["lab-2"]["message"]
+        assert "has no memory limit of its own" in message
+        assert "memory_limit_raise_to=SIZE sets a first limit" in message
+
+        asked = {**FAST, "memory_limit_raise_to": "192M", "memory_limit_raise_reservation": "64M"}
+        code, payload = run_json("run", "oom-killed", "-l", "lab-2", "--check", extra=asked)
+        assert code == 0, payload
+        result = payload["hosts"]["lab-2"]
+        assert result["message"] == (
+            "planned: would set the memory limit of demo to 192 MiB (it had none), reservation 64 MiB in place"
+        ), result
+        assert dropin(lab, "lab-2") is None and unit_show(lab, "lab-2")["MemoryMax"] == "infinity"
+
+        before = unit_show(lab, "lab-2")
+        code, payload = run_json("run", "oom-killed", "-l", "lab-2", extra=asked)
+        assert code == 0, payload
+        result = payload["hosts"]["lab-2"]
+        assert result["outcome"] == "remediated", result
+        assert result["evidence"]["limit"]["first"] is True and result["evidence"]["limit"]["current"] == 0
+        assert result["actions"][0].startswith(
+            f"set MemoryMax of {UNIT} to 192 MiB (it had none) and MemoryLow to 64 MiB"
+        )
+        assert result["verification"]["limit_applied"] is True
+        after = unit_show(lab, "lab-2")
+        assert after["MemoryMax"] == str(192 * MIB) and after["MainPID"] == before["MainPID"]  # set live
+        assert sh(lab, "lab-2", f"systemctl show -p MemoryLow --value {UNIT}")[1] == str(64 * MIB)
+        assert cgroup_limit(lab, "lab-2") == 192 * MIB  # in force in the kernel, not only in systemd
+
+        code, payload = run_json("run", "oom-killed", "-l", "lab-2", extra=asked)
+        assert code == 4, payload  # it has its limit now: nothing to do
+        assert unit_show(lab, "lab-2")["MainPID"] == before["MainPID"]
+    finally:
+        sh(lab, "lab-2", f"rm -f {NO_LIMIT} && systemctl daemon-reload")
+
+
+def test_docker_reservation_is_set_in_place_with_the_raise(lab, restored):
+    """Seed 003: mem_limit raised and mem_reservation set together, the same container."""
+    restored("lab-docker")
+    container_id = inspect(lab, "lab-docker")["Id"]
+    asked = {**FAST, "memory_limit_raise_force": True, "memory_limit_raise_reservation": "96M"}
+    code, payload = run_json("run", "oom-killed", "-l", "lab-docker", extra=asked)
+    assert code == 0, payload
+    result = payload["hosts"]["lab-docker"]
+    assert result["outcome"] == "remediated", result
+    assert result["message"].endswith("raised from 128 MiB to 256 MiB, reservation 96 MiB in place and healthy")
+    state = inspect(lab, "lab-docker")
+    assert state["Id"] == container_id
+    assert state["HostConfig"]["Memory"] == 2 * LIMIT and state["HostConfig"]["MemoryReservation"] == 96 * MIB
+    assert result["verification"]["limit_applied"] is True
+
+    code, payload = run_json("run", "oom-killed", "-l", "lab-docker",
+                             extra={**FAST, "memory_limit_raise_reservation": "96M"})
+    assert code == 4, payload
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"memory_limit_raise_reservation": "1G"},
+         "the memory reservation asked for, 1024 MiB, is above the new memory limit of 256 MiB"),
+        ({"memory_limit_raise_reservation": "plenty"}, "memory_limit_raise_reservation must be a size"),
+    ],
+    ids=["above-the-limit", "not-a-size"],
+)
+def test_a_bad_reservation_is_bad_input_and_changes_nothing(lab, extra, words):
+    before = unit_show(lab, "lab-1")
+    code, payload = run_json("run", "oom-killed", "-l", "lab-1", extra=extra)
+    assert code == 2, payload
+    assert words in payload["hosts"]["lab-1"]["message"], payload["hosts"]["lab-1"]["message"]
+    assert dropin(lab, "lab-1") is None
+    assert unit_show(lab, "lab-1") == before
+
+
+def test_compose_reservation_goes_into_the_override_and_in_place(lab, restored):
+    restored("lab-compose")
+    override = lab.compose_dir / "compose.override.yaml"
+    container_id = inspect(lab, "lab-compose")["Id"]
+    asked = {**FAST, "memory_limit_raise_force": True, "memory_limit_raise_reservation": "80M"}
+    code, payload = run_json("run", "oom-killed", "-l", "lab-compose", extra=asked)
+    assert code == 0, payload
+    assert payload["hosts"]["lab-compose"]["outcome"] == "remediated", payload
+    merged = yaml.safe_load(override.read_text(encoding="utf-8"))["services"]["demo"]
+    assert merged["mem_limit"] == 2 * LIMIT and merged["mem_reservation"] == 80 * MIB
+    state = inspect(lab, "lab-compose")
+    assert state["Id"] == container_id  # running: updated in place
+    assert state["HostConfig"]["MemoryReservation"] == 80 * MIB
