@@ -79,6 +79,8 @@ REQUEST_VARS = (
     ('replica_scale_to', re.compile(r'^[0-9]{1,3}$'), 'a whole number of replicas'),
     # config-restore (config_restore): a git revision, never a range or an option.
     ('config_restore_revision', re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./^~-]{0,127}$'), 'a git revision'),
+    # admin-action (app_admin): the name of an action the service declares.
+    ('app_admin_action', re.compile(r'^[a-z][a-z0-9_]{0,63}$'), 'an admin action name such as cache_clear'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra
@@ -141,6 +143,7 @@ def check_request(raw_vars):
     clean['env_toggle_set'] = check_env_set(raw_vars.get('env_toggle_set'))
     clean['env_toggle_revert'] = check_flag('env_toggle_revert', raw_vars.get('env_toggle_revert'))
     clean['config_restore_force'] = check_flag('config_restore_force', raw_vars.get('config_restore_force'))
+    clean['app_admin_force'] = check_flag('app_admin_force', raw_vars.get('app_admin_force'))
     clean['alert'] = check_eda_event(raw_vars.get('ansible_eda'))
     return clean
 

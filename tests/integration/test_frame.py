@@ -88,7 +88,8 @@ def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypa
         args = [*target(scenario, pg_inventory), *(["--yes"] if scenario in destructive else []),
                 *(["--service", "api"] if scenario == "key-rotation" else [])]
         # A scenario that acts only on a request gets a valid one, so the envelope is reached.
-        request = {"env_toggle_set": {"DEMO_WORK_ITERATIONS": "3"}} if scenario == "env-toggle" else None
+        request = {"env-toggle": {"env_toggle_set": {"DEMO_WORK_ITERATIONS": "3"}},
+                   "admin-action": {"app_admin_action": "cache_clear"}}.get(scenario)
         code, payload = run_json("run", scenario, *args, extra=request)
         assert code == 5, payload
         [result] = payload["hosts"].values()

@@ -24,6 +24,10 @@ Endpoints:
 * ``GET /api/work``: one simulated request (200 ``{"ok": true}`` or 500 with an ``error_type``).
 * ``GET /faults``, ``POST /faults/<name>`` (optional JSON object of params),
   ``DELETE /faults/<name>``, ``DELETE /faults``: lab-only fault control.
+* ``POST /admin/cache/clear``: an admin action (app_admin): drops the service's cached
+  checks (database, upstream, replicas) so the next ones are fresh; with an API key
+  configured it needs the key like ``/api/work``. ``SIGUSR1`` runs a garbage collection.
+  ``demo_admin_actions_total{action}`` counts both.
 
 API keys (optional): with ``DEMO_API_KEY`` in the environment (systemd ``EnvironmentFile=``,
 Compose ``env_file``) or ``--api-key-file FILE`` (``DEMO_API_KEY=...`` or the bare key),
@@ -80,6 +84,7 @@ import argparse
 import contextlib
 import datetime
 import errno
+import gc
 import hmac
 import json
 import math
@@ -109,6 +114,7 @@ WINDOW_SECONDS = 30
 DB_CHECK_CACHE_SECONDS = 2.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 WORK_HANDLER = "/api/work"
+ADMIN_CACHE_CLEAR = "/admin/cache/clear"
 # Declared up front so every series exists at 0 and rate() works from the first scrape.
 ERROR_TYPES = ("upstream_error", "too_many_open_files", "disk_full", "database_error", "io_error", "release_bug",
                "out_of_memory")
@@ -668,6 +674,8 @@ class DemoService:
         self.log = Log(os.path.join(self.log_dir, "app.log"), lambda: self.metrics.count_error("disk_full"))
         self.stop = threading.Event()
         self.hup = threading.Event()
+        self.usr1 = threading.Event()
+        self.admin_actions: dict[str, int] = {"cache_clear": 0, "gc": 0}
         self.started_monotonic = time.monotonic()
         self.start_time = read_process_start_time()
         self._db_lock = threading.Lock()
@@ -685,6 +693,16 @@ class DemoService:
         self.config_path: str | None = getattr(args, "config", None)
         self.config: dict[str, Any] = {}
         self.config_error: str | None = None
+
+    def clear_caches(self) -> int:
+        """Admin action cache_clear: forget every cached check; how many were cached."""
+        cached = int(self._db_cache is not None) + int(self._upstream_cache[0] > -math.inf)
+        cached += int(self._replicas_cache[0] > -math.inf)
+        self._db_cache = None
+        self._upstream_cache = (-math.inf, "up")
+        self._replicas_cache = (-math.inf, 1)
+        self.admin_actions["cache_clear"] += 1
+        return cached
 
     def load_config(self) -> bool:
         """(Re)read the configuration file; a bad one leaves the running configuration as it
@@ -1170,6 +1188,9 @@ class DemoService:
             count = self._database_check()[1]
             if count is not None:
                 sample("demo_queue_items", count)
+        family("demo_admin_actions_total", "counter", "Admin actions done (POST /admin/cache/clear, SIGUSR1).")
+        for action, count in sorted(self.admin_actions.items()):
+            sample("demo_admin_actions_total", count, action=action)
         family("demo_info", "gauge", "Service name and version.")
         sample("demo_info", 1, service=self.name, version=VERSION, release=self.release,
                upstream_provider=self.upstream_provider, work_iterations=str(self.work_iterations))
@@ -1256,15 +1277,24 @@ class Handler(BaseHTTPRequestHandler):
             "/health": self._health,
             "/metrics": self._metrics,
             WORK_HANDLER: self._work,
+            ADMIN_CACHE_CLEAR: self._cache_clear,
         }
+        allowed = "POST" if path == ADMIN_CACHE_CLEAR else "GET"
         if path not in routes:
             self._json(404, {"error": f"no such endpoint {path}"})
-        elif path == WORK_HANDLER and not service.auth.check(self.headers, self.client_address[0], method, path)[0]:
+        elif path in (WORK_HANDLER, ADMIN_CACHE_CLEAR) and not service.auth.check(
+            self.headers, self.client_address[0], method, path
+        )[0]:
             self._json(401, {"error": "a valid API key is required"}, {"WWW-Authenticate": "Bearer"})
-        elif method != "GET":
-            self._json(405, {"error": f"{method} not allowed on {path}"}, {"Allow": "GET"})
+        elif method != allowed:
+            self._json(405, {"error": f"{method} not allowed on {path}"}, {"Allow": allowed})
         else:
             routes[path]()
+
+    def _cache_clear(self) -> None:
+        cleared = self.server.service.clear_caches()
+        self.server.service.log.log("INFO", f"admin: cache cleared ({cleared} cached checks dropped)")
+        self._json(200, {"cleared": cleared})
 
     def _health(self) -> None:
         status, body = self.server.service.health()
@@ -1480,9 +1510,9 @@ def main(argv: list[str] | None = None) -> int:
     # Signal handlers only set events: taking the log lock or starting a thread inside a handler
     # could deadlock against the main thread, so helper threads do the actual work.
     def on_signal(signum: int, _frame: Any) -> None:
-        (service.hup if signum == signal.SIGHUP else service.stop).set()
+        {signal.SIGHUP: service.hup, signal.SIGUSR1: service.usr1}.get(signum, service.stop).set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, on_signal)
 
     def stopper() -> None:
@@ -1498,6 +1528,10 @@ def main(argv: list[str] | None = None) -> int:
                     log.log("INFO", f"SIGHUP: reopened {log.path}")
                 if service.config_path and service.load_config():
                     log.log("INFO", f"SIGHUP: reloaded {service.config_path}")
+            if service.usr1.is_set():
+                service.usr1.clear()
+                service.admin_actions["gc"] += 1
+                log.log("INFO", f"SIGUSR1: garbage collection found {gc.collect()} unreachable objects")
 
     for target, thread_name in ((stopper, "stopper"), (reopener, "sighup"), (service.workload, "workload")):
         threading.Thread(target=target, name=thread_name, daemon=True).start()

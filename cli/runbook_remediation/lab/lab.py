@@ -913,6 +913,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             # What env-toggle may change (env_toggle): the demo's knobs, the provider only to a known one.
             "settings": ["DEMO_WORK_ITERATIONS", "DEMO_WORKLOAD_RPS",
                          {"name": "DEMO_UPSTREAM_PROVIDER", "values": ["primary", PROVIDER_FALLBACK]}],
+            # What admin-action may do (app_admin): the demo's admin endpoint and its GC signal.
+            "admin": {"cache_clear": {"method": "POST", "path": "/admin/cache/clear"}, "gc": {"signal": "USR1"}},
         }
         if host.manager == "systemd":
             service["unit"] = UNIT

@@ -680,3 +680,24 @@ def test_live_replicas_are_the_candidates_that_accept_a_connection(tmp_path: Pat
     assert demo_service.DemoService(alone).live_replicas() == 1
     with pytest.raises(SystemExit):
         demo_service.parse_args(["--log-dir", str(tmp_path)])  # neither --port nor candidates
+
+
+def test_admin_actions_cache_clear_and_sigusr1_gc(launch: Callable[..., Demo]) -> None:
+    demo = launch(env={"DEMO_API_KEY": "admin-key-for-the-test"})
+    demo.health()  # caches the database check
+    key = frozenset({("action", "cache_clear")})
+    assert demo.metrics()[("demo_admin_actions_total", key)] == 0
+    assert demo.request("POST", "/admin/cache/clear")[0] == 401  # with an API key configured, admin needs it too
+    req = urllib.request.Request(f"http://127.0.0.1:{demo.port}/admin/cache/clear", data=b"", method="POST",
+                                 headers={"Authorization": "Bearer admin-key-for-the-test"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200 and json.loads(resp.read())["cleared"] >= 1
+    assert demo.metrics()[("demo_admin_actions_total", key)] == 1
+    assert demo.request("GET", "/admin/cache/clear")[0] == 401  # the key first, whatever the method
+    assert "admin: cache cleared" in demo.log_text()
+
+    demo.proc.send_signal(signal.SIGUSR1)
+    gc_key = ("demo_admin_actions_total", frozenset({("action", "gc")}))
+    wait_for(lambda: demo.metrics()[gc_key] == 1, 5, "the SIGUSR1 garbage collection")
+    assert "SIGUSR1: garbage collection found" in demo.log_text()
+    assert demo.proc.poll() is None  # USR1 does not stop it

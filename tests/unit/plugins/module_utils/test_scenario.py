@@ -30,6 +30,7 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("replica_scale_to", "4"), ("replica_scale_to", 3),
     ("config_restore_revision", "HEAD"), ("config_restore_revision", "HEAD~1"), ("config_restore_revision", "v1.2"),
     ("config_restore_revision", "0a1b2c3"),
+    ("app_admin_action", "cache_clear"), ("app_admin_action", "gc"),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -45,6 +46,8 @@ def test_other_request_values(name, value):
     ("config_restore_revision", "-p"), ("config_restore_revision", "HEAD:../../etc/shadow"),
     ("config_restore_revision", "a b"), ("config_restore_revision", "HEAD\n"),
     ("config_restore_force", "maybe"), ("config_restore_force", PAYLOAD),
+    ("app_admin_action", PAYLOAD), ("app_admin_action", "Cache-Clear"), ("app_admin_action", "../x"),
+    ("app_admin_action", "cache_clear\n"), ("app_admin_force", "maybe"),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
