@@ -81,6 +81,10 @@ REQUEST_VARS = (
     ('config_restore_revision', re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./^~-]{0,127}$'), 'a git revision'),
     # admin-action (app_admin): the name of an action the service declares.
     ('app_admin_action', re.compile(r'^[a-z][a-z0-9_]{0,63}$'), 'an admin action name such as cache_clear'),
+    # redis-memory / redis-flush (redis_memory): a size, what to flush, a database number.
+    ('redis_memory_to', re.compile(r'^[0-9]{1,6}(\.[0-9]{1,3})?[KMGkmg]?[Bb]?$'), 'a size such as 512M'),
+    ('redis_memory_flush', re.compile(r'^(db|all)$'), 'db or all'),
+    ('redis_memory_flush_db', re.compile(r'^[0-9]{1,4}$'), 'a database number'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

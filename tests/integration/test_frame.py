@@ -47,6 +47,11 @@ def pg_inventory(lab, tmp_path_factory):
                               "verify_url": "http://127.0.0.1:9/api/work", "consumers": ["app"]}},
             {"name": "app", "manager": "systemd", "unit": "app.service", "health_url": "http://127.0.0.1:9/health"},
         ]}}}
+    # redis-memory / redis-flush validate the Redis description (nothing listens on port 9).
+    data["all"]["children"]["redis"] = {"hosts": {"redis-host": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "runbook_services": [{"name": "cache", "manager": "systemd", "unit": "redis-server.service",
+                              "health_url": "redis://127.0.0.1:9", "redis_password": "Pw-frame-REDIS"}]}}}
     path = tmp_path_factory.mktemp("frame") / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -57,6 +62,8 @@ def target(scenario: str, pg_inventory) -> list[str]:
         return ["-i", str(pg_inventory), "-l", "pg-host"]
     if scenario == "key-rotation":
         return ["-i", str(pg_inventory), "-l", "keys-host"]
+    if scenario in ("redis-memory", "redis-flush"):
+        return ["-i", str(pg_inventory), "-l", "redis-host"]
     return ["-l", "lab-1"]
 
 

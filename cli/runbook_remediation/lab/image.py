@@ -16,7 +16,7 @@ from pathlib import Path
 from runbook_remediation.errors import Unavailable
 from runbook_remediation.paths import cache_dir
 
-IMAGE_VERSION = "4"
+IMAGE_VERSION = "5"
 IMAGE = f"runbook-lab-systemd:bookworm-{IMAGE_VERSION}"
 SUITE = "bookworm"
 
@@ -39,6 +39,10 @@ PACKAGES = (
     "sqlite3",
     "lsof",
     "git",  # config-restore: the known-good configuration is a git HEAD
+    # redis_memory's modules (community.general.redis) need the client library on the
+    # target; the server for its molecule scenario (its packaged unit is masked below).
+    "redis-server",
+    "python3-redis",
     "ca-certificates",
     # Firewall scenarios (auth-abuse, isolate-host) on hosts with a network namespace of
     # their own: Debian 12's iptables is the nf_tables backend; nft for inspection.
@@ -63,6 +67,8 @@ MASKED_UNITS = (
     "apt-daily-upgrade.timer",
     "e2scrub_all.timer",
     "fstrim.timer",
+    # Every lab host shares the machine's network: a Redis on 6379 in each would collide.
+    "redis-server.service",
 )
 
 

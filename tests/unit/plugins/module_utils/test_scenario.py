@@ -31,6 +31,8 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("config_restore_revision", "HEAD"), ("config_restore_revision", "HEAD~1"), ("config_restore_revision", "v1.2"),
     ("config_restore_revision", "0a1b2c3"),
     ("app_admin_action", "cache_clear"), ("app_admin_action", "gc"),
+    ("redis_memory_to", "512M"), ("redis_memory_to", "1.5G"), ("redis_memory_flush", "all"),
+    ("redis_memory_flush_db", "3"), ("redis_memory_flush_db", 3),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -48,6 +50,8 @@ def test_other_request_values(name, value):
     ("config_restore_force", "maybe"), ("config_restore_force", PAYLOAD),
     ("app_admin_action", PAYLOAD), ("app_admin_action", "Cache-Clear"), ("app_admin_action", "../x"),
     ("app_admin_action", "cache_clear\n"), ("app_admin_force", "maybe"),
+    ("redis_memory_to", "lots"), ("redis_memory_to", PAYLOAD), ("redis_memory_flush", "everything"),
+    ("redis_memory_flush_db", "-1"), ("redis_memory_flush_db", "0; FLUSHALL"),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
