@@ -16,8 +16,8 @@ version_added: 0.1.0
 description:
   - Takes a snapshot of C(pg_stat_activity) (client connections by state, user and database, C(max_connections)),
     then, in one database and for the users in scope, terminates sessions idle longer than O(idle_after) or idle in a
-    transaction longer than O(idle_in_transaction_after), and cancels queries running longer than O(cancel_after);
-    then takes the snapshot again.
+    transaction longer than O(idle_in_transaction_after), cancels queries running longer than O(cancel_after) and
+    terminates the sessions of those running longer than O(terminate_after); then takes the snapshot again.
   - What the seed runbook does by hand (C(pg_terminate_backend) on every C(idle) row of C(pg_stat_activity) whose
     C(query_start) is over an hour old), made safe. Only client backends are considered (never autovacuum,
     replication or other background processes), never the module's own session, never a session of
@@ -89,6 +89,15 @@ options:
       - Cancel (C(pg_cancel_backend)) queries in state C(active) running for longer than this many seconds. The
         session stays connected; its client gets an error for that query.
       - V(0) cancels none.
+    type: int
+    default: 0
+  terminate_after:
+    description:
+      - Terminate (C(pg_terminate_backend)) the sessions of queries in state C(active) running for longer than this
+        many seconds - a second, higher threshold than O(cancel_after) for a query a cancel did not stop (or that is
+        known to ignore it). The session ends; its client must reconnect. A query past both thresholds is
+        terminated, not cancelled.
+      - V(0) terminates none. When both are set it must be above O(cancel_after).
     type: int
     default: 0
   wait_timeout:
@@ -393,9 +402,12 @@ else:
 APPLICATION_NAME = 'runbook.remediation.postgresql_sessions'
 MIN_SERVER_VERSION = 100000  # pg_stat_activity.backend_type
 
-# The three actions, in the order they run. `since` is the column the age is measured
-# from; `func` is the server function that signals the backend.
+# The four actions, in the order they run (a session one of them took is not taken again).
+# `since` is the column the age is measured from; `func` is the server function that
+# signals the backend.
 ACTIONS = (
+    dict(name='terminate', option='terminate_after', states=('active',), since='query_start',
+         func='pg_terminate_backend', result='terminated', age_key='query_seconds'),
     dict(name='cancel', option='cancel_after', states=('active',), since='query_start',
          func='pg_cancel_backend', result='cancelled', age_key='query_seconds'),
     dict(name='terminate', option='idle_in_transaction_after',
@@ -559,9 +571,9 @@ def report(row, action=None, threshold=None, reason=None):
         'connected_seconds': _round(row['backend_seconds']),
     }
     if action is not None:
-        out[action['age_key']] = _round(row['query_seconds' if action['name'] == 'cancel' else 'state_seconds'])
-        out['reason'] = '%s for more than %d s' % (
-            'query running' if action['name'] == 'cancel' else row['state'], threshold)
+        query = action['since'] == 'query_start'
+        out[action['age_key']] = _round(row['query_seconds' if query else 'state_seconds'])
+        out['reason'] = '%s for more than %d s' % ('query running' if query else row['state'], threshold)
     else:
         out['seconds'] = _round(row['query_seconds'] if row['state'] == 'active' else row['state_seconds'])
         out['reason'] = reason
@@ -647,10 +659,14 @@ class Sessions:
         plans = []
         usage = summarize(before_rows, max_conn, reserved, params['database'])['usage']
         result['below_threshold'] = usage <= params['act_above']
+        seen = set()
         for action in ACTIONS:
             if params[action['option']] <= 0 or result['below_threshold']:
                 continue
             for row in self.query(candidates_sql(action), self.args(action)):
+                if row['pid'] in seen:  # past terminate_after: terminated (or spared) once, not also cancelled
+                    continue
+                seen.add(row['pid'])
                 reason = spare_reason(row)
                 if reason:
                     result['spared'].append(report(row, reason=reason))
@@ -710,10 +726,14 @@ class Sessions:
 
 def validate(module):
     params = module.params
-    for option in ('idle_after', 'idle_in_transaction_after', 'cancel_after', 'wait_timeout'):
+    for option in ('idle_after', 'idle_in_transaction_after', 'cancel_after', 'terminate_after', 'wait_timeout'):
         if params[option] < 0:
             module.fail_json(msg='postgresql_sessions: %s must be 0 or more seconds, got %d' % (option, params[option]),
                              error_kind='input')
+    if 0 < params['terminate_after'] <= params['cancel_after']:
+        module.fail_json(msg='postgresql_sessions: terminate_after (%d s) must be above cancel_after (%d s): a query '
+                             'is cancelled first and terminated only past the second threshold'
+                             % (params['terminate_after'], params['cancel_after']), error_kind='input')
     if not params['database']:
         module.fail_json(msg='postgresql_sessions: database must not be empty', error_kind='input')
     if not 0 <= params['act_above'] < 1:
@@ -745,6 +765,7 @@ def main():
             idle_after=dict(type='int', default=0),
             idle_in_transaction_after=dict(type='int', default=0),
             cancel_after=dict(type='int', default=0),
+            terminate_after=dict(type='int', default=0),
             wait_timeout=dict(type='int', default=5),
             act_above=dict(type='float', default=0),
             login_host=dict(type='str', default='', aliases=['host']),

@@ -279,9 +279,10 @@ def test_postgres_down_is_unavailable(pool, tmp_path):
         ({}, {"db_connections_max_usage": 1.5}, "db_connections_max_usage=1.5"),
         ({"protected_users": ["no_such_app"]}, {}, "protected_users names role(s) that do not exist: no_such_app"),
         ({"name": "no_such_db"}, {}, "no_such_db"),
+        ({}, {"db_connections_terminate_after": 1}, "terminate_after=1, db_connections_cancel_after=1"),
     ],
     ids=["unknown-service", "not-postgresql", "no-name", "negative", "not-a-number", "usage", "unknown-role",
-         "unknown-db"],
+         "unknown-db", "terminate-not-above-cancel"],
 )
 def test_bad_input_touches_nothing(pool, tmp_path, database, extra, why):
     leaked = [pool.open(pool.client) for _index in range(3)]

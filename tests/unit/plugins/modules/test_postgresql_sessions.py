@@ -141,6 +141,10 @@ def test_idle_is_measured_from_the_last_state_change_and_queries_from_their_star
     assert by_option["idle_in_transaction_after"]["since"] == "state_change"
     assert by_option["cancel_after"]["since"] == "query_start"
     assert by_option["cancel_after"]["func"] == "pg_cancel_backend"
+    assert by_option["terminate_after"]["since"] == "query_start"
+    assert by_option["terminate_after"]["func"] == "pg_terminate_backend"
+    # The higher threshold is looked at first: a query past both is terminated, not cancelled.
+    assert [action["option"] for action in ps.ACTIONS].index("terminate_after") == 0
 
 
 @pytest.fixture
@@ -158,6 +162,8 @@ def run(run_module):
     [
         ({"database": "appdb", "idle_after": -1}, "idle_after must be 0 or more seconds, got -1"),
         ({"database": "appdb", "cancel_after": -5}, "cancel_after must be 0 or more seconds, got -5"),
+        ({"database": "appdb", "cancel_after": 60, "terminate_after": 60},
+         "terminate_after (60 s) must be above cancel_after (60 s)"),
         ({"database": "appdb", "wait_timeout": -1}, "wait_timeout must be 0 or more seconds"),
         ({"database": ""}, "database must not be empty"),
         ({"database": "appdb", "protected_users": ["app", ""]}, "protected_users must not hold an empty name"),
@@ -338,3 +344,39 @@ def test_a_server_that_is_down_is_unavailable(run):
     assert result.failed and result["error_kind"] == "unavailable"
     assert "cannot connect to PostgreSQL at 127.0.0.1:" in result.msg and "\n" not in result.msg
     assert "secret-not-shown" not in result.msg
+
+
+def test_a_query_past_the_second_threshold_is_terminated_one_between_them_cancelled(run, db):
+    """Seed 004: cancel long queries, terminate (pg_terminate_backend) those past a second threshold."""
+    longest, long_ = db["open"]("client"), db["open"]("client")
+    longest_pid, long_pid = longest.get_backend_pid(), long_.get_backend_pid()
+    threads = [threading.Thread(target=_sleep_until_signalled, args=(conn,), daemon=True) for conn in (longest, long_)]
+    threads[0].start()
+    time.sleep(2.2)  # the longest query now runs for more than 2 s ...
+    threads[1].start()
+    time.sleep(1.2)  # ... the other for more than 1 s but less than 2
+    result = run(cancel_after=1, terminate_after=2, **db["login"])
+    assert not result.failed, result.msg
+    assert [(item["pid"], item["reason"]) for item in result["terminated"]] == [
+        (longest_pid, "query running for more than 2 s")]
+    assert [item["pid"] for item in result["cancelled"]] == [long_pid]
+    for thread in threads:
+        thread.join(5)
+    assert longest.closed or _gone(longest)
+    with long_.cursor() as cur:  # cancelled: its query failed, the session stays
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+
+
+def _sleep_until_signalled(conn) -> None:
+    with contextlib.suppress(psycopg2.Error):  # the cancel or the termination ends it
+        conn.cursor().execute("SELECT pg_sleep(30)")
+
+
+def _gone(conn) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except psycopg2.Error:
+        return True
+    return False
