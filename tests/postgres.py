@@ -91,3 +91,25 @@ def running_cluster(max_connections: int = 100):
             subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
                             "-m", "immediate", "-w", "stop"], capture_output=True, check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def restart(cluster: Postgres, while_stopped=None) -> None:
+    """Stop the cluster (fast), call ``while_stopped()`` (a corrupted file is read from disk
+    afterwards, not from shared buffers), start it again with the options it ran with."""
+    import shlex
+
+    argv = shlex.split((cluster.data_dir / "postmaster.opts").read_text(encoding="utf-8"))[1:]
+    options = []
+    skip = False
+    for word in argv:  # everything but -D DIR, which pg_ctl gives itself
+        if skip:
+            skip = False
+        elif word == "-D":
+            skip = True
+        else:
+            options.append(word)
+    _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data_dir), "-m", "fast", "-w", "stop"])
+    if while_stopped is not None:
+        while_stopped()
+    _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data_dir), "-l", str(cluster.data_dir.parent / "log"),
+                  "-o", " ".join(shlex.quote(word) for word in options), "-w", "start"])

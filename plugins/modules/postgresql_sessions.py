@@ -388,6 +388,12 @@ from collections import Counter
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.remediation.plugins.module_utils._postgresql import (
+    ModuleError,
+    connect,
+    one_line,
+)
+
 PSYCOPG2_IMPORT_ERROR = None
 try:
     import psycopg2
@@ -474,29 +480,6 @@ SETTINGS_SQL = """
     SELECT current_setting('server_version_num')::int, current_setting('max_connections')::int,
            current_setting('superuser_reserved_connections')::int, pg_backend_pid(),
            current_setting('is_superuser')::bool, pg_has_role('pg_read_all_stats', 'USAGE')"""
-
-
-class ModuleError(Exception):
-    def __init__(self, msg, kind):
-        super().__init__(msg)
-        self.kind = kind
-
-
-def one_line(text):
-    """psycopg2's messages span lines (hints, details): one line for a summary."""
-    return '; '.join(part.strip() for part in str(text).strip().splitlines() if part.strip())
-
-
-def connect_error_kind(message):
-    """(error_kind, advice) for a failed connection, from libpq's message."""
-    text = message.lower()
-    if 'remaining connection slots are reserved' in text or 'too many clients' in text:
-        return 'unavailable', ('the connection pool is exhausted; PostgreSQL keeps the last '
-                               'superuser_reserved_connections slots for superusers, so log in as one')
-    if ('password authentication failed' in text or 'no pg_hba.conf entry' in text or 'does not exist' in text
-            or 'no password supplied' in text or 'is not permitted to log in' in text):
-        return 'input', 'check the database login in the service description'
-    return 'unavailable', ''
 
 
 def _round(value):
@@ -590,29 +573,10 @@ class Sessions:
         self.result = {}
 
     def connect(self):
+        # Autocommit: each statement sees a fresh pg_stat_activity, and a signal is never
+        # held back by (or rolled back with) a transaction.
         params = self.params
-        kwargs = dict(dbname=params['login_db'] or params['database'], user=params['login_user'],
-                      port=params['login_port'], sslmode=params['ssl_mode'],
-                      connect_timeout=params['connect_timeout'], application_name=APPLICATION_NAME)
-        host = params['login_host'] or params['login_unix_socket']
-        if host:
-            kwargs['host'] = host
-        if params['login_password']:
-            kwargs['password'] = params['login_password']
-        if params['ca_cert']:
-            kwargs['sslrootcert'] = params['ca_cert']
-        where = '%s:%s' % (host or 'the local socket', params['login_port'])
-        try:
-            self.conn = psycopg2.connect(**kwargs)
-        except psycopg2.Error as exc:
-            message = one_line(exc)
-            kind, advice = connect_error_kind(message)
-            msg = 'cannot connect to PostgreSQL at %s as %s (database %s): %s%s' % (
-                where, params['login_user'], kwargs['dbname'], message, ' - ' + advice if advice else '')
-            raise ModuleError(msg, kind) from None
-        # Every statement is its own transaction: each sees a fresh pg_stat_activity, and
-        # a signal is never held back by (or rolled back with) a transaction.
-        self.conn.autocommit = True
+        self.conn = connect(psycopg2, params, params['login_db'] or params['database'], APPLICATION_NAME)
 
     def query(self, sql, args=None):
         with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:

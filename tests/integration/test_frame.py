@@ -58,7 +58,7 @@ def pg_inventory(lab, tmp_path_factory):
 
 
 def target(scenario: str, pg_inventory) -> list[str]:
-    if scenario == "db-connection-pool":
+    if scenario in ("db-connection-pool", "db-index-corruption"):
         return ["-i", str(pg_inventory), "-l", "pg-host"]
     if scenario == "key-rotation":
         return ["-i", str(pg_inventory), "-l", "keys-host"]

@@ -12,6 +12,7 @@ import uuid
 
 import psycopg2
 import pytest
+from ansible_collections.runbook.remediation.plugins.module_utils import _postgresql
 from ansible_collections.runbook.remediation.plugins.modules import postgresql_sessions as ps
 
 # --------------------------------------------------------------------------- pure parts
@@ -45,7 +46,7 @@ def test_one_line_joins_libpq_lines():
     ],
 )
 def test_connect_error_kind(message, kind, advice):
-    got_kind, got_advice = ps.connect_error_kind(message)
+    got_kind, got_advice = _postgresql.connect_error_kind(message)
     assert got_kind == kind
     assert advice in got_advice if advice else got_advice == ""
 
