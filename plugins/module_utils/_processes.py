@@ -781,8 +781,17 @@ def validate(params):
     stray = [name for name in launchers if name not in executables]
     if stray:
         raise InputError('launchers %s must also be in executables' % ', '.join(stray))
-    if params['user'] in (None, '') and params['tree'] is None and params['cgroup'] in (None, ''):
-        raise InputError('no scope: give user, tree or cgroup, so that only the service\'s processes are touched')
+    container = params.get('container') or None
+    if container is not None:
+        if not _CONTAINER_ID.match(container):
+            raise InputError('container must be the full ID of the service\'s container (64 hex digits), not %r'
+                             % container[:80])
+        if not in_container(container):
+            raise InputError('this is not container %s (its ID is in no mount of /proc/self/mountinfo): '
+                             'every process here is not the service\'s' % container[:12])
+    if params['user'] in (None, '') and params['tree'] is None and params['cgroup'] in (None, '') and not container:
+        raise InputError('no scope: give user, tree or cgroup (or container, inside the service\'s container), '
+                         'so that only the service\'s processes are touched')
     uid = None
     if params['user'] not in (None, ''):
         user = params['user']
@@ -813,6 +822,22 @@ def validate(params):
         roots.append(norm)
     scope = Scope(uid=uid, user=params['user'], tree=params['tree'], cgroup=cgroup)
     return executables, launchers, scope, roots
+
+
+_CONTAINER_ID = re.compile(r'^[0-9a-f]{64}$')
+
+
+def in_container(container_id, mountinfo='/proc/self/mountinfo'):
+    """Whether this process runs in the container ``container_id``: the engine bind-mounts
+    the container's own resolv.conf, hostname and hosts from a directory named after its ID
+    (Docker: /var/lib/docker/containers/ID/, Podman: .../overlay-containers/ID/userdata/).
+    /.dockerenv alone would not do: a controller may itself run in some container."""
+    try:
+        with open(mountinfo) as handle:
+            text = handle.read()
+    except (IOError, OSError):
+        return False
+    return ('/%s/' % container_id) in text
 
 
 def match(procs, executables, scope, protected):

@@ -74,7 +74,8 @@ options:
   user:
     description:
       - Only processes whose real user is this user (a name or a numeric uid).
-      - At least one of O(user), O(tree) and O(cgroup) is required. When several are given, a process must satisfy all.
+      - At least one of O(user), O(tree), O(cgroup) and O(container) is required. When several are given, a process
+        must satisfy all.
     type: str
   tree:
     description:
@@ -87,6 +88,15 @@ options:
     description:
       - Only processes in this systemd unit's cgroup, for example V(converter.service) (a path component of
         C(/proc/PID/cgroup)). systemd keeps a unit's orphans in its cgroup, so they stay in scope.
+    type: str
+  container:
+    description:
+      - The full ID of the service's container, when the module runs inside it (the C(community.docker.docker)
+        connection). Its PID namespace holds the container's processes only, all of them the service's, so no other
+        scope is needed; O(user) and O(tree) still narrow it when given.
+      - Refused unless the module runs in that very container (the ID names the directory the engine bind-mounts the
+        container's C(/etc/hostname) from, in C(/proc/self/mountinfo)), so it can never take in every process of a
+        host, nor of another container.
     type: str
   max_age:
     description:
@@ -371,6 +381,7 @@ def main():
             user=dict(type='str'),
             tree=dict(type='int'),
             cgroup=dict(type='str'),
+            container=dict(type='str'),
             max_age=dict(type='int'),
             max_count=dict(type='int'),
             probe=dict(type='bool', default=False),

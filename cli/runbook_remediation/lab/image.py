@@ -165,3 +165,37 @@ def build_image(client, progress=lambda _msg: None) -> str:
         if imported.returncode != 0 or tar.returncode != 0:
             raise Unavailable(f"docker import failed: {imported.stderr.strip() or 'tar failed'}")
     return IMAGE
+
+
+# LibreOffice in a container (seed 003's ggen-mcp-server runs soffice in Docker): the lab
+# image plus headless Writer, for soffice-leak's container tests. Built once from the lab
+# image with apt inside a container (the image's own sources), committed and cached.
+OFFICE_IMAGE = f"runbook-lab-office:bookworm-{IMAGE_VERSION}"
+OFFICE_PACKAGES = ("libreoffice-writer-nogui",)
+
+
+def build_office_image(client, progress=lambda _msg: None) -> str:
+    """Build and commit the LibreOffice image unless the engine has it. Returns the tag."""
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(OFFICE_IMAGE)
+        return OFFICE_IMAGE
+    except ImageNotFound:
+        pass
+    base = build_image(client, progress)
+    progress(f"building {OFFICE_IMAGE}: {', '.join(OFFICE_PACKAGES)} from {base} (once)")
+    script = ("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+              + " ".join(OFFICE_PACKAGES) + " && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb")
+    builder = client.containers.run(base, ["sh", "-c", script], network_mode="host", detach=True)
+    try:
+        status = builder.wait(timeout=1800).get("StatusCode", 1)
+        if status != 0:
+            tail = builder.logs(tail=3).decode(errors="replace").strip() or "no output"
+            raise Unavailable(f"installing LibreOffice into {base} failed (exit {status}): {tail}")
+        repository, tag = OFFICE_IMAGE.split(":")
+        builder.commit(repository=repository, tag=tag, changes=['CMD ["/sbin/init"]', "ENV container=docker",
+                                                                f"LABEL org.runbook.lab.image={IMAGE_VERSION}"])
+    finally:
+        builder.remove(force=True)
+    return OFFICE_IMAGE

@@ -304,6 +304,25 @@ def test_validate_accepts_a_numeric_uid_and_a_unit():
     assert scope.uid == 65534 and scope.cgroup == "converter.service"
 
 
+def test_container_scope_only_inside_that_container(monkeypatch, tmp_path):
+    """container=ID needs no other scope, and is refused unless the module runs in that very
+    container (this machine may itself be some container: /.dockerenv proves nothing)."""
+    cid = "5ecd39eeb8912b6461ae3e26ed4718df3230d662642dcfa19dc3ca011f4068f2"
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"103 82 254:0 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 x rw\n")
+    with pytest.raises(mod.InputError, match="this is not container 5ecd39eeb891"):
+        mod.validate(params(user=None, container=cid))  # this process's own mountinfo does not name it
+    with pytest.raises(mod.InputError, match="64 hex digits"):
+        mod.validate(params(user=None, container="5ecd39eeb891"))
+    monkeypatch.setattr(mod.in_container, "__defaults__", (str(mountinfo),))
+    _exes, _launchers, scope, _roots = mod.validate(params(user=None, container=cid))
+    assert scope.uid is None and scope.tree is None and scope.cgroup is None
+    with pytest.raises(mod.InputError, match="this is not container"):
+        mod.validate(params(user=None, container="f" * 64))
+    with pytest.raises(mod.InputError, match="no scope"):
+        mod.validate(params(user=None))
+
+
 def test_module_refuses_with_error_kind_input_and_touches_nothing(run_module):
     result = run_module(process_cleanup.main, {"executables": ["soffice.bin"]})
     assert result.failed and result["error_kind"] == "input"
