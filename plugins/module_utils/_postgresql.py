@@ -36,6 +36,21 @@ def connect_error_kind(message):
     return 'unavailable', ''
 
 
+def login_argument_spec():
+    """The login options every PostgreSQL module of the collection takes (what connect() reads)."""
+    return dict(
+        login_host=dict(type='str', default='', aliases=['host']),
+        login_unix_socket=dict(type='str', default='', aliases=['unix_socket']),
+        login_port=dict(type='int', default=5432, aliases=['port']),
+        login_user=dict(type='str', default='postgres', aliases=['login']),
+        login_password=dict(type='str', default='', no_log=True),
+        ssl_mode=dict(type='str', default='prefer',
+                      choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
+        ca_cert=dict(type='str', aliases=['ssl_rootcert']),
+        connect_timeout=dict(type='int', default=10),
+    )
+
+
 def connect(psycopg2, params, dbname, application_name):
     """An autocommit connection from the modules' common login options (login_host,
     login_unix_socket, login_port, login_user, login_password, ssl_mode, ca_cert,

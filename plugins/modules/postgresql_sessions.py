@@ -391,6 +391,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.remediation.plugins.module_utils._postgresql import (
     ModuleError,
     connect,
+    login_argument_spec,
     one_line,
 )
 
@@ -732,16 +733,8 @@ def main():
             terminate_after=dict(type='int', default=0),
             wait_timeout=dict(type='int', default=5),
             act_above=dict(type='float', default=0),
-            login_host=dict(type='str', default='', aliases=['host']),
-            login_unix_socket=dict(type='str', default='', aliases=['unix_socket']),
-            login_port=dict(type='int', default=5432, aliases=['port']),
-            login_user=dict(type='str', default='postgres', aliases=['login']),
-            login_password=dict(type='str', default='', no_log=True),
             login_db=dict(type='str', aliases=['db']),
-            ssl_mode=dict(type='str', default='prefer',
-                          choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
-            ca_cert=dict(type='str', aliases=['ssl_rootcert']),
-            connect_timeout=dict(type='int', default=10),
+            **login_argument_spec()
         ),
         supports_check_mode=True,
     )

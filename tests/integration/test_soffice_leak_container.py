@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ import pytest
 import yaml
 
 from tests.conftest import http_status, run_json, wait_for
+from tests.integration.test_soffice_leak import greets
+from tests.postgres import free_port
 
 SOFFICE = "/usr/bin/soffice"
 MAX_AGE = 5
@@ -32,22 +33,6 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SOFFICE),
                        reason="needs root and LibreOffice on this host for the host decoy"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def greets(port: int, timeout: float = 1.0) -> bool:
-    """A live LibreOffice listener sends its URP greeting as soon as a client connects."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return bool(sock.recv(1))
-    except OSError:
-        return False
 
 
 def accept(port: int) -> str:

@@ -52,6 +52,7 @@ def test_other_request_values(name, value):
     ("app_admin_action", "cache_clear\n"), ("app_admin_force", "maybe"),
     ("redis_memory_to", "lots"), ("redis_memory_to", PAYLOAD), ("redis_memory_flush", "everything"),
     ("redis_memory_flush_db", "-1"), ("redis_memory_flush_db", "0; FLUSHALL"),
+    ("redis_memory_flush", PAYLOAD), ("redis_memory_flush_db", PAYLOAD),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
