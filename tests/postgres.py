@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +114,33 @@ def restart(cluster: Postgres, while_stopped=None) -> None:
         while_stopped()
     _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(cluster.data_dir), "-l", str(cluster.data_dir.parent / "log"),
                   "-o", " ".join(shlex.quote(word) for word in options), "-w", "start"])
+
+
+# A PostgreSQL 15 server as a Docker service (seed 004's database runs in a container): the
+# lab's postgres image and its start command (runbook.lab.image.POSTGRES_START), host network,
+# a free port on 127.0.0.1, the data directory in the container (a restart keeps it).
+@contextlib.contextmanager
+def running_container(client, image: str, name: str, server_args: tuple[str, ...] = ()):
+    """A PostgreSQL container (``docker`` SDK client) answering on a free port; removed on exit.
+    ``server_args`` go on the server's command line (``-c max_connections=40``)."""
+    port = free_port()
+    container = client.containers.run(image, ["runbook-postgres", str(port), *server_args], name=name, detach=True,
+                                      network_mode="host", environment={"PGUSER": ADMIN, "PGPW": ADMIN_PASSWORD},
+                                      stop_signal="SIGINT")
+    try:
+        server = Postgres(port=port, data_dir=Path("/var/lib/runbook-pg"), socket_dir=Path("/tmp"))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                server.execute("SELECT 1")
+                break
+            except Exception:  # noqa: BLE001 - starting up: any connection error means "not yet"
+                container.reload()
+                if container.status != "running" or time.monotonic() > deadline:
+                    logs = container.logs(tail=5).decode(errors="replace").strip()
+                    raise RuntimeError(f"PostgreSQL container {name} is not answering ({container.status}): {logs}") \
+                        from None
+                time.sleep(0.25)
+        yield container, server
+    finally:
+        container.remove(force=True)

@@ -50,6 +50,7 @@ class ActionModule(_frame.FrameAction):
         try:
             clean = _scenario.check_request(task_vars)
             self._check_alert_host(clean.get('alert') or {}, task_vars.get('inventory_hostname'))
+            self._check_manager(name, entry, clean.get('service'), task_vars.get('runbook_services'))
             frame['diagnose_only'] = _frame.as_bool(args.get('diagnose_only'))
             frame['override'] = self._override(task_vars)
         except _scenario.RequestError as exc:
@@ -76,6 +77,22 @@ class ActionModule(_frame.FrameAction):
         if named != hostname:
             raise _scenario.RequestError('the alert names host %s, not %s: this host does not act on it'
                                          % (_scenario.echo(named or '(none)'), hostname))
+
+    @staticmethod
+    def _check_manager(name, entry, service, services):
+        """A scenario acts only on the kinds of service the catalogue says it supports: a
+        role written for units and containers must never be handed a Kubernetes Deployment.
+        The role's own validation still checks the whole description."""
+        supported = entry.get('managers') or []
+        if not supported or not isinstance(services, list):
+            return
+        named = [item for item in services if isinstance(item, dict) and (not service or item.get('name') == service)]
+        if len(named) != 1:
+            return  # unknown or ambiguous: the role's validation says which
+        manager = named[0].get('manager')
+        if isinstance(manager, str) and '{' not in manager and manager not in supported:
+            raise _scenario.RequestError('%s does not act on %s services (it supports %s)' % (
+                name, _scenario.echo(manager), ', '.join(supported)))
 
     def _override(self, task_vars):
         """Safety settings given as extra vars need runbook_override_safety=REASON."""

@@ -13,9 +13,13 @@ options:
   service:
     description:
       - The service description, an item of the inventory's C(runbook_services) (secrets left out).
-      - Needs C(name), C(manager) (V(systemd), V(docker) or V(compose)), C(health_url) and, by manager, C(unit),
-        C(container) or C(project_src) (with optional C(project) and C(compose_service)). C(health_jmespath) and
-        C(port) are used when present.
+      - Needs C(name), C(manager) (V(systemd), V(docker), V(compose) or V(kubernetes)), C(health_url) and, by
+        manager, C(unit), C(container), C(project_src) (with optional C(project) and C(compose_service)) or
+        C(deployment) (with optional C(namespace), C(context), C(kubeconfig) and C(kubectl), the path of the
+        kubectl binary). C(health_jmespath) and C(port) are used when present.
+      - For a Kubernetes Deployment the module runs where the kubeconfig is (usually the controller); a restart
+        deletes the pods that are not Ready (their ReplicaSet starts new ones at once, without the kubelet's
+        back-off), or, when every pod is Ready and the restart is forced, runs C(kubectl rollout restart).
     type: dict
     required: true
   dependencies:

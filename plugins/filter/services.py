@@ -9,7 +9,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.runbook.remediation.plugins.module_utils._secrets import is_secret_name
 
-MANAGERS = ("systemd", "docker", "compose")
+MANAGERS = ("systemd", "docker", "compose", "kubernetes")
 
 
 def public_service(service):
@@ -60,7 +60,7 @@ def _checked(service):
         raise AnsibleFilterError(
             "service %r: manager must be one of %s, not %r" % (service.get("name"), ", ".join(MANAGERS), manager)
         )
-    required = {"systemd": "unit", "docker": "container", "compose": "project_src"}[manager]
+    required = {"systemd": "unit", "docker": "container", "compose": "project_src", "kubernetes": "deployment"}[manager]
     if not service.get(required):
         raise AnsibleFilterError("service %r (manager %s) needs %r" % (service.get("name"), manager, required))
     return service

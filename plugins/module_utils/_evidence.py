@@ -89,6 +89,47 @@ def service_log_dirs(svc):
     return dirs
 
 
+def redact_kubernetes(text):
+    """kubectl's JSON with every container's environment values replaced (names kept):
+    a pod template may carry literal secrets."""
+    try:
+        data = json.loads(text or '{}')
+    except ValueError:
+        return '(not JSON: not kept)\n'
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ('containers', 'initContainers') and isinstance(value, list):
+                    for container in value:
+                        if isinstance(container, dict):
+                            for entry in container.get('env') or []:
+                                if isinstance(entry, dict) and 'value' in entry:
+                                    entry['value'] = '(not kept)'
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        return node
+
+    # kubectl.kubernetes.io/last-applied-configuration repeats the template, values and all.
+    def drop_last_applied(node):
+        if isinstance(node, dict):
+            metadata = node.get('metadata')
+            annotations = metadata.get('annotations') if isinstance(metadata, dict) else None
+            if isinstance(annotations, dict) and 'kubectl.kubernetes.io/last-applied-configuration' in annotations:
+                annotations['kubectl.kubernetes.io/last-applied-configuration'] = '(not kept)'
+            for value in node.values():
+                drop_last_applied(value)
+        elif isinstance(node, list):
+            for item in node:
+                drop_last_applied(item)
+
+    walk(data)
+    drop_last_applied(data)
+    return json.dumps(data, indent=2, sort_keys=True) + '\n'
+
+
 class Collector(object):
     """Reads the evidence through ``run(argv) -> (rc, out, err)``; never writes."""
 
@@ -165,6 +206,8 @@ class Collector(object):
     def collect(self):
         if self.manager == 'systemd':
             self._systemd()
+        elif self.manager == 'kubernetes':
+            self._kubernetes()
         else:
             self._container()
         self._common()
@@ -225,6 +268,39 @@ class Collector(object):
         if self.manager == 'compose' and self.svc.get('project_src'):
             compose_files = sorted(glob.glob(os.path.join(str(self.svc['project_src']), '*.y*ml')))
         self.host_files = compose_files
+
+    def _kubectl(self, name, *args, keep='head'):
+        argv = self.commands.kubectl(*args)
+        rc, out, err = self.run(argv)
+        text, truncated = _clip(out if rc == 0 or out else (err or ''), self.max_bytes, keep)
+        self.items.append({'name': name, 'source': ' '.join(shlex.quote(a) for a in argv), 'rc': rc,
+                           'content': text, 'truncated': truncated})
+        return rc, out
+
+    def _kubernetes(self):
+        """The Deployment, its ReplicaSets and pods (environment values not kept: they may
+        be secrets), the namespace's events, the pods' logs of the last hour (the previous
+        container's too), and `kubectl top` where a metrics server answers."""
+        state = self.commands.state()  # an unknown Deployment or namespace is bad input here
+        selector = state['selector']
+        for name, kind in (('deployment', 'deployment/%s' % self.svc['deployment']),
+                           ('replicasets', 'replicasets'), ('pods', 'pods')):
+            args = ['get', kind, '--output', 'json'] + ([] if kind.startswith('deployment/') else
+                                                        ['--selector', selector])
+            argv = self.commands.kubectl(*args)
+            rc, out, err = self.run(argv)
+            content = redact_kubernetes(out) if rc == 0 else (err or '')
+            text, truncated = _clip(content, self.max_bytes)
+            self.items.append({'name': name, 'source': ' '.join(shlex.quote(a) for a in argv), 'rc': rc,
+                               'content': text, 'truncated': truncated})
+        self._kubectl('events', 'get', 'events', '--sort-by=.lastTimestamp', keep='tail')
+        self._kubectl('service_journal', 'logs', '--selector', selector, '--all-containers', '--prefix',
+                      '--timestamps', '--since=1h', '--tail', str(self.log_lines), keep='tail')
+        self._kubectl('previous_logs', 'logs', '--selector', selector, '--all-containers', '--prefix',
+                      '--timestamps', '--previous', '--tail', str(self.log_lines), keep='tail')
+        self._kubectl('top', 'top', 'pods', '--selector', selector, '--containers')
+        self.config_files = []
+        self.host_files = []
 
     def _common(self):
         if self.manager != 'systemd' and self.container is None:

@@ -85,6 +85,11 @@ REQUEST_VARS = (
     ('redis_memory_to', re.compile(r'^[0-9]{1,6}(\.[0-9]{1,3})?[KMGkmg]?[Bb]?$'), 'a size such as 512M'),
     ('redis_memory_flush', re.compile(r'^(db|all)$'), 'db or all'),
     ('redis_memory_flush_db', re.compile(r'^[0-9]{1,4}$'), 'a database number'),
+    # db-max-connections (db_max_connections): a connection count.
+    ('db_max_connections_to', re.compile(r'^[0-9]{1,5}$'), 'a whole number of connections'),
+    # prometheus-retention (prometheus_retention): a Prometheus duration and size.
+    ('prometheus_retention_time', re.compile(r'^([0-9]{1,6}(y|w|d|h|m|s|ms)){1,4}$'), 'a duration such as 15d'),
+    ('prometheus_retention_size', re.compile(r'^[0-9]{1,6}(B|KB|MB|GB|TB|PB|EB)$'), 'a size such as 10GB'),
 )
 
 # Variables that loosen the safety envelope, the budgets or the blast radius: from extra

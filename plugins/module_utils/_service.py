@@ -7,7 +7,9 @@
 The hot path of the service_restart role in two module calls (service_state reads,
 service_recover acts), because each task costs a round trip to the target. Commands run
 as argv lists through the module's run_command: ``systemctl``/``journalctl`` for systemd
-units, the ``docker`` CLI for containers and ``docker compose`` for Compose services.
+units, the ``docker`` CLI for containers, ``docker compose`` for Compose services and
+``kubectl`` for Kubernetes Deployments (the target is then the machine holding the
+kubeconfig, usually the controller).
 
 Private to this collection (the leading underscore): no compatibility promise.
 """
@@ -20,7 +22,7 @@ import re
 import tempfile
 import time
 
-MANAGERS = ('systemd', 'docker', 'compose')
+MANAGERS = ('systemd', 'docker', 'compose', 'kubernetes')
 SYSTEMD_PROPERTIES = ('ActiveState', 'SubState', 'Result', 'ExecMainStatus', 'ExecMainStartTimestamp', 'MainPID',
                       'NRestarts', 'LoadState')
 # Units and containers that are dead need a start, not a stop first.
@@ -52,6 +54,8 @@ def budget_target(svc):
         return svc.get('unit')
     if manager == 'docker':
         return svc.get('container')
+    if manager == 'kubernetes':
+        return '%s.%s.%s' % (svc.get('context') or 'default', svc.get('namespace') or 'default', svc.get('deployment'))
     return '%s.%s' % (compose_project(svc), compose_service(svc))
 
 
@@ -109,6 +113,7 @@ class Commands(object):
         self.manager = svc.get('manager')
         self.log_lines = int(log_lines)
         self._container = None
+        self._pods_before = None  # Kubernetes: the pods there were when the first restart began
 
     def _checked(self, argv, what):
         rc, out, err = self.run(argv)
@@ -136,8 +141,77 @@ class Commands(object):
             self._container = sorted(names)[0]
         return self._container
 
+    def kubectl(self, *args):
+        """kubectl for the service's cluster, context and namespace."""
+        argv = [self.svc.get('kubectl') or 'kubectl']
+        if self.svc.get('kubeconfig'):
+            argv += ['--kubeconfig', str(self.svc['kubeconfig'])]
+        if self.svc.get('context'):
+            argv += ['--context', str(self.svc['context'])]
+        return [*argv, '--namespace', str(self.svc.get('namespace') or 'default'), '--request-timeout', '10s',
+                *args]
+
+    def _kubectl_json(self, what, *args):
+        rc, out, err = self.run(self.kubectl(*args, '--output', 'json'))
+        if rc != 0:
+            text = ' '.join((err or out or '').split())[:400]
+            # An unknown Deployment, namespace or context is the description's fault: bad input.
+            if re.search(r'NotFound|not found|context "[^"]*" does not exist', text):
+                raise ServiceError('%s: %s' % (what, text), 'input')
+            kind = 'unavailable' if re.search(r'connection refused|was refused|Unable to connect|i/o timeout|'
+                                              r'no such host|certificate', text) else 'remediation'
+            raise ServiceError('%s failed (rc=%s): %s' % (what, rc, text or 'no output'), kind)
+        return json.loads(out or '{}')
+
+    def _pods(self, deployment):
+        labels = ((deployment.get('spec') or {}).get('selector') or {}).get('matchLabels') or {}
+        if not labels:
+            raise ServiceError('deployment %s has no matchLabels selector' % self.svc['deployment'], 'input')
+        selector = ','.join('%s=%s' % item for item in sorted(labels.items()))
+        return selector, self._kubectl_json('listing the pods', 'get', 'pods', '--selector', selector).get('items', [])
+
+    def _kubernetes_state(self):
+        deployment = self._kubectl_json('deployment %s' % self.svc['deployment'], 'get', 'deployment',
+                                        self.svc['deployment'])
+        selector, items = self._pods(deployment)
+        pods, oom = [], False
+        for pod in items:
+            statuses = (pod.get('status') or {}).get('containerStatuses') or []
+            waiting = [((c.get('state') or {}).get('waiting') or {}).get('reason') for c in statuses]
+            last = [(((c.get('lastState') or {}).get('terminated')) or {}).get('reason') for c in statuses]
+            oom = oom or 'OOMKilled' in last
+            pods.append({
+                'name': (pod.get('metadata') or {}).get('name'),
+                'phase': (pod.get('status') or {}).get('phase'),
+                'ready': bool(statuses) and all(c.get('ready') for c in statuses),
+                'restarts': sum(int(c.get('restartCount') or 0) for c in statuses),
+                'waiting': [reason for reason in waiting if reason],
+                'last_terminated': [reason for reason in last if reason],
+                'deleting': bool((pod.get('metadata') or {}).get('deletionTimestamp')),
+            })
+        status, spec = deployment.get('status') or {}, deployment.get('spec') or {}
+        ready = int(status.get('readyReplicas') or 0)
+        return {
+            'deployment': self.svc['deployment'],
+            'namespace': self.svc.get('namespace') or 'default',
+            'context': self.svc.get('context') or '',
+            'selector': selector,
+            'replicas': int(spec.get('replicas') if spec.get('replicas') is not None else 1),
+            'ready_replicas': ready,
+            'available_replicas': int(status.get('availableReplicas') or 0),
+            'updated_replicas': int(status.get('updatedReplicas') or 0),
+            'generation': (deployment.get('metadata') or {}).get('generation'),
+            'conditions': [{'type': c.get('type'), 'status': c.get('status'), 'reason': c.get('reason')}
+                           for c in status.get('conditions') or []],
+            'pods': pods,
+            'oom_killed': oom,
+            'dead': ready == 0,
+        }
+
     def state(self):
         """The manager's view, as the evidence shows it."""
+        if self.manager == 'kubernetes':
+            return self._kubernetes_state()
         if self.manager == 'systemd':
             out = self._checked(['systemctl', 'show', self.svc['unit'],
                                  '--property=%s' % ','.join(SYSTEMD_PROPERTIES)], 'reading the unit')
@@ -183,6 +257,17 @@ class Commands(object):
             rc, out, _err = self.run(['journalctl', '--unit=%s' % self.svc['unit'], '--lines=%d' % self.log_lines,
                                       '--no-pager', '--output=short-iso'])
             return out.splitlines()[-self.log_lines:] if rc == 0 else []
+        if self.manager == 'kubernetes':
+            # Every pod of the Deployment, each line prefixed with its pod; a crash-looping
+            # container's previous run says why it stopped.
+            selector = self._pods(self._kubectl_json('deployment %s' % self.svc['deployment'], 'get', 'deployment',
+                                                     self.svc['deployment']))[0]
+            lines = []
+            for previous in ([], ['--previous']):
+                rc, out, _err = self.run(self.kubectl('logs', '--selector', selector, '--tail', str(self.log_lines),
+                                                      '--prefix', '--all-containers', *previous))
+                lines += out.splitlines() if rc == 0 else []
+            return lines[-self.log_lines:]
         rc, out, err = self.run(['docker', 'logs', '--tail', str(self.log_lines), self.container()])
         return (out.splitlines() + err.splitlines())[-self.log_lines:] if rc == 0 else []
 
@@ -195,11 +280,51 @@ class Commands(object):
     def restart(self, dead, stop_timeout, stop_wait, sleep=time.sleep):
         """Graceful restart: stop (bounded), wait, start. A dead unit or container is only
         started: there is nothing to stop, and the stop would cost time to recover."""
+        if self.manager == 'kubernetes':
+            self._restart_pods(stop_timeout)
+            return
         if not dead:
             self._checked(self._stop_argv(stop_timeout), 'stopping %s' % self.svc.get('name'))
             if stop_wait > 0:
                 sleep(stop_wait)
         self._checked(self._start_argv(), 'starting %s' % self.svc.get('name'))
+
+    def _restart_pods(self, stop_timeout):
+        """The Deployment's pods that are not Ready are deleted (graceful, within
+        stop_timeout): its ReplicaSet starts new ones at once, without the kubelet's growing
+        back-off. With every pod Ready (a forced restart), a rolling restart instead, so the
+        Deployment's own strategy keeps it serving.
+
+        A later attempt spares the pods that replaced deleted ones while they are only
+        starting (no restart, no failure reason): deleting a pod that is still being created
+        would only restart the wait for it."""
+        state = self._kubernetes_state()
+        first = self._pods_before is None
+        if first:
+            self._pods_before = {pod['name'] for pod in state['pods']}
+
+        def failing(pod):
+            if pod['ready'] or pod['deleting']:
+                return False
+            return (pod['name'] in self._pods_before or pod['restarts'] > 0
+                    or any(reason in FAILED_WAITING for reason in pod['waiting']))
+
+        doomed = [pod['name'] for pod in state['pods'] if failing(pod)]
+        if doomed:
+            self._checked(self.kubectl('delete', 'pod', '--wait=false', '--grace-period', str(int(stop_timeout)),
+                                       *doomed), 'deleting the pods that are not ready')
+        elif first:
+            self._checked(self.kubectl('rollout', 'restart', 'deployment/%s' % self.svc['deployment']),
+                          'restarting deployment %s' % self.svc['deployment'])
+
+    def settled(self):
+        """Kubernetes: the Deployment has its replicas updated and Ready, and each of its
+        pods that is not terminating is Ready (a health URL may still be answered by a
+        terminating pod, or by one of several)."""
+        state = self._kubernetes_state()
+        live = [pod for pod in state['pods'] if not pod['deleting']]
+        return (state['ready_replicas'] >= state['replicas'] and state['updated_replicas'] >= state['replicas']
+                and all(pod['ready'] for pod in live))
 
     def _compose(self, *args):
         return ['docker', 'compose', '--project-directory', str(self.svc['project_src']),
@@ -236,7 +361,11 @@ def argument_spec():
     )
 
 
-_REQUIRED = {'systemd': ('unit',), 'docker': ('container',), 'compose': ('project_src',)}
+# Waiting reasons of a container that failed (as opposed to one still being created).
+FAILED_WAITING = ('CrashLoopBackOff', 'Error', 'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName',
+                  'CreateContainerError', 'CreateContainerConfigError', 'RunContainerError')
+
+_REQUIRED = {'systemd': ('unit',), 'docker': ('container',), 'compose': ('project_src',), 'kubernetes': ('deployment',)}
 
 
 def check_service(svc):
@@ -298,6 +427,17 @@ def why(endpoint):
 
 def state_findings(svc, state):
     """The manager's state as findings."""
+    if svc.get('manager') == 'kubernetes':
+        found = ['deployment %s: %d of %d replicas ready' % (state['deployment'], state['ready_replicas'],
+                                                             state['replicas'])]
+        for pod in state['pods']:
+            if not pod['ready']:
+                reasons = ''.join(', ' + reason for reason in pod['waiting'] + pod['last_terminated'])
+                found.append('pod %s not ready (%s%s, %d restarts)' % (pod['name'], pod['phase'], reasons,
+                                                                       pod['restarts']))
+        if state['oom_killed']:
+            found.append('the kernel OOM killer stopped a container (lastState OOMKilled)')
+        return found
     if svc.get('manager') == 'systemd':
         found = ['unit %s is %s (%s, result %s)' % (
             state['unit'], state['active_state'], state['sub_state'], state['result'])]

@@ -45,8 +45,12 @@ options:
   service:
     description:
       - The service description, an item of the inventory's C(runbook_services) (secrets left out).
-      - Needs C(name), C(manager) (V(systemd), V(docker) or V(compose)), C(health_url) and, by manager, C(unit),
-        C(container) or C(project_src). C(logs) (globs) name the directories where its C(security.log) is looked for.
+      - Needs C(name), C(manager) (V(systemd), V(docker), V(compose) or V(kubernetes)), C(health_url) and, by
+        manager, C(unit), C(container), C(project_src) or C(deployment) (with C(namespace), C(context), C(kubeconfig)).
+      - A Kubernetes Deployment's evidence is its JSON, its ReplicaSets' and pods' (every container environment value
+        and the last-applied annotation replaced - they may hold secrets), the namespace's events, the pods' logs of
+        the last hour and of the previous containers, and C(kubectl top) where a metrics server answers.
+      - C(logs) (globs) name the directories where its C(security.log) is looked for.
     type: dict
     required: true
   dest:

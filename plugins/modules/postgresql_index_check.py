@@ -28,6 +28,7 @@ description:
 
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - runbook.remediation.postgresql
 
 attributes:
   check_mode:
@@ -85,24 +86,6 @@ options:
       - Seconds one check or rebuild may take before PostgreSQL cancels it (V(0) no limit).
     type: int
     default: 600
-  login_host:
-    description:
-      - Host running the database. Empty to use the Unix socket (O(login_unix_socket) or libpq's default).
-    type: str
-    default: ''
-    aliases: [host]
-  login_unix_socket:
-    description:
-      - Directory of the Unix domain socket for local connections.
-    type: str
-    default: ''
-    aliases: [unix_socket]
-  login_port:
-    description:
-      - Database port to connect to.
-    type: int
-    default: 5432
-    aliases: [port]
   login_user:
     description:
       - The role the module logs in as. C(bt_index_check) needs execute rights on it (superuser by default);
@@ -110,30 +93,6 @@ options:
     type: str
     default: postgres
     aliases: [login]
-  login_password:
-    description:
-      - The password of O(login_user). Never returned nor logged.
-    type: str
-    default: ''
-  ssl_mode:
-    description:
-      - Whether or with what priority an SSL connection is negotiated (libpq's C(sslmode)).
-    type: str
-    default: prefer
-    choices: [allow, disable, prefer, require, verify-ca, verify-full]
-  ca_cert:
-    description:
-      - A file of CA certificates the server's certificate must be signed by.
-    type: str
-    aliases: [ssl_rootcert]
-  connect_timeout:
-    description:
-      - Seconds to wait for the connection.
-    type: int
-    default: 10
-
-requirements:
-  - psycopg2 >= 2.8 on the host the module runs on
 
 notes:
   - A B-tree that C(bt_index_check) finds consistent can still miss rows of its table unless O(heapallindexed) is on.

@@ -35,6 +35,7 @@ description:
 
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - runbook.remediation.postgresql
 
 attributes:
   check_mode:
@@ -113,24 +114,6 @@ options:
         session past a threshold, whatever the usage.
     type: float
     default: 0
-  login_host:
-    description:
-      - Host running the database. Empty to use the Unix socket (O(login_unix_socket) or libpq's default).
-    type: str
-    default: ''
-    aliases: [host]
-  login_unix_socket:
-    description:
-      - Directory of the Unix domain socket for local connections.
-    type: str
-    default: ''
-    aliases: [unix_socket]
-  login_port:
-    description:
-      - Database port to connect to.
-    type: int
-    default: 5432
-    aliases: [port]
   login_user:
     description:
       - The role the module logs in as.
@@ -141,35 +124,11 @@ options:
     type: str
     default: postgres
     aliases: [login]
-  login_password:
-    description:
-      - The password of O(login_user). Never returned nor logged.
-    type: str
-    default: ''
   login_db:
     description:
       - The database to connect to. Defaults to O(database).
     type: str
     aliases: [db]
-  ssl_mode:
-    description:
-      - Whether or with what priority an SSL connection is negotiated (libpq's C(sslmode)).
-    type: str
-    default: prefer
-    choices: [allow, disable, prefer, require, verify-ca, verify-full]
-  ca_cert:
-    description:
-      - A file of CA certificates the server's certificate must be signed by.
-    type: str
-    aliases: [ssl_rootcert]
-  connect_timeout:
-    description:
-      - Seconds to wait for the connection.
-    type: int
-    default: 10
-
-requirements:
-  - psycopg2 >= 2.8 on the host the module runs on
 
 notes:
   - A session that changes between the module's check and the signal, within the same statement (microseconds), can

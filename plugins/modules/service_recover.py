@@ -25,6 +25,9 @@ description:
     C(docker compose stop) and C(docker compose up --detach --no-deps --no-build --pull never) (as
     M(community.docker.docker_compose_v2) with C(state=present) does). Those modules are the right tools for
     a single restart; this one exists so that budget, restart and verification cost one round trip.
+  - A Kubernetes Deployment's pods that are not Ready are deleted (its ReplicaSet replaces them without the
+    kubelet's back-off); a forced restart of a Ready Deployment is C(kubectl rollout restart). A later attempt
+    spares a replacement pod that is still starting.
   - The health check is the service's C(health_url) (and C(health_jmespath)).
 author:
   - runbook.remediation maintainers (@runbook-remediation)
@@ -77,7 +80,11 @@ options:
     type: float
     default: 1
   verify_timeout:
-    description: Seconds an attempt may take to become and stay healthy.
+    description:
+      - Seconds an attempt may take to become and stay healthy.
+      - On Kubernetes O(stop_timeout) more (a replacement pod may wait for the deleted one to terminate), and
+        healthy also means the Deployment settled - its replicas updated and Ready, every pod that is not
+        terminating Ready.
     type: float
     default: 10
 requirements:
@@ -159,12 +166,20 @@ def restart_and_verify(commands, svc, probe, dead, params):
     commands.restart(dead, params['stop_timeout'], params['stop_wait'])
     last = {}
 
+    timeout = params['verify_timeout']
+    if svc['manager'] == 'kubernetes':
+        # The replacement pod may wait for the deleted one to terminate (a host port, a
+        # ReadWriteOnce volume): up to its grace period.
+        timeout += params['stop_timeout']
+
     def check():
         last.update(probe.endpoint(svc))
+        if last['healthy'] and svc['manager'] == 'kubernetes' and not commands.settled():
+            last.update(healthy=False, error='the Deployment is not settled yet (pods not all Ready)')
         return last['healthy']
 
     healthy, rounds, elapsed = _health.wait_stable(check, params['verify_probes'], params['verify_interval'],
-                                                   params['verify_timeout'])
+                                                   timeout)
     return healthy, {'healthy': healthy, 'attempts': rounds, 'elapsed': elapsed,
                      'stable_probes': params['verify_probes'], 'last_error': last.get('error') or ''}
 

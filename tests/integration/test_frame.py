@@ -52,18 +52,33 @@ def pg_inventory(lab, tmp_path_factory):
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "runbook_services": [{"name": "cache", "manager": "systemd", "unit": "redis-server.service",
                               "health_url": "redis://127.0.0.1:9", "redis_password": "Pw-frame-REDIS"}]}}}
+    # prometheus-retention validates the description (nothing answers on port 9, no such container).
+    data["all"]["children"]["prom"] = {"hosts": {"prom-host": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "runbook_services": [{"name": "prometheus", "manager": "docker", "container": "runbook-frame-no-such-container",
+                              "health_url": "http://127.0.0.1:9/-/ready"}]}}}
+    # scale-out / isolate-pods take a Kubernetes Deployment (nothing contacts a cluster before admission).
+    data["all"]["children"]["k8s"] = {"hosts": {"k8s-host": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "runbook_services": [{"name": "web", "manager": "kubernetes", "deployment": "runbook-frame-no-such-deployment",
+                              "namespace": "default", "kubeconfig": "/nonexistent/kubeconfig",
+                              "health_url": "http://127.0.0.1:9/health"}]}}}
     path = tmp_path_factory.mktemp("frame") / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def target(scenario: str, pg_inventory) -> list[str]:
-    if scenario in ("db-connection-pool", "db-index-corruption"):
+    if scenario in ("db-connection-pool", "db-index-corruption", "db-analyze", "db-max-connections"):
         return ["-i", str(pg_inventory), "-l", "pg-host"]
     if scenario == "key-rotation":
         return ["-i", str(pg_inventory), "-l", "keys-host"]
     if scenario in ("redis-memory", "redis-flush"):
         return ["-i", str(pg_inventory), "-l", "redis-host"]
+    if scenario == "prometheus-retention":
+        return ["-i", str(pg_inventory), "-l", "prom-host"]
+    if scenario in ("scale-out", "isolate-pods"):
+        return ["-i", str(pg_inventory), "-l", "k8s-host"]
     return ["-l", "lab-1"]
 
 
@@ -96,7 +111,8 @@ def test_an_envelope_that_cannot_decide_lets_nothing_run(lab, tmp_path, monkeypa
                 *(["--service", "api"] if scenario == "key-rotation" else [])]
         # A scenario that acts only on a request gets a valid one, so the envelope is reached.
         request = {"env-toggle": {"env_toggle_set": {"DEMO_WORK_ITERATIONS": "3"}},
-                   "admin-action": {"app_admin_action": "cache_clear"}}.get(scenario)
+                   "admin-action": {"app_admin_action": "cache_clear"},
+                   "prometheus-retention": {"prometheus_retention_time": "15d"}}.get(scenario)
         code, payload = run_json("run", scenario, *args, extra=request)
         assert code == 5, payload
         [result] = payload["hosts"].values()

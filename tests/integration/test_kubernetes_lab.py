@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook_remediation.errors import Unavailable
 from runbook_remediation.lab import kubernetes as k8s
+from tests.kubernetes import started_cluster
 
 pytestmark = pytest.mark.k8s
 
@@ -73,24 +73,12 @@ def demo_pod(cluster, name: str = "demo") -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    try:
-        k8s.ensure_prerequisites()
-    except Unavailable as exc:
-        pytest.skip(f"Kubernetes lab cluster unavailable: {exc.message} ({exc.hint or 'see TESTBED.md'})")
-    run_dir = tmp_path_factory.mktemp("k8s")
-    the_cluster = k8s.Cluster(run_dir)
-    the_cluster.before = {  # what the host looked like, for the last test
-        "sysctls": k8s.read_sysctls(),
-        "containers": kubernetes_container_ids(),
-        "var_log": {d: Path(d).exists() for d in k8s.VAR_LOG_DIRS},
-    }
-    started = time.monotonic()
-    the_cluster.timings = the_cluster.start()
-    the_cluster.timings["measured"] = round(time.monotonic() - started, 1)
-    try:
+    def before():  # what the host looked like, for the last test
+        return {"sysctls": k8s.read_sysctls(), "containers": kubernetes_container_ids(),
+                "var_log": {d: Path(d).exists() for d in k8s.VAR_LOG_DIRS}}
+
+    with started_cluster(tmp_path_factory, before) as the_cluster:
         yield the_cluster
-    finally:
-        the_cluster.stop()
 
 
 @pytest.fixture(scope="module")

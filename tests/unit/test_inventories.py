@@ -37,8 +37,8 @@ from runbook_remediation.lab.lab import inventory as lab_inventory  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = REPO / "inventories"
 PASSWORD_FILE = INVENTORIES / "vault-password.example"
-# One per seed system; seed 002 (Kubernetes) waits for a kubernetes manager.
-EXAMPLES = ("mcts", "edge-gateway", "ggen-mcp", "causal-eval")
+# One per seed system.
+EXAMPLES = ("mcts", "edge-gateway", "mpc-transformer", "ggen-mcp", "causal-eval")
 SEED_001 = INVENTORIES / "edge-gateway"
 TIMEOUT = 180
 IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")

@@ -7,6 +7,7 @@ version; bump ``IMAGE_VERSION`` whenever the package list or the set-up changes.
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -167,35 +168,78 @@ def build_image(client, progress=lambda _msg: None) -> str:
     return IMAGE
 
 
-# LibreOffice in a container (seed 003's ggen-mcp-server runs soffice in Docker): the lab
-# image plus headless Writer, for soffice-leak's container tests. Built once from the lab
-# image with apt inside a container (the image's own sources), committed and cached.
+# Derived images for tests that need a program the lab image lacks, each built once from
+# the lab image with apt inside a container (the image's own sources), committed and cached:
+# LibreOffice (seed 003's ggen-mcp-server runs soffice in Docker, for soffice-leak's container
+# tests) and PostgreSQL 15 (seed 004's database runs in a container: settings that need a
+# server restart, restarted through service_restart).
 OFFICE_IMAGE = f"runbook-lab-office:bookworm-{IMAGE_VERSION}"
 OFFICE_PACKAGES = ("libreoffice-writer-nogui",)
+POSTGRES_IMAGE = f"runbook-lab-postgres:bookworm-{IMAGE_VERSION}"
+POSTGRES_PACKAGES = ("postgresql-15",)
 
 
-def build_office_image(client, progress=lambda _msg: None) -> str:
-    """Build and commit the LibreOffice image unless the engine has it. Returns the tag."""
+def build_derived_image(client, image: str, packages: tuple[str, ...], progress=lambda _msg: None,
+                        files: dict[str, str] | None = None) -> str:
+    """Build and commit IMAGE (the lab image plus PACKAGES, and FILES: path -> text, made
+    executable) unless the engine has it. Returns the tag."""
     from docker.errors import ImageNotFound
 
     try:
-        client.images.get(OFFICE_IMAGE)
-        return OFFICE_IMAGE
+        client.images.get(image)
+        return image
     except ImageNotFound:
         pass
     base = build_image(client, progress)
-    progress(f"building {OFFICE_IMAGE}: {', '.join(OFFICE_PACKAGES)} from {base} (once)")
+    progress(f"building {image}: {', '.join(packages)} from {base} (once)")
     script = ("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-              + " ".join(OFFICE_PACKAGES) + " && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb")
+              + " ".join(packages) + " && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb")
+    for path, text in (files or {}).items():
+        # base64: the text goes through sh -c unquoted and unharmed.
+        script += f" && echo {base64.b64encode(text.encode()).decode()} | base64 -d > {path} && chmod 0755 {path}"
     builder = client.containers.run(base, ["sh", "-c", script], network_mode="host", detach=True)
     try:
         status = builder.wait(timeout=1800).get("StatusCode", 1)
         if status != 0:
             tail = builder.logs(tail=3).decode(errors="replace").strip() or "no output"
-            raise Unavailable(f"installing LibreOffice into {base} failed (exit {status}): {tail}")
-        repository, tag = OFFICE_IMAGE.split(":")
+            raise Unavailable(f"installing {', '.join(packages)} into {base} failed (exit {status}): {tail}")
+        repository, tag = image.split(":")
         builder.commit(repository=repository, tag=tag, changes=['CMD ["/sbin/init"]', "ENV container=docker",
                                                                 f"LABEL org.runbook.lab.image={IMAGE_VERSION}"])
     finally:
         builder.remove(force=True)
-    return OFFICE_IMAGE
+    return image
+
+
+def build_office_image(client, progress=lambda _msg: None) -> str:
+    """The lab image plus headless LibreOffice Writer."""
+    return build_derived_image(client, OFFICE_IMAGE, OFFICE_PACKAGES, progress)
+
+
+# `runbook-postgres PORT [SERVER ARGS...]`: the container's command. The first start makes the
+# cluster (superuser $PGUSER, password $PGPW, read once from the environment); every start
+# runs the server as postgres on 127.0.0.1:PORT with the data kept in the container.
+POSTGRES_START = """#!/bin/sh
+set -e
+port=$1
+shift
+data=/var/lib/runbook-pg
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+if [ ! -f "$data/PG_VERSION" ]; then
+  install -d -o postgres -g postgres -m 0700 "$data"
+  umask 077
+  printf '%s\\n' "$PGPW" > /tmp/pw
+  chown postgres /tmp/pw
+  as_postgres /usr/lib/postgresql/15/bin/initdb -D "$data" -U "${PGUSER:-postgres}" --pwfile /tmp/pw \\
+    --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+  rm -f /tmp/pw
+fi
+exec setpriv --reuid=postgres --regid=postgres --init-groups /usr/lib/postgresql/15/bin/postgres -D "$data" \\
+  -c listen_addresses=127.0.0.1 -p "$port" -k /tmp -c fsync=off "$@"
+"""
+
+
+def build_postgres_image(client, progress=lambda _msg: None) -> str:
+    """The lab image plus the PostgreSQL 15 server and its start command, runbook-postgres."""
+    return build_derived_image(client, POSTGRES_IMAGE, POSTGRES_PACKAGES, progress,
+                               files={"/usr/local/bin/runbook-postgres": POSTGRES_START})

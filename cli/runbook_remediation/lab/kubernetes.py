@@ -117,7 +117,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -1010,7 +1010,8 @@ class DemoApp:
 
 
 def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default", faults: Iterable[str] = (),
-                  env: dict[str, str] | None = None, grace_seconds: int = 3) -> dict:
+                  env: dict[str, str] | None = None, grace_seconds: int = 3,
+                  port_candidates: Sequence[int] = ()) -> dict:
     """The demo Deployment: one hostNetwork replica of demo_service.py on 127.0.0.1:``port``.
 
     * The port goes in as DEMO_PORT (demo_service reads DEMO_* variables), so ``kubectl set env``
@@ -1022,11 +1023,17 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
       127.0.0.1 anyway (the node's address is its name, 127.0.0.1); naming it keeps probes on
       loopback whatever the node's address.
     * A short grace period: demo_service exits at once on SIGTERM, so rollouts are quick.
+    * With ``port_candidates`` (replicas, for scaling), each pod takes the first free of them
+      (DEMO_PORT_CANDIDATES): no port is declared and there are no probes (a probe names one
+      port), so a pod is Ready once it runs; its health is each port's /health.
     """
     variables = {"DEMO_PORT": str(port), "DEMO_NAME": name, "DEMO_HOST": "127.0.0.1",
                  "DEMO_LOG_DIR": "/var/log/runbook-demo", "DEMO_DB": "/var/lib/runbook-demo/queue.db"}
     if faults:
         variables["DEMO_FAULT"] = ";".join(faults)
+    if port_candidates:
+        del variables["DEMO_PORT"]
+        variables["DEMO_PORT_CANDIDATES"] = ",".join(str(p) for p in port_candidates)
     variables.update(env or {})
     probe = {"httpGet": {"host": "127.0.0.1", "path": "/health", "port": port, "scheme": "HTTP"},
              "timeoutSeconds": 2}
@@ -1051,10 +1058,12 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
                         "image": image,
                         "imagePullPolicy": "Never",  # no registry: the image is local
                         "env": [{"name": k, "value": v} for k, v in variables.items()],
-                        "ports": [{"name": "http", "containerPort": port, "hostPort": port, "protocol": "TCP"}],
-                        "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
-                        "livenessProbe": {**probe, "initialDelaySeconds": 2, "periodSeconds": 2,
-                                          "failureThreshold": 3},
+                        **({} if port_candidates else {
+                            "ports": [{"name": "http", "containerPort": port, "hostPort": port, "protocol": "TCP"}],
+                            "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
+                            "livenessProbe": {**probe, "initialDelaySeconds": 2, "periodSeconds": 2,
+                                              "failureThreshold": 3},
+                        }),
                         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                                       "limits": {"memory": "128Mi"}},
                         "volumeMounts": [{"name": "logs", "mountPath": "/var/log/runbook-demo"},
@@ -1069,11 +1078,13 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
 
 def apply_demo(cluster: Cluster, name: str = "demo", port: int | None = None, *, image: str | None = None,
                namespace: str = "default", faults: Iterable[str] = (), env: dict[str, str] | None = None,
-               wait: bool = True, timeout: float = 120) -> DemoApp:
-    """Apply the demo Deployment (port picked free unless given); with ``wait``, until /health answers."""
+               wait: bool = True, timeout: float = 120, port_candidates: Sequence[int] = ()) -> DemoApp:
+    """Apply the demo Deployment (port picked free unless given; with ``port_candidates``
+    the first of them); with ``wait``, until /health answers."""
     image = image or build_demo_image(cluster.progress)
-    port = port or free_ports(1)[0]
-    manifest = demo_manifest(name, port, image, namespace=namespace, faults=faults, env=env)
+    port = port or (port_candidates[0] if port_candidates else free_ports(1)[0])
+    manifest = demo_manifest(name, port, image, namespace=namespace, faults=faults, env=env,
+                             port_candidates=port_candidates)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     app = DemoApp(name=name, namespace=namespace, port=port, image=image)
     if wait:

@@ -80,7 +80,7 @@ def test_security_category(tmp_path):
     [scenario] = catalogue.load(write(tmp_path, [entry(category="security")]))
     assert scenario.category == "security"
     assert {s.name for s in SCENARIOS if s.category == "security"} == {
-        "key-rotation", "security-evidence", "auth-abuse", "isolate-host"}
+        "key-rotation", "security-evidence", "auth-abuse", "isolate-host", "isolate-pods"}
 
 
 def test_load_refuses_unreadable_yaml(tmp_path):

@@ -90,6 +90,34 @@ def test_container_collection_runs_inside_and_drops_the_environment_values():
     assert "error" in sums["/opt/demo/demo.py"]
 
 
+def test_kubernetes_collection_keeps_no_environment_value():
+    svc = {"name": "api", "manager": "kubernetes", "deployment": "api", "namespace": "shop", "kubectl": "kubectl",
+           "health_url": "http://127.0.0.1:1/health"}
+    template = {"spec": {"containers": [{"name": "api", "env": [{"name": "API_TOKEN", "value": "s3cr3t-value"},
+                                                                {"name": "FROM_SECRET", "valueFrom": {}}]}]}}
+    annotations = {"kubectl.kubernetes.io/last-applied-configuration": '{"env": "s3cr3t-value"}'}
+    deployment = {"metadata": {"name": "api", "annotations": annotations},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}}, "template": template},
+                  "status": {}}
+    pods = {"items": [{"metadata": {"name": "api-1"}, "spec": template["spec"], "status": {}}]}
+    host = FakeHost({
+        "kubectl --namespace shop --request-timeout 10s get deployment api": (0, json.dumps(deployment), ""),
+        "kubectl --namespace shop --request-timeout 10s get deployment/api": (0, json.dumps(deployment), ""),
+        "kubectl --namespace shop --request-timeout 10s get pods": (0, json.dumps(pods), ""),
+        "kubectl --namespace shop --request-timeout 10s get replicasets": (0, json.dumps({"items": []}), ""),
+        "kubectl --namespace shop --request-timeout 10s top": (1, "", "error: Metrics API not available"),
+    })
+    out = _evidence.Collector(host, svc).collect()
+    assert "s3cr3t-value" not in json.dumps(out)
+    items = {item["name"]: item for item in out["items"]}
+    assert {"deployment", "replicasets", "pods", "events", "service_journal", "previous_logs", "top"} <= set(items)
+    assert '"API_TOKEN"' in items["deployment"]["content"] and '"(not kept)"' in items["deployment"]["content"]
+    assert items["top"]["rc"] == 1 and "Metrics API" in items["top"]["content"]
+    assert "--since=1h" in items["service_journal"]["source"]
+    # Nothing but reads: get, logs, top.
+    assert {argv[5] for argv in host.calls} <= {"get", "logs", "top"}
+
+
 def test_items_are_bounded():
     host = FakeHost({"ps": (0, "x" * 5000, "")})
     svc = dict(SYSTEMD)

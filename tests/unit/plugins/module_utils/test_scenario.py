@@ -33,6 +33,8 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("app_admin_action", "cache_clear"), ("app_admin_action", "gc"),
     ("redis_memory_to", "512M"), ("redis_memory_to", "1.5G"), ("redis_memory_flush", "all"),
     ("redis_memory_flush_db", "3"), ("redis_memory_flush_db", 3),
+    ("db_max_connections_to", "300"), ("db_max_connections_to", 300),
+    ("prometheus_retention_time", "15d"), ("prometheus_retention_time", "1h30m"), ("prometheus_retention_size", "10GB"),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -53,6 +55,11 @@ def test_other_request_values(name, value):
     ("redis_memory_to", "lots"), ("redis_memory_to", PAYLOAD), ("redis_memory_flush", "everything"),
     ("redis_memory_flush_db", "-1"), ("redis_memory_flush_db", "0; FLUSHALL"),
     ("redis_memory_flush", PAYLOAD), ("redis_memory_flush_db", PAYLOAD),
+    ("db_max_connections_to", PAYLOAD), ("db_max_connections_to", "300; ALTER SYSTEM RESET ALL"),
+    ("db_max_connections_to", "-1"), ("db_max_connections_to", "1e3"),
+    ("prometheus_retention_time", PAYLOAD), ("prometheus_retention_time", "15 days"),
+    ("prometheus_retention_time", "15d\n"),
+    ("prometheus_retention_size", PAYLOAD), ("prometheus_retention_size", "10G"),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):

@@ -155,7 +155,8 @@ def test_container_restarts(run_module, args, manager, http_server, manager_name
 
 
 @pytest.mark.parametrize(("bad", "words"), [
-    ({"manager": "kubernetes"}, "manager must be one of"),
+    ({"manager": "nomad"}, "manager must be one of"),
+    ({"manager": "kubernetes"}, "needs deployment"),
     ({"manager": "systemd", "unit": ""}, "needs unit"),
     ({"health_url": "ftp://x"}, "cannot probe its health_url ftp://x: it is not an http(s), tcp, redis"),
     ({"health_url": "redis://:pw@127.0.0.1"}, "must not carry credentials"),
