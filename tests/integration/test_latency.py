@@ -163,8 +163,10 @@ def test_at_the_work_floor_a_throttling_cpu_limit_is_raised_in_place(lab, thrott
     name = throttled
     pid = health(lab, name)["pid"]
     # Wide margins: the machine may be busy with other tests; 1 core is ~10x what the burn needs.
-    extra = {"latency_relief_threshold": 1.5, "cpu_limit_raise_factor": 20, "cpu_limit_raise_sample": 2,
-             "latency_relief_verify_timeout": 120}
+    # A busy CI machine (molecule alongside, a cluster) can starve the service below its own quota
+    # for a moment: a longer sample and a lower throttle ratio keep the throttling visible.
+    extra = {"latency_relief_threshold": 1.5, "cpu_limit_raise_factor": 20, "cpu_limit_raise_sample": 4,
+             "cpu_limit_raise_throttle_ratio": 0.1, "latency_relief_verify_timeout": 180}
 
     code, payload = run_json("run", "latency", "-l", name, "--check", extra=extra)
     assert code == 0, payload
@@ -174,8 +176,8 @@ def test_at_the_work_floor_a_throttling_cpu_limit_is_raised_in_place(lab, thrott
     assert cpu_quota(lab, name) == "50ms"
 
     code, payload = run_json("run", "latency", "-l", name, extra=extra)
-    assert code == 0, payload
     result = payload["hosts"][name]
+    assert code == 0, (result["message"], result["findings"], result.get("verification"))
     assert result["outcome"] == "remediated", result
     assert "raised the CPU limit of demo from 0.05 to 1.0 cores" in result["message"]
     assert any("scheduling periods throttled" in finding for finding in result["findings"]), result["findings"]
