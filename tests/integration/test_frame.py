@@ -57,11 +57,12 @@ def pg_inventory(lab, tmp_path_factory):
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "runbook_services": [{"name": "prometheus", "manager": "docker", "container": "runbook-frame-no-such-container",
                               "health_url": "http://127.0.0.1:9/-/ready"}]}}}
-    # scale-out / isolate-pods take a Kubernetes Deployment (nothing contacts a cluster before admission).
+    # The Kubernetes scenarios take a Deployment (nothing contacts a cluster before admission).
     data["all"]["children"]["k8s"] = {"hosts": {"k8s-host": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "runbook_services": [{"name": "web", "manager": "kubernetes", "deployment": "runbook-frame-no-such-deployment",
                               "namespace": "default", "kubeconfig": "/nonexistent/kubeconfig",
+                              "maintenance": {"configmap": "app-config"}, "traffic": {"service": "mpc-lb"},
                               "health_url": "http://127.0.0.1:9/health"}]}}}
     path = tmp_path_factory.mktemp("frame") / "inventory.yml"
     path.write_text(yaml.safe_dump(data))
@@ -77,7 +78,7 @@ def target(scenario: str, pg_inventory) -> list[str]:
         return ["-i", str(pg_inventory), "-l", "redis-host"]
     if scenario == "prometheus-retention":
         return ["-i", str(pg_inventory), "-l", "prom-host"]
-    if scenario in ("scale-out", "isolate-pods"):
+    if scenario in ("scale-out", "isolate-pods", "maintenance-mode", "traffic-drain"):
         return ["-i", str(pg_inventory), "-l", "k8s-host"]
     return ["-l", "lab-1"]
 

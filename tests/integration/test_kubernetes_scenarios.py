@@ -364,3 +364,109 @@ def test_a_bad_rollout_is_rolled_back_to_the_previous_revision(cluster, app, pro
 
     code, result = run(inv, "error-rate", "--yes")
     assert (code, result["outcome"]) == (4, "healthy"), result
+
+
+def pod_env(cluster, demo, name: str) -> list[str]:
+    """``name`` in the environment of each running pod of ``demo`` (what it started with)."""
+    values = []
+    for pod in pods(cluster, demo):
+        found = cluster.kubectl("exec", pod, "--", "printenv", name, check=False)
+        values.append(found.stdout.strip() if found.returncode == 0 else "(unset)")
+    return values
+
+
+def test_maintenance_mode_sets_the_flag_and_restarts_every_pod_then_turns_it_off(cluster, app, tmp_path):
+    configmap = f"app-config-{app.name}"
+    cluster.kubectl("create", "configmap", configmap, "--from-literal=maintenance_mode=false",
+                    "--from-literal=region=americas")
+    # The pods read the flag from the ConfigMap when they start (seed 002's app-config).
+    cluster.kubectl("set", "env", f"deployment/{app.name}", f"--from=configmap/{configmap}", "--keys=maintenance_mode")
+    cluster.kubectl("rollout", "status", f"deployment/{app.name}", "--timeout=90s", timeout=100)
+    inv = inventory(tmp_path, cluster, app, maintenance={"configmap": configmap})
+    assert pod_env(cluster, app, "MAINTENANCE_MODE") == ["false"]
+    before = pods(cluster, app)
+
+    def flag() -> dict:
+        return cluster.kubectl_json("get", "configmap", configmap)["data"]
+
+    refused = runbook("run", "maintenance-mode", "-i", str(inv), "-l", "k8s-host", "--service", "demo")
+    assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stderr
+    code, result = run(inv, "maintenance-mode", "--check")
+    assert (code, result["outcome"]) == (0, "planned"), result
+    assert flag()["maintenance_mode"] == "false" and pods(cluster, app) == before
+
+    code, result = run(inv, "maintenance-mode", "--yes")
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert flag() == {"maintenance_mode": "true", "region": "americas"}  # only the flag changed
+    assert result["verification"] == {"rolled_out": True, "healthy": True}, result
+    assert pods(cluster, app) != before
+    assert pod_env(cluster, app, "MAINTENANCE_MODE") == ["true"]  # every pod started with it
+    assert http_status(app.health_url) == 200
+
+    during = pods(cluster, app)
+    code, result = run(inv, "maintenance-mode", "--yes")
+    assert (code, result["outcome"]) == (4, "healthy"), result
+    assert pods(cluster, app) == during  # nothing to do: no restart
+
+    code, result = run(inv, "maintenance-mode", "--yes", extra={"maintenance_mode_action": "disable"})
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert flag()["maintenance_mode"] == "false"
+    assert pod_env(cluster, app, "MAINTENANCE_MODE") == ["false"]
+
+    # A ConfigMap that is not there: bad input, nothing touched.
+    missing = inventory(tmp_path, cluster, app, maintenance={"configmap": "no-such-config"})
+    version = cluster.kubectl_json("get", "deployment", app.name)["metadata"]["resourceVersion"]
+    code, result = run(missing, "maintenance-mode", "--yes")
+    assert code == 2 and "ConfigMap no-such-config not found" in result["message"], result
+    assert cluster.kubectl_json("get", "deployment", app.name)["metadata"]["resourceVersion"] == version
+
+
+def test_traffic_drain_records_the_weight_and_revert_restores_it(cluster, app, tmp_path, monkeypatch):
+    service = f"lb-{app.name}"
+    annotation = "traffic.mpc-transformer.com/weight"
+    cluster.kubectl("create", "service", "clusterip", service, "--tcp=80:8080")
+    cluster.kubectl("annotate", "service", service, f"{annotation}=100", "team=mpc")
+    inv = inventory(tmp_path, cluster, app, traffic={"service": service})
+
+    def annotations() -> dict:
+        return cluster.kubectl_json("get", "service", service)["metadata"]["annotations"]
+
+    refused = runbook("run", "traffic-drain", "-i", str(inv), "-l", "k8s-host", "--service", "demo")
+    assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stderr
+    code, result = run(inv, "traffic-drain", "--check")
+    assert (code, result["outcome"]) == (0, "planned"), result
+    assert annotations() == {annotation: "100", "team": "mpc"}
+
+    code, result = run(inv, "traffic-drain", "--yes")
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert annotations() == {annotation: "0", "runbook.remediation/weight-before": "100", "team": "mpc"}
+    code, result = run(inv, "traffic-drain", "--yes")
+    assert (code, result["outcome"]) == (4, "healthy"), result
+    # A second change keeps the weight from before the first.
+    code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_to": "50"})
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert annotations()["runbook.remediation/weight-before"] == "100"
+
+    code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_action": "revert"})
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert annotations() == {annotation: "100", "team": "mpc"}
+    code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_action": "revert"})
+    assert (code, result["outcome"]) == (4, "healthy"), result
+
+    # A Service that had no weight: drained, then the annotation removed again. A fresh safety
+    # envelope: after three changes within the hour the envelope holds (remediations that do not hold).
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(tmp_path / "second-envelope.db"))
+    cluster.kubectl("annotate", "service", service, f"{annotation}-")
+    code, result = run(inv, "traffic-drain", "--yes")
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert annotations()["runbook.remediation/weight-before"] == ""
+    code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_action": "revert"})
+    assert (code, result["outcome"]) == (0, "remediated"), result
+    assert annotations() == {"team": "mpc"}
+
+    # A weight that is a template, or out of range: bad input, nothing changed.
+    for bad in ("{{ 7 * 7 }}", "5000"):
+        code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_to": bad})
+        assert code == 2, result
+    assert annotations() == {"team": "mpc"}
+    cluster.kubectl("delete", "service", service, check=False)

@@ -35,6 +35,8 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("redis_memory_flush_db", "3"), ("redis_memory_flush_db", 3),
     ("db_max_connections_to", "300"), ("db_max_connections_to", 300),
     ("prometheus_retention_time", "15d"), ("prometheus_retention_time", "1h30m"), ("prometheus_retention_size", "10GB"),
+    ("pod_isolate_action", "revert"), ("maintenance_mode_action", "enable"), ("maintenance_mode_action", "disable"),
+    ("traffic_weight_action", "revert"), ("traffic_weight_to", "0"), ("traffic_weight_to", 50),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -60,6 +62,11 @@ def test_other_request_values(name, value):
     ("prometheus_retention_time", PAYLOAD), ("prometheus_retention_time", "15 days"),
     ("prometheus_retention_time", "15d\n"),
     ("prometheus_retention_size", PAYLOAD), ("prometheus_retention_size", "10G"),
+    ("pod_isolate_action", PAYLOAD), ("pod_isolate_action", "delete"),
+    ("maintenance_mode_action", PAYLOAD), ("maintenance_mode_action", "on"), ("maintenance_mode_action", "enable\n"),
+    ("traffic_weight_action", PAYLOAD), ("traffic_weight_action", "drain"),
+    ("traffic_weight_to", PAYLOAD), ("traffic_weight_to", "-1"), ("traffic_weight_to", "0.5"),
+    ("traffic_weight_to", "{{ 7 * 7 }}"), ("traffic_weight_to", True),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
