@@ -27,13 +27,17 @@ def lab() -> None:
 @lab.command()
 @click.option("--hosts", type=int, default=2, show_default=True,
               help=f"Number of systemd target hosts (1 to {MAX_HOSTS}).")
+@click.option("--kubernetes", is_flag=True,
+              help="Also run a Kubernetes 1.20 cluster (etcd, control plane, kubelet on 127.0.0.1) with the demo "
+                   "as a Deployment: host lab-k8s. Without it, `up` stops a cluster a previous `up` started. "
+                   "Needs scripts/kubernetes-build once.")
 @output_option
 @click.pass_obj
 @handle_errors
-def up(ctx: Context, hosts: int) -> None:
+def up(ctx: Context, hosts: int, kubernetes: bool) -> None:
     """Start the lab (idempotent: a second run changes nothing)."""
     the_lab = _lab(ctx)
-    changes = the_lab.up(hosts)
+    changes = the_lab.up(hosts, kubernetes=kubernetes)
     status = the_lab.status()
     if ctx.terminal.json:
         ctx.terminal.data({"changed": bool(changes), "changes": changes, **status})
@@ -158,3 +162,9 @@ def _print_status(ctx: Context, status: dict) -> None:
     ctx.terminal.out.print(f"Prometheus:   {safe(status['prometheus']['url'])}")
     ctx.terminal.out.print(f"Alertmanager: {safe(status['alertmanager']['url'])}")
     ctx.terminal.out.print(f"Inventory:    {safe(status['inventory'])}")
+    cluster = status.get("kubernetes")
+    if cluster:
+        state = "running" if cluster["running"] else "stopped"
+        memory = cluster["total_rss_bytes"] / 2**20
+        ctx.terminal.out.print(f"Kubernetes:   {safe(cluster['server'])} ({state}, {memory:.0f} MiB resident: "
+                               f"control plane, kubelet and pods), kubeconfig {safe(cluster['kubeconfig'])}")

@@ -37,6 +37,8 @@ from runbook_remediation.lab.monitoring import (
 )
 
 LABEL = "org.runbook.lab"
+# The inventory host of the demo Deployment on the lab's Kubernetes cluster (`up --kubernetes`).
+K8S_HOST = "lab-k8s"
 MAX_HOSTS = 20
 SERVICE = "demo"
 UNIT = "runbook-demo.service"
@@ -113,6 +115,8 @@ class LabState:
     alertmanager_pid: int | None = None
     webhook_url: str | None = None
     webhook_token_file: str | None = None
+    # `lab up --kubernetes`: the cluster's run dir, kubeconfig and the demo Deployment's port.
+    kubernetes: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -430,8 +434,9 @@ class Lab:
             raise Unavailable(f"demo service not healthy on {', '.join(sorted(pending))} after {timeout:.0f} s")
 
     # --- public operations -------------------------------------------------------
-    def up(self, hosts: int = 2) -> list[str]:
-        """Make the lab match ``hosts`` systemd hosts. Returns what changed (empty: nothing)."""
+    def up(self, hosts: int = 2, kubernetes: bool = False) -> list[str]:
+        """Make the lab match ``hosts`` systemd hosts, and a Kubernetes cluster running the demo
+        as a Deployment or none (``kubernetes``). Returns what changed (empty: nothing)."""
         if not 1 <= hosts <= MAX_HOSTS:
             raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
         client = self.client  # fail fast when dockerd is unreachable, before anything is made
@@ -440,6 +445,7 @@ class Lab:
         changes: list[str] = []
         created: list[str] = []
         started: list[Server] = []
+        clusters: list = []  # a cluster this call started (stopped again when it fails)
         try:
             if not lab_image.image_exists(client):
                 lab_image.build_image(client, self.progress)
@@ -490,6 +496,10 @@ class Lab:
                     self._remove_container(host.container)
                     changes.append(f"removed {host.container}")
             state.hosts = new_hosts
+            if kubernetes:
+                changes += self._ensure_kubernetes(state, taken, clusters)
+            elif state.kubernetes:
+                changes += self._stop_kubernetes(state)
             changes += self._ensure_monitoring(state, started)
             state.save(self.state_path)
             if self._write_inventory(state):
@@ -502,10 +512,63 @@ class Lab:
                 self._remove_container(name)
             for server in started:
                 server.stop()
+            for cluster in clusters:
+                cluster.stop()
+                state.kubernetes = None
             if fresh:
                 self._forget()
             raise
         return changes
+
+    @property
+    def kubernetes_dir(self) -> Path:
+        return self.dir / "kubernetes"
+
+    def kubernetes_host(self, state: LabState | None = None) -> LabHost | None:
+        """The demo Deployment as a lab host (its pod answers on 127.0.0.1:port), when the
+        cluster is part of the lab."""
+        state = state or self.state()
+        if not state.kubernetes:
+            return None
+        return LabHost(name=K8S_HOST, container=f"deployment/{SERVICE}", manager="kubernetes",
+                       port=int(state.kubernetes["port"]))
+
+    def _ensure_kubernetes(self, state: LabState, taken: set[int], clusters: list) -> list[str]:
+        """The cluster running (started when it is not) and the demo Deployment on it (applied
+        only when missing: a drill's changes to it stay until `lab heal`)."""
+        from runbook_remediation.lab import kubernetes as k8s
+
+        changes = []
+        cluster = k8s.Cluster(self.kubernetes_dir, progress=self.progress)
+        if not cluster.running():
+            cluster.stop()  # what a stopped or crashed cluster left behind (idempotent)
+            self.progress("starting the Kubernetes cluster (etcd, control plane, kubelet)")
+            cluster.start()
+            clusters.append(cluster)
+            changes.append("started the Kubernetes cluster")
+        port = int((state.kubernetes or {}).get("port") or free_port(taken))
+        taken.add(port)
+        state.kubernetes = {"run_dir": str(cluster.run_dir), "kubeconfig": str(cluster.kubeconfig),
+                            "deployment": SERVICE, "namespace": "default", "port": port}
+        if cluster.kubectl("get", "deployment", SERVICE, check=False).returncode != 0:
+            self._apply_kubernetes_demo(cluster, port)
+            changes.append(f"deployed Deployment {SERVICE} on the Kubernetes cluster")
+        return changes
+
+    def _apply_kubernetes_demo(self, cluster, port: int) -> None:
+        from runbook_remediation.lab import kubernetes as k8s
+
+        self.progress(f"deploying {SERVICE} on the Kubernetes cluster (127.0.0.1:{port})")
+        # Faults kept in the pod's emptyDir: a crash-loop survives the kubelet's restarts.
+        k8s.apply_demo(cluster, name=SERVICE, port=port, env={"DEMO_FAULTS_FILE": f"{STATE_SUBDIR}/faults"})
+
+    def _stop_kubernetes(self, state: LabState) -> list[str]:
+        from runbook_remediation.lab import kubernetes as k8s
+
+        self.progress("stopping the Kubernetes cluster")
+        k8s.Cluster(self.kubernetes_dir, progress=self.progress).stop()
+        state.kubernetes = None
+        return ["stopped the Kubernetes cluster"]
 
     def _ensure_monitoring(self, state: LabState, started: list[Server]) -> list[str]:
         changes = []
@@ -525,6 +588,9 @@ class Lab:
         # Services with replicas are found through their targets file (replica_scale rewrites
         # it); written here only when missing, so `up` keeps a scaled-out service's replicas.
         targets = [ScrapeTarget(h.name, SERVICE, h.manager, h.port) for h in state.hosts if not h.replica_ports]
+        k8s_host = self.kubernetes_host(state)
+        if k8s_host:  # the pod's host port, scraped like any host's service
+            targets.append(ScrapeTarget(k8s_host.name, SERVICE, k8s_host.manager, k8s_host.port))
         for host in state.hosts:
             if host.replica_ports and not targets_file(self.dir, host).is_file():
                 write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
@@ -575,6 +641,10 @@ class Lab:
         """Remove every container, process and file the lab made."""
         state = self.state()
         removed = []
+        if (self.kubernetes_dir / "cluster.json").is_file() or state.kubernetes:
+            from runbook_remediation.lab import kubernetes as k8s
+
+            removed += k8s.Cluster(self.kubernetes_dir, progress=self.progress).stop()
         for server in (self._prometheus(state), self._alertmanager(state)):
             if server.port and server.stop():
                 removed.append(f"stopped {server.kind}")
@@ -616,10 +686,11 @@ class Lab:
         state = self.state()
         if not state.hosts:
             raise BadInput("the lab is not up", hint="runbook lab up")
-        for host in state.hosts:
+        known = [*state.hosts, *filter(None, [self.kubernetes_host(state)])]
+        for host in known:
             if host.name == name:
                 return host
-        raise BadInput(f"unknown lab host {name!r} (lab hosts: {', '.join(h.name for h in state.hosts)})")
+        raise BadInput(f"unknown lab host {name!r} (lab hosts: {', '.join(h.name for h in known)})")
 
     def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
         if fault == "config-broken":
@@ -650,6 +721,8 @@ class Lab:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", provider):
             raise BadInput(f"provider-down: provider must be a plain name, not {provider!r}")
         host = self.host(host_name)
+        if host.manager == "kubernetes":
+            raise BadInput(f"provider-down needs a systemd, Docker or Compose lab host; {host.name} is kubernetes")
         status = json.dumps({provider: "down"})
         if host.manager != "systemd":
             # Written beside the mount and renamed: the service never reads half a file.
@@ -684,6 +757,8 @@ class Lab:
         with a full budget), then restart it fresh. The memory raise history stays: it
         marks which OOM kills were already handled."""
         host = self.host(host_name)
+        if host.manager == "kubernetes":
+            return self._heal_kubernetes(host)
         container = self._container(host.container)
         if host.manager == "compose":
             for name in ("compose.override.yaml", "compose.override.yml"):
@@ -737,6 +812,21 @@ class Lab:
         self._wait_healthy([host])
         return action
 
+    def _heal_kubernetes(self, host: LabHost) -> str:
+        """The Deployment made again from the lab's manifest (a drill's patches gone), its pods
+        new (their emptyDir, with the faults, gone), the restart budget of it forgotten."""
+        from runbook_remediation.lab import kubernetes as k8s
+
+        cluster = k8s.Cluster(self.kubernetes_dir, progress=self.progress)
+        if not cluster.running():
+            raise Unavailable("the lab's Kubernetes cluster is not running", hint="runbook lab up --kubernetes")
+        cluster.kubectl("delete", "deployment", SERVICE, "--wait=true", "--timeout=60s", check=False, timeout=70)
+        for path in Path(REMEDIATION_STATE).glob(f"restarts-*@*.default.{SERVICE}.json"):
+            path.unlink(missing_ok=True)
+        self._apply_kubernetes_demo(cluster, host.port)
+        self._wait_healthy([host])
+        return f"recreated Deployment {SERVICE} on the Kubernetes cluster"
+
     # --- releases (`runbook lab deploy`) ------------------------------------------------
     def release_image(self, release: str) -> str:
         """The Docker image of a release (built from the lab's image on first use)."""
@@ -788,6 +878,9 @@ class Lab:
         if release not in RELEASES:
             raise BadInput(f"unknown release {release!r} (releases: {', '.join(RELEASES)})")
         host = self.host(host_name)
+        if host.manager == "kubernetes":
+            raise BadInput(f"lab deploy needs a systemd, Docker or Compose lab host; {host.name} is kubernetes "
+                           f"(a rollout: kubectl set image or set env)")
         container = self._container(host.container)
         if container is None or (host.manager == "systemd" and container.status != "running"):
             raise Unavailable(f"{host.name} is not running", hint=f"runbook lab heal --host {host.name}")
@@ -855,10 +948,24 @@ class Lab:
                     "health": detail,
                 }
             )
+        cluster = None
+        k8s_host = self.kubernetes_host(state)
+        if k8s_host:
+            from runbook_remediation.lab import kubernetes as k8s
+
+            cluster = k8s.Cluster(self.kubernetes_dir).status()
+            healthy, detail = probe_health(k8s_host)
+            hosts.append({"name": k8s_host.name, "manager": "kubernetes", "container": k8s_host.container,
+                          "container_status": "running" if cluster["running"] else "stopped", "service": SERVICE,
+                          "health_url": k8s_host.health_url, "metrics_url": k8s_host.metrics_url,
+                          "healthy": healthy, "health": detail})
+            # What the cluster costs: control plane, kubelet and pods, resident memory.
+            cluster = {key: cluster.get(key) for key in ("running", "server", "kubeconfig", "total_rss_bytes")}
         prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
         return {
             "up": True,
             "hosts": hosts,
+            "kubernetes": cluster,
             "prometheus": {"url": prometheus.url, "running": prometheus.running()},
             "alertmanager": {"url": alertmanager.url, "running": alertmanager.running()},
             "inventory": str(self.inventory_path),
@@ -956,6 +1063,29 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
                 "runbook_services": [service],
             }
+    kubernetes_hosts = {}
+    if state.kubernetes:
+        from runbook_remediation.lab import kubernetes as k8s
+
+        port = int(state.kubernetes["port"])
+        kubernetes_hosts[K8S_HOST] = {
+            # The controller holds the kubeconfig: the tasks run here (kubernetes.core, kubectl).
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            "runbook_services": [{
+                "name": SERVICE,
+                "manager": "kubernetes",
+                "deployment": state.kubernetes["deployment"],
+                "namespace": state.kubernetes["namespace"],
+                "kubeconfig": state.kubernetes["kubeconfig"],
+                "kubectl": str(k8s.bin_dir() / "kubectl"),
+                "health_url": f"http://127.0.0.1:{port}/health",
+                "metrics_url": f"http://127.0.0.1:{port}/metrics",
+                "port": port,
+                "settings": ["DEMO_WORK_ITERATIONS", "DEMO_WORKLOAD_RPS"],
+                "memory": {"ceiling": "512M"},
+            }],
+        }
     return {
         "all": {
             "vars": {
@@ -969,6 +1099,7 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                         "lab_systemd": {"hosts": systemd_hosts},
                         "lab_docker": {"hosts": docker_hosts},
                         "lab_compose": {"hosts": compose_hosts},
+                        "lab_kubernetes": {"hosts": kubernetes_hosts},
                     }
                 }
             },

@@ -1,0 +1,91 @@
+"""`runbook lab up --kubernetes` on the real lab: the Kubernetes lab cluster (v1.20.2, built by
+scripts/kubernetes-build) joins the lab with the demo as a Deployment (host lab-k8s in the
+inventory), its pod scraped by the lab's Prometheus like any host; the closed loop heals it:
+a crash-looping pod -> ServiceDown -> Alertmanager -> `runbook watch` -> service-down on the
+Deployment -> healthy. `lab up` without the flag stops the cluster and leaves the other
+hosts as they were."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+
+import pytest
+import yaml
+
+from runbook_remediation import envelope as envelope_cli
+from runbook_remediation.lab import kubernetes as k8s
+from runbook_remediation.lab.monitoring import http_json
+from tests.conftest import http_status, runbook, wait_for, watcher
+
+pytestmark = [pytest.mark.lab, pytest.mark.k8s]
+
+
+@pytest.fixture(scope="module")
+def k8s_lab(lab):
+    try:
+        k8s.ensure_prerequisites()
+    except Exception as exc:  # noqa: BLE001 - the reason is shown as the skip's
+        if os.environ.get("RUNBOOK_REQUIRE_KUBERNETES"):
+            pytest.fail(f"Kubernetes lab cluster unavailable: {exc}")
+        pytest.skip(f"Kubernetes lab cluster unavailable: {exc}")
+    result = runbook("-o", "json", "lab", "up", "--kubernetes")
+    assert result.returncode == 0, result.stderr
+    try:
+        yield lab
+    finally:
+        runbook("lab", "up")  # the cluster stopped again, the other hosts as they were
+
+
+def prometheus_up(lab, host: str) -> float | None:
+    query = urllib.parse.quote(f'up{{host="{host}",service="demo"}}')
+    body = http_json(f"http://127.0.0.1:{lab.state().prometheus_port}/api/v1/query?query={query}", timeout=5)
+    result = body["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_the_demo_runs_as_a_deployment_scraped_like_any_host(k8s_lab):
+    lab = k8s_lab
+    status = json.loads(runbook("-o", "json", "lab", "status").stdout)
+    [host] = [h for h in status["hosts"] if h["name"] == "lab-k8s"]
+    assert host["manager"] == "kubernetes" and host["healthy"], host
+    assert status["kubernetes"]["running"] and status["kubernetes"]["total_rss_bytes"] > 0, status["kubernetes"]
+    wait_for(lambda: prometheus_up(lab, "lab-k8s") == 1, timeout=30, what="Prometheus scraping the pod")
+    inventory = yaml.safe_load(lab.inventory_path.read_text())
+    hosts = inventory["all"]["children"]["lab"]["children"]["lab_kubernetes"]["hosts"]
+    [service] = hosts["lab-k8s"]["runbook_services"]
+    assert service["manager"] == "kubernetes" and service["deployment"] == "demo", service
+    # Idempotent: a second `up` changes nothing.
+    again = json.loads(runbook("-o", "json", "lab", "up", "--kubernetes").stdout)
+    assert again["changed"] is False, again["changes"]
+
+
+def test_a_crash_looping_pod_is_healed_by_the_closed_loop(k8s_lab, tmp_path):
+    lab = k8s_lab
+    url = lab.host("lab-k8s").health_url
+    with watcher(tmp_path):
+        assert runbook("lab", "break", "crash-loop", "--host", "lab-k8s").returncode == 0
+        wait_for(lambda: http_status(url) != 200, timeout=15, what="lab-k8s down")
+        wait_for(lambda: http_status(url) == 200, timeout=150, interval=1, what="lab-k8s healed by the loop")
+        store = envelope_cli.open_envelope()
+        try:
+            wait_for(lambda: [a for a in store.attempts(target="lab-k8s/demo") if a["ended_at"]], timeout=60,
+                     what="the run's end")
+            [attempt] = store.attempts(target="lab-k8s/demo")
+        finally:
+            store.close()
+    assert attempt["outcome"] == "remediated" and attempt["scenario"] == "service-down", attempt
+    assert "@" in attempt["alert_key"]  # started by the alert, not by hand
+    healed = runbook("lab", "heal", "--host", "lab-k8s")
+    assert healed.returncode == 0, healed.stderr
+
+
+def test_lab_up_without_the_flag_stops_the_cluster(k8s_lab):
+    lab = k8s_lab
+    result = json.loads(runbook("-o", "json", "lab", "up").stdout)
+    assert "stopped the Kubernetes cluster" in result["changes"], result
+    assert k8s.other_kubelets() == []
+    assert "lab-k8s" not in {h["name"] for h in result["hosts"]}
+    assert "lab-k8s" not in lab.inventory_path.read_text()
+    assert all(h["healthy"] for h in result["hosts"]), result["hosts"]

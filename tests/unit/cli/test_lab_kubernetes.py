@@ -1,0 +1,60 @@
+"""The lab's Kubernetes host (`lab up --kubernetes`): its inventory entry, its status line,
+and a state file from before the option still loads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from runbook_remediation import shell
+from runbook_remediation.lab.lab import K8S_HOST, Lab, LabHost, LabState, inventory
+
+STATE = LabState(hosts=[LabHost("lab-1", "runbook-x-lab-1", "systemd", 40001)], prometheus_port=40010,
+                 alertmanager_port=40011,
+                 kubernetes={"run_dir": "/x/kubernetes", "kubeconfig": "/x/kubernetes/admin.kubeconfig",
+                             "deployment": "demo", "namespace": "default", "port": 40020})
+
+
+def test_the_deployment_is_an_inventory_host_run_from_the_controller(tmp_path: Path) -> None:
+    hosts = inventory(STATE, tmp_path / "compose", "x")["all"]["children"]["lab"]["children"]["lab_kubernetes"]["hosts"]
+    host = hosts[K8S_HOST]
+    assert host["ansible_connection"] == "local"
+    [service] = host["runbook_services"]
+    assert service["manager"] == "kubernetes" and service["deployment"] == "demo"
+    assert service["kubeconfig"] == "/x/kubernetes/admin.kubeconfig"
+    assert service["health_url"] == "http://127.0.0.1:40020/health"
+    without = inventory(LabState(hosts=STATE.hosts, prometheus_port=1, alertmanager_port=2), tmp_path, "x")
+    assert without["all"]["children"]["lab"]["children"]["lab_kubernetes"]["hosts"] == {}
+
+
+def test_a_state_file_without_kubernetes_loads(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"hosts": [], "prometheus_port": 1}))
+    assert LabState.load(path).kubernetes is None
+
+
+def test_lab_host_finds_the_kubernetes_host_only_when_the_cluster_is_in_the_lab(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    STATE.save(lab.state_path)
+    assert lab.host(K8S_HOST).port == 40020 and lab.host(K8S_HOST).manager == "kubernetes"
+    LabState(hosts=STATE.hosts).save(lab.state_path)
+    assert lab.kubernetes_host() is None
+
+
+def test_status_prints_the_cluster_and_its_memory(monkeypatch) -> None:
+    status = {"up": True, "state_dir": "/x",
+              "hosts": [{"name": K8S_HOST, "manager": "kubernetes", "container": "deployment/demo",
+                         "container_status": "running", "service": "demo", "health_url": "http://127.0.0.1:1/health",
+                         "metrics_url": "", "healthy": True, "health": "healthy"}],
+              "kubernetes": {"running": True, "server": "https://127.0.0.1:6443", "kubeconfig": "/x/admin.kubeconfig",
+                             "total_rss_bytes": 600 * 2**20},
+              "prometheus": {"url": "http://127.0.0.1:2", "running": True},
+              "alertmanager": {"url": "http://127.0.0.1:3", "running": True}, "inventory": "/x/inventory.yml"}
+    monkeypatch.setattr(Lab, "status", lambda self: status)
+    result = CliRunner().invoke(shell.cli, ["lab", "status"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Kubernetes:" in result.output and "600 MiB resident" in result.output, result.output
+    assert K8S_HOST in result.output
