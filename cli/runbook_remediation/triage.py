@@ -73,6 +73,11 @@ class Alert:
         return self.labels.get("service") or None
 
     @property
+    def region(self) -> str | None:
+        """The ``region`` label (seed 002 runs one cluster per region), when the alert has one."""
+        return self.labels.get("region") or None
+
+    @property
     def instance(self) -> str:
         return self.labels.get("instance") or self.host or "?"
 
@@ -496,6 +501,7 @@ class Row:
     rank: int = 0
     incident: str | None = None
     argv: list[str] | None = None  # the runbook command to run, or None (no scenario)
+    region: str | None = None  # the alert's region label, else its inventory host's runbook_region
 
     @property
     def severity(self) -> str:
@@ -518,6 +524,7 @@ class Row:
             "host": alert.host,
             "service": alert.service,
             "instance": alert.labels.get("instance"),
+            "region": self.region,
             "summary": alert.summary or None,
             "scenario": self.scenario.name if self.scenario else None,
             "typical_seconds": self.scenario.typical_seconds if self.scenario else None,
@@ -592,6 +599,46 @@ def command_for(row: Row, inventory: str | None = None, incident: str | None = N
     if incident:
         argv += ["--incident", incident]
     return argv
+
+
+def inventory_regions(inventory: Mapping | None) -> dict[str, str]:
+    """{host: region} from a YAML inventory's ``runbook_region`` host variables."""
+    regions: dict[str, str] = {}
+    for host, hostvars in _inventory_hosts((inventory or {}).get("all") or {}):
+        region = hostvars.get("runbook_region") if isinstance(hostvars, Mapping) else None
+        if isinstance(region, str) and region:
+            regions[host] = region
+    return regions
+
+
+def with_regions(rows: Iterable[Row], host_regions: Mapping[str, str]) -> list[Row]:
+    """Each row's region: the alert's ``region`` label, else its host's region in the inventory."""
+    rows = list(rows)
+    for row in rows:
+        row.region = row.alert.region or host_regions.get(row.alert.host or "")
+    return rows
+
+
+def by_region(rows: Iterable[Row]) -> list[dict]:
+    """The alerts grouped by region, the worst region first (its most severe alert, then
+    how many fire); alerts without a region are left out. Seed 002: drain or fail over the
+    region that burns, not the one that merely warns."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.region:
+            groups.setdefault(row.region, []).append(row)
+    summary = []
+    for region, members in groups.items():
+        worst = min(members, key=lambda r: SEVERITIES.index(r.severity))
+        summary.append({
+            "region": region,
+            "severity": worst.severity,
+            "alerts": len(members),
+            "hosts": sorted({r.alert.host for r in members if r.alert.host}),
+            "names": sorted({r.alert.name for r in members}),
+            "top": worst.rank,
+        })
+    return sorted(summary, key=lambda g: (SEVERITIES.index(g["severity"]), -g["alerts"], g["region"]))
 
 
 def top(rows: Iterable[Row]) -> Row | None:

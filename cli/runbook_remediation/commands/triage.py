@@ -77,6 +77,7 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, overlay, 
         ctx.terminal.warn(f"{problem}: alerts from {fetched.source} instead")
     totals = triage.instance_totals(prom_url) or triage.inventory_totals(inventory_data)
     rows = triage.classify(fetched.alerts, the_scenarios, the_matrix, totals, the_overlay)
+    triage.with_regions(rows, triage.inventory_regions(inventory_data))
     if totals is None and any(r.alert.service for r in rows):
         ctx.terminal.warn("instance counts unknown (no Prometheus answer, no inventory): "
                           "'every instance' rules cannot match")
@@ -94,6 +95,7 @@ def triage_(ctx: Context, alertmanager, prometheus, inventory, matrix, overlay, 
         "url": triage.redact_url(fetched.url),
         "instance_totals": totals,
         "alerts": [row.as_dict(moment) for row in rows],
+        "regions": triage.by_region(rows),
     }
     if not run_top:
         if ctx.terminal.json:
@@ -145,8 +147,11 @@ def _print_table(ctx: Context, rows: list[triage.Row], fetched: triage.Fetched, 
         ctx.terminal.status(f"no firing alerts ({fetched.source} at {triage.redact_url(fetched.url)})")
         return
     out = ctx.terminal.out
+    regional = any(row.region for row in rows)
     table = Table(title=f"firing alerts ({fetched.source}), most urgent first", title_justify="left")
-    for column in ("rank", "severity", "alert", "host", "service", "scenario", "since", "incident"):
+    columns = ("rank", "severity", "alert", "host", *(("region",) if regional else ()), "service", "scenario",
+               "since", "incident")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         colour = _SEVERITY_COLOURS.get(row.severity, "")
@@ -154,9 +159,16 @@ def _print_table(ctx: Context, rows: list[triage.Row], fetched: triage.Fetched, 
         scenario = row.scenario.name if row.scenario else "[yellow]none[/yellow]"
         table.add_row(
             str(row.rank), severity, escape(row.alert.name), escape(row.alert.host or "-"),
+            *((escape(row.region or "-"),) if regional else ()),
             escape(row.alert.service or "-"), scenario, row.as_dict(moment)["since"], row.incident or "-",
         )
     out.print(table)
+    if regional:
+        # Seed 002 acts per region (drain it, fail over): the worst region first.
+        groups = triage.by_region(rows)
+        out.print("by region: " + "; ".join(
+            f"{escape(g['region'])} {g['severity']} ({g['alerts']} alert{'s' if g['alerts'] != 1 else ''}: "
+            f"{escape(', '.join(g['names']))})" for g in groups), soft_wrap=True)
     for row in rows:
         note = f" ({row.classification.note})" if row.classification.note else ""
         out.print(f"#{row.rank} {row.severity} {escape(row.alert.name)} on {escape(row.alert.host or '?')}: "

@@ -223,6 +223,28 @@ def test_row_as_dict():
     assert data["note"] == "1/4 instances"
 
 
+def test_regions_from_the_label_else_the_inventory_worst_region_first():
+    inventory = {"all": {"children": {"k8s_regions": {"hosts": {
+        "mpc-us-east": {"runbook_region": "us-east"}, "mpc-eu-west": {"runbook_region": "eu-west"},
+        "mpc-ap": None}}}}}
+    assert triage.inventory_regions(inventory) == {"mpc-us-east": "us-east", "mpc-eu-west": "eu-west"}
+    rows = triage.with_regions(classify([
+        alert("HighErrorRate", "mpc-eu-west", severity="warning"),
+        alert("ServiceDown", "mpc-us-east", severity="critical"),
+        alert("HighLatencyP95", "mpc-us-east", severity="warning"),
+        alert("ServiceDown", "gw-1", severity="critical", region="ap-northeast"),  # the label wins
+        alert("DiskFull", "mpc-ap", severity="warning"),  # no region anywhere
+    ]), triage.inventory_regions(inventory))
+    assert {r.alert.host: r.region for r in rows} == {"mpc-eu-west": "eu-west", "mpc-us-east": "us-east",
+                                                      "gw-1": "ap-northeast", "mpc-ap": None}
+    groups = triage.by_region(rows)
+    assert [(g["region"], g["alerts"]) for g in groups] == [("us-east", 2), ("ap-northeast", 1), ("eu-west", 1)]
+    assert groups[0]["hosts"] == ["mpc-us-east"] and groups[0]["names"] == ["HighLatencyP95", "ServiceDown"]
+    assert groups[0]["severity"] == rows[0].severity
+    assert rows[0].as_dict(NOW)["region"] in ("us-east", "ap-northeast")
+    assert triage.by_region(classify([alert("ServiceDown", "lab-1")])) == []
+
+
 @pytest.mark.parametrize(("seconds", "text"), [(None, "?"), (5, "5s"), (61, "1m01s"), (3700, "1h01m"),
                                                (200000, "2d07h")])
 def test_human_age(seconds, text):
@@ -361,6 +383,19 @@ def test_triage_text_table_and_no_open(real_catalogue):
     assert "instance counts unknown" in result.stderr  # no Prometheus, no inventory
     listed = json.loads(invoke("-o", "json", "incident", "list").stdout)
     assert listed == []  # --no-open opened nothing
+
+
+def test_triage_groups_the_alerts_by_region(real_catalogue):
+    regional = [am_alert("ServiceDown", "mpc-us-east", "critical", 1),
+                am_alert("HighErrorRate", "mpc-eu-west", "warning", 2)]
+    regional[1]["labels"]["region"] = "eu-west"
+    with StandIn({"/api/v2/alerts": regional}) as am:
+        data = json.loads(invoke("-o", "json", "triage", "--alertmanager", am.url, "--no-open").stdout)
+        text = invoke("triage", "--alertmanager", am.url, "--no-open").stdout
+    assert [r["region"] for r in data["alerts"]] == [None, "eu-west"]
+    assert data["regions"] == [{"region": "eu-west", "severity": data["alerts"][1]["severity"], "alerts": 1,
+                                "hosts": ["mpc-eu-west"], "names": ["HighErrorRate"], "top": 2}]
+    assert "by region: eu-west" in text and "region" in text
 
 
 def test_triage_falls_back_to_prometheus(real_catalogue):
