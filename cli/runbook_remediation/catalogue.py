@@ -15,6 +15,7 @@ from runbook_remediation.errors import BadInput, RunbookError
 SEVERITIES = ("P0", "P1", "P2", "P3")
 CATEGORIES = ("", "security")
 _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_VAR = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Scenario:
     # ``security``: the security incident class; its incident notifications also go to the
     # security channel (notify.security_webhook_url).
     category: str = ""
+    # The extra vars that undo what a run set (`runbook run NAME --revert`), as (name, value)
+    # pairs; empty when the scenario has nothing to revert.
+    revert: tuple[tuple[str, object], ...] = ()
 
     @property
     def fqcn(self) -> str:
@@ -60,6 +64,7 @@ def load(path: Path) -> list[Scenario]:
             typical_seconds=int(entry.get("typical_seconds", 30)),
             automatic=bool(entry.get("automatic", False)),
             category=str(entry.get("category") or ""),
+            revert=_revert(entry),
         )
         if not _KEBAB.match(scenario.name) or scenario.playbook != scenario.name.replace("-", "_"):
             raise RunbookError(f"catalogue entry {scenario.name!r}: name must be kebab-case of its playbook")
@@ -69,6 +74,15 @@ def load(path: Path) -> list[Scenario]:
             raise RunbookError(f"catalogue entry {scenario.name!r}: category must be one of security or nothing")
         scenarios.append(scenario)
     return scenarios
+
+
+def _revert(entry: dict) -> tuple[tuple[str, object], ...]:
+    """An entry's ``revert``: {role variable: plain value}."""
+    raw = entry.get("revert") or {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and _VAR.match(k) and isinstance(v, (str, bool, int)) for k, v in raw.items()):
+        raise RunbookError(f"catalogue entry {entry.get('name')!r}: revert must map role variables to plain values")
+    return tuple(sorted(raw.items()))
 
 
 def catalogue(collection: Collection) -> list[Scenario]:

@@ -37,6 +37,9 @@ def render(scenarios: list[Scenario]) -> str:
             f"- run: `runbook run {s.name} -l HOST` or `ansible-playbook {s.fqcn} -i INVENTORY -l HOST`",
             f"- managers: {', '.join(s.managers) or '-'}",
         ]
+        if s.revert:
+            undo = " ".join(f"-e {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in s.revert)
+            lines.append(f"- revert: `runbook run {s.name} -l HOST --revert` (`{undo}`)")
     return "\n".join(lines) + "\n"
 
 

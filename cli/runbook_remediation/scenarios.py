@@ -58,6 +58,8 @@ class Selection:
     incident: str | None = None
     # Why safety settings given as extra vars may loosen the envelope (recorded in the result).
     override_safety: str | None = None
+    # Undo what an earlier run set: the catalogue entry's `revert` vars.
+    revert: bool = False
 
 
 @dataclass
@@ -119,6 +121,19 @@ def _extravars(selection: Selection, diagnose: bool) -> dict:
     return extravars
 
 
+def with_revert(scenario: catalogue.Scenario, extravars: dict) -> dict:
+    """The extra vars plus the scenario's revert vars; an -e that says otherwise is bad input."""
+    if not scenario.revert:
+        raise BadInput(f"scenario {scenario.name} has nothing to revert",
+                       hint="--revert works with the scenarios whose catalogue entry has `revert` (runbook list)")
+    merged = dict(extravars)
+    for name, value in scenario.revert:
+        if name in merged and str(merged[name]).lower() != str(value).lower():
+            raise BadInput(f"--revert sets {name}={value}, and -e {name}={merged[name]} disagrees: give one")
+        merged[name] = value
+    return merged
+
+
 def _confirm_destructive(terminal: Terminal, scenario: catalogue.Scenario, request: runner.Request, yes: bool,
                          confirm: Callable[[str], bool] | None) -> bool:
     """Whether the user confirmed a destructive scenario (prompt or ``yes``). Check mode
@@ -154,6 +169,8 @@ def execute(terminal: Terminal, name: str, selection: Selection, *, check: bool,
     if not playbook_path.is_file():
         raise Unavailable(f"scenario {scenario.name}: its playbook {playbook_path} is missing from the collection")
     extravars = _extravars(selection, diagnose)
+    if selection.revert:
+        extravars = with_revert(scenario, extravars)
     # Settings the run needs after it acted are checked before: a bad one must stop it here.
     notify.webhook_url(None)
     if scenario.category == "security":

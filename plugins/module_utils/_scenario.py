@@ -90,8 +90,11 @@ REQUEST_VARS = (
     # prometheus-retention (prometheus_retention): a Prometheus duration and size.
     ('prometheus_retention_time', re.compile(r'^([0-9]{1,6}(y|w|d|h|m|s|ms)){1,4}$'), 'a duration such as 15d'),
     ('prometheus_retention_size', re.compile(r'^[0-9]{1,6}(B|KB|MB|GB|TB|PB|EB)$'), 'a size such as 10GB'),
-    # The Kubernetes switches: isolate-pods, maintenance-mode, traffic-drain.
+    # The switches `runbook run --revert` turns back: isolate-pods, isolate-host, auth-abuse,
+    # maintenance-mode, traffic-drain.
     ('pod_isolate_action', re.compile(r'^(isolate|revert)$'), 'isolate or revert'),
+    ('host_isolate_action', re.compile(r'^(isolate|revert|sweep)$'), 'isolate, revert or sweep'),
+    ('client_block_action', re.compile(r'^(block|sweep|unblock)$'), 'block, sweep or unblock'),
     ('maintenance_mode_action', re.compile(r'^(enable|disable)$'), 'enable or disable'),
     ('traffic_weight_action', re.compile(r'^(set|revert)$'), 'set or revert'),
     ('traffic_weight_to', re.compile(r'^[0-9]{1,4}$'), 'a whole-number weight'),

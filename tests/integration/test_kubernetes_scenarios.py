@@ -296,7 +296,7 @@ def test_isolate_pods_takes_the_evidence_then_applies_a_default_deny_policy(clus
     code, result = run(inv, "isolate-pods", "--yes", extra={"pod_isolate_evidence_dest": str(evidence)})
     assert (code, result["outcome"]) == (4, "healthy"), result
 
-    code, result = run(inv, "isolate-pods", "--yes", extra={"pod_isolate_action": "revert"})
+    code, result = run(inv, "isolate-pods", "--yes", "--revert")
     assert (code, result["outcome"]) == (0, "remediated"), result
     assert policy(cluster, app) == []
     code, result = run(inv, "isolate-pods", "--yes", extra={"pod_isolate_action": "revert"})
@@ -408,7 +408,7 @@ def test_maintenance_mode_sets_the_flag_and_restarts_every_pod_then_turns_it_off
     assert (code, result["outcome"]) == (4, "healthy"), result
     assert pods(cluster, app) == during  # nothing to do: no restart
 
-    code, result = run(inv, "maintenance-mode", "--yes", extra={"maintenance_mode_action": "disable"})
+    code, result = run(inv, "maintenance-mode", "--yes", "--revert")  # maintenance_mode_action=disable
     assert (code, result["outcome"]) == (0, "remediated"), result
     assert flag()["maintenance_mode"] == "false"
     assert pod_env(cluster, app, "MAINTENANCE_MODE") == ["false"]
@@ -447,7 +447,7 @@ def test_traffic_drain_records_the_weight_and_revert_restores_it(cluster, app, t
     assert (code, result["outcome"]) == (0, "remediated"), result
     assert annotations()["runbook.remediation/weight-before"] == "100"
 
-    code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_action": "revert"})
+    code, result = run(inv, "traffic-drain", "--yes", "--revert")
     assert (code, result["outcome"]) == (0, "remediated"), result
     assert annotations() == {annotation: "100", "team": "mpc"}
     code, result = run(inv, "traffic-drain", "--yes", extra={"traffic_weight_action": "revert"})

@@ -21,6 +21,7 @@ def as_dict(scenario: catalogue.Scenario) -> dict:
         "alerts": list(scenario.alerts),
         "destructive": scenario.destructive,
         "managers": list(scenario.managers),
+        "revert": dict(scenario.revert),
     }
 
 

@@ -46,18 +46,22 @@ def _selection_options(func):
 @click.option("--override-safety", metavar="REASON",
               help="Let -e loosen the safety envelope, a budget, a ceiling or the blast radius "
                    "(safety_envelope_*, *_budget_max, *_ceiling, runbook_blast_radius...); the reason is recorded.")
+@click.option("--revert", is_flag=True,
+              help="Undo what an earlier run set: env-toggle's settings, isolate-pods' and isolate-host's isolation, "
+                   "maintenance mode, a traffic weight (the catalogue's `revert` vars).")
 @output_option
 @click.pass_obj
 @handle_errors
 def run(ctx: Context, scenario: str, inventory, limit, extra_vars, service, timeout, incident, check: bool,
-        yes: bool, override_safety: str | None) -> None:
+        yes: bool, override_safety: str | None, revert: bool) -> None:
     """Run SCENARIO (see `runbook list`): diagnose, decide, remediate, verify.
 
     Exit codes: 0 remediated (or planned with --check), 1 failed, 2 bad input,
     3 escalate (a budget or breaker said no), 4 nothing to do (healthy),
     5 a host unreachable, 130 cancelled.
     """
-    selection = scenarios.Selection(inventory, limit, extra_vars, service, timeout, incident, override_safety)
+    selection = scenarios.Selection(inventory, limit, extra_vars, service, timeout, incident, override_safety,
+                                    revert)
     summary, info, recorded = scenarios.execute(ctx.terminal, scenario, selection, check=check, diagnose=False,
                                                 yes=yes, verbose=ctx.verbose, confirm=confirm)
     run_report.show(ctx.terminal, summary, info, summary.exit_code, diagnose=False, recorded=recorded)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runbook_remediation import catalogue
+from runbook_remediation import catalogue, scenarios
 from runbook_remediation.collection import Collection
-from runbook_remediation.errors import ExitCode, RunbookError
+from runbook_remediation.errors import BadInput, ExitCode, RunbookError
 
 REPO = Path(__file__).resolve().parents[3]
 REAL = Collection(REPO, REPO)
@@ -111,3 +111,30 @@ def test_docs_page_is_rendered_from_the_catalogue():
     assert page == render(SCENARIOS), (
         "docs/scenarios.md is stale: python -m runbook_remediation.docs > docs/scenarios.md"
     )
+
+
+def test_revert_vars_are_plain_role_variables(tmp_path):
+    [scenario] = catalogue.load(write(tmp_path, [entry(revert={"thing_action": "revert", "thing_revert": True})]))
+    assert scenario.revert == (("thing_action", "revert"), ("thing_revert", True))
+    for bad in ({"Bad-Name": "x"}, {"thing_action": ["a"]}, ["thing_action"]):
+        with pytest.raises(RunbookError, match="revert must map role variables to plain values"):
+            catalogue.load(write(tmp_path, [entry(revert=bad)]))
+
+
+def test_the_real_reverts_name_the_variables_their_roles_read():
+    reverts = {s.name: dict(s.revert) for s in SCENARIOS if s.revert}
+    assert reverts == {"env-toggle": {"env_toggle_revert": True}, "isolate-pods": {"pod_isolate_action": "revert"},
+                       "isolate-host": {"host_isolate_action": "revert"},
+                       "maintenance-mode": {"maintenance_mode_action": "disable"},
+                       "traffic-drain": {"traffic_weight_action": "revert"}}
+
+
+def test_with_revert_adds_the_vars_and_refuses_a_contradiction():
+    [drain] = [s for s in SCENARIOS if s.name == "traffic-drain"]
+    assert scenarios.with_revert(drain, {"service": "api"}) == {"service": "api", "traffic_weight_action": "revert"}
+    assert scenarios.with_revert(drain, {"traffic_weight_action": "revert"}) == {"traffic_weight_action": "revert"}
+    with pytest.raises(BadInput, match="disagrees"):
+        scenarios.with_revert(drain, {"traffic_weight_action": "set"})
+    [down] = [s for s in SCENARIOS if s.name == "service-down"]
+    with pytest.raises(BadInput, match="nothing to revert"):
+        scenarios.with_revert(down, {})

@@ -62,7 +62,7 @@ def test_list_json(runbook_env):
     assert scenarios[2] == {
         "name": "wipe-cache", "playbook": "runbook.remediation.wipe_cache",
         "description": "Pretends to wipe a cache (destructive).", "severity": "P1", "alerts": ["CacheFull"],
-        "destructive": True, "managers": ["systemd"],
+        "destructive": True, "managers": ["systemd"], "revert": {},
     }
 
 

@@ -37,6 +37,7 @@ def test_anything_else_is_refused_without_echoing_it(value):
     ("prometheus_retention_time", "15d"), ("prometheus_retention_time", "1h30m"), ("prometheus_retention_size", "10GB"),
     ("pod_isolate_action", "revert"), ("maintenance_mode_action", "enable"), ("maintenance_mode_action", "disable"),
     ("traffic_weight_action", "revert"), ("traffic_weight_to", "0"), ("traffic_weight_to", 50),
+    ("host_isolate_action", "revert"), ("client_block_action", "unblock"),
 ])
 def test_other_request_values(name, value):
     assert scenario.check_request({name: value})[name] == str(value)
@@ -67,6 +68,7 @@ def test_other_request_values(name, value):
     ("traffic_weight_action", PAYLOAD), ("traffic_weight_action", "drain"),
     ("traffic_weight_to", PAYLOAD), ("traffic_weight_to", "-1"), ("traffic_weight_to", "0.5"),
     ("traffic_weight_to", "{{ 7 * 7 }}"), ("traffic_weight_to", True),
+    ("host_isolate_action", PAYLOAD), ("host_isolate_action", "open"), ("client_block_action", PAYLOAD),
 ])
 def test_other_bad_request_values(name, value):
     with pytest.raises(scenario.RequestError):
