@@ -23,6 +23,7 @@ from runbook_remediation.terminal import one_line
 # runs (or help lists it), so `runbook run` does not pay for the incident and lab code.
 COMMANDS = {
     "lab": ("lab", "lab"),
+    "drill": ("drill", "drill_"),
     "list": ("list", "list_"),
     "run": ("run", "run"),
     "diagnose": ("run", "diagnose"),

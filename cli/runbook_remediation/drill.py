@@ -1,0 +1,237 @@
+"""Drills: a seed system's runbook rehearsed on the lab, failure mode by failure mode.
+
+A profile (``drills/<name>.yml``, package data) names the seed, the lab host that stands
+in for its system and its runbook's failure modes: each either automated (the lab fault to
+inject, the alert it raises, the scenario that remediates it, the outcome expected) or
+listed as not automated, with the reason. `runbook drill PROFILE` heals the host, injects
+each fault, waits for its alert, runs the scenario as an on-call engineer would (`runbook
+run`, recorded in the incident timeline), verifies the service healthy and the alert
+resolved, and heals the host again; the report gives each mode's outcome and timings.
+
+Drills touch only the lab: the host is a lab host and every run gets the lab's inventory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from runbook_remediation.errors import BadInput, RunbookError
+
+OUTCOMES = ("remediated", "escalate", "healthy")
+ALERT_TIMEOUT = 120.0  # seconds from the fault to its alert firing
+HEALTH_TIMEOUT = 90.0  # after the run: healthy, and the alert resolved
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    title: str
+    fault: str = ""
+    params: dict = field(default_factory=dict)
+    deploy: str = ""  # instead of a fault: deploy this release (`runbook lab deploy`)
+    alert: str = ""
+    scenario: str = ""
+    extra: dict = field(default_factory=dict)
+    confirm: bool = False  # a destructive scenario: the drill confirms it (the lab is its own)
+    expect: str = "remediated"
+    not_automated: str = ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    seed: str
+    system: str
+    host: str
+    modes: tuple[Mode, ...]
+
+
+def _files():
+    return resources.files("runbook_remediation").joinpath("drills")
+
+
+def names() -> list[str]:
+    return sorted(p.name[:-4] for p in _files().iterdir() if p.name.endswith(".yml"))
+
+
+def load(name: str, faults: tuple[str, ...], scenarios: set[str], releases: tuple[str, ...] = ()) -> Profile:
+    """The profile ``name``, checked against the lab's faults and the catalogue's scenarios."""
+    if name not in names():
+        raise BadInput(f"unknown drill profile {name!r} (profiles: {', '.join(names())})")
+    raw = yaml.safe_load(_files().joinpath(f"{name}.yml").read_text(encoding="utf-8")) or {}
+    modes = []
+    for item in raw.get("modes") or []:
+        unknown = sorted(str(key) for key in item if key not in Mode.__dataclass_fields__)
+        if unknown:
+            raise RunbookError(f"drill {name}: mode {item.get('name')} has unknown keys {', '.join(unknown)}")
+        mode = Mode(**item)
+        if not mode.not_automated:
+            if mode.deploy and mode.deploy not in releases:
+                raise RunbookError(f"drill {name}: mode {mode.name} deploys an unknown release {mode.deploy!r}")
+            if not mode.deploy and mode.fault not in faults:
+                raise RunbookError(f"drill {name}: mode {mode.name} injects an unknown fault {mode.fault!r}")
+            if mode.scenario not in scenarios:
+                raise RunbookError(f"drill {name}: mode {mode.name} runs an unknown scenario {mode.scenario!r}")
+            if mode.expect not in OUTCOMES:
+                raise RunbookError(f"drill {name}: mode {mode.name} expects {mode.expect!r}, not an outcome")
+        modes.append(mode)
+    return Profile(name=raw["profile"], seed=str(raw["seed"]), system=raw["system"], host=raw["host"],
+                   modes=tuple(modes))
+
+
+def _wait(predicate, timeout: float, interval: float = 0.5) -> float | None:
+    """Seconds until predicate() held, or None when it did not within ``timeout``."""
+    started = time.monotonic()
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - started
+        except (OSError, urllib.error.URLError, ValueError):
+            pass
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(interval)
+
+
+def firing(lab, alert: str, host: str) -> bool:
+    from runbook_remediation.lab.monitoring import http_json
+
+    body = http_json(f"http://127.0.0.1:{lab.state().prometheus_port}/api/v1/alerts", timeout=5)
+    return any(a["labels"].get("alertname") == alert and a["labels"].get("host") == host and a["state"] == "firing"
+               for a in body["data"]["alerts"])
+
+
+def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = lambda _m: None) -> dict:
+    """Drill every mode of ``profile`` (or ``only`` these) on the lab; the report."""
+    known = {m.name for m in profile.modes}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise BadInput(f"drill {profile.name} has no failure mode {', '.join(unknown)} "
+                       f"(modes: {', '.join(sorted(known))})")
+    if not lab.state().hosts:
+        flag = " --kubernetes" if profile.host == "lab-k8s" else ""
+        raise BadInput("the lab is not up", hint=f"runbook lab up{flag}")
+    host = lab.host(profile.host)  # a lab host, or bad input: drills never leave the lab
+    started = datetime.now(UTC)
+    rows = []
+    for mode in profile.modes:
+        if only and mode.name not in only:
+            continue
+        if mode.not_automated:
+            rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
+                         "reason": " ".join(mode.not_automated.split())})
+            continue
+        rows.append(_drill(lab, host, mode, progress))
+    progress(f"healing {host.name}")
+    lab.heal(host.name)  # the next drill starts from a healed lab
+    automated = [r for r in rows if r["ok"] is not None]
+    return {"profile": profile.name, "seed": profile.seed, "system": profile.system, "host": host.name,
+            "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
+            "ok": all(r["ok"] for r in automated), "modes": rows}
+
+
+def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
+    row = {"mode": mode.name, "title": mode.title, "fault": mode.fault or f"deploy {mode.deploy}",
+           "alert": mode.alert or None,
+           "scenario": mode.scenario, "expected": mode.expect, "outcome": None, "ok": False,
+           "detect_seconds": None, "remediate_seconds": None, "verify_seconds": None, "message": ""}
+    progress(f"{mode.name}: healing {host.name}")
+    lab.heal(host.name)
+    if mode.alert:
+        _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT)
+    if mode.deploy:
+        progress(f"{mode.name}: deploying release {mode.deploy}")
+        lab.deploy(mode.deploy, host.name)
+    else:
+        progress(f"{mode.name}: injecting {mode.fault}")
+        lab.break_service(mode.fault, host.name, dict(mode.params))
+    if mode.alert:
+        row["detect_seconds"] = _round(_wait(lambda: firing(lab, mode.alert, host.name), ALERT_TIMEOUT))
+        if row["detect_seconds"] is None:
+            row["message"] = f"{mode.alert} did not fire within {ALERT_TIMEOUT:.0f} s"
+            return row
+        progress(f"{mode.name}: {mode.alert} fired after {row['detect_seconds']} s")
+    progress(f"{mode.name}: runbook run {mode.scenario} -l {host.name}")
+    began = time.monotonic()
+    result = _run_scenario(lab, host.name, mode)
+    row["remediate_seconds"] = _round(time.monotonic() - began)
+    row["outcome"], row["message"] = result.get("outcome"), result.get("message", "")
+    row["run_id"] = result.get("run_id")
+
+    from runbook_remediation.lab.lab import probe_health
+
+    began = time.monotonic()
+    healthy = _wait(lambda: probe_health(host)[0], HEALTH_TIMEOUT) is not None
+    resolved = not mode.alert or _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT) is not None
+    row["verify_seconds"] = _round(time.monotonic() - began)
+    row["healthy"], row["alert_resolved"] = healthy, resolved
+    row["ok"] = row["outcome"] == mode.expect and (healthy and resolved if mode.expect == "remediated" else True)
+    progress(f"{mode.name}: {row['outcome']}" + ("" if row["ok"] else f" (expected {mode.expect})"))
+    return row
+
+
+def _run_scenario(lab, host: str, mode: Mode) -> dict:
+    """`runbook -o json run SCENARIO -l HOST` on the lab's inventory, as a user runs it."""
+    argv = [sys.executable, "-m", "runbook_remediation", "-o", "json", "run", mode.scenario,
+            "-i", str(lab.inventory_path), "-l", host, *(["--yes"] if mode.confirm else []),
+            *(["-e", json.dumps(mode.extra)] if mode.extra else [])]
+    env = {k: v for k, v in os.environ.items() if k != "RUNBOOK_INVENTORY"}
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, env=env)
+    try:
+        payload = json.loads(done.stdout)
+    except ValueError:
+        return {"outcome": "failed", "message": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    result = (payload.get("hosts") or {}).get(host) or {"outcome": payload.get("outcome", "failed"),
+                                                         "message": payload.get("message", "")}
+    return {**result, "run_id": payload.get("run_id")}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def markdown(report: dict) -> str:
+    """The report for the team's drill log."""
+    def cell(value) -> str:
+        return "-" if value is None else f"{value} s"
+
+    lines = [f"# Drill {report['profile']} (seed {report['seed']}): {'passed' if report['ok'] else 'FAILED'}", "",
+             f"{report['system']}, rehearsed on the lab host `{report['host']}`, {report['started_at'][:19]}Z to "
+             f"{report['finished_at'][:19]}Z.", "",
+             "| failure mode | alert | scenario | outcome | detect | remediate | verify |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in report["modes"]:
+        if row["ok"] is None:
+            continue
+        mark = "" if row["ok"] else f" (expected {row['expected']})"
+        lines.append(f"| {row['mode']}: {row['title']} | {row['alert'] or '-'} | {row['scenario']} | "
+                     f"{row['outcome']}{mark} | {cell(row['detect_seconds'])} | {cell(row['remediate_seconds'])} | "
+                     f"{cell(row['verify_seconds'])} |")
+    manual = [row for row in report["modes"] if row["ok"] is None]
+    if manual:
+        lines += ["", "Not automated:", ""] + [f"- {row['mode']} ({row['title']}): {row['reason']}" for row in manual]
+    return "\n".join(lines) + "\n"
+
+
+def save(report: dict, state_dir: Path) -> Path:
+    """The report as Markdown and JSON under <state dir>/drills/; returns the Markdown's path."""
+    folder = state_dir / "drills"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['started_at'][:19].replace(':', '').replace('-', '')}-{report['profile']}"
+    (folder / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    path = folder / f"{stem}.md"
+    path.write_text(markdown(report), encoding="utf-8")
+    return path

@@ -1,0 +1,99 @@
+"""Drill profiles (cli/runbook_remediation/drills/*.yml) against the real catalogue and the
+lab's faults, the report's Markdown, and bad input; the drills themselves run on the lab in
+tests/integration/test_drills.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runbook_remediation import catalogue, drill, shell
+from runbook_remediation.collection import Collection
+from runbook_remediation.errors import BadInput, RunbookError
+from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS, RELEASES, LabHost, LabState
+
+REPO = Path(__file__).resolve().parents[3]
+SCENARIOS = {s.name for s in catalogue.catalogue(Collection(REPO, REPO))}
+
+
+def load(name: str) -> drill.Profile:
+    return drill.load(name, FAULTS + LAB_FAULTS, SCENARIOS, tuple(RELEASES))
+
+
+@pytest.mark.parametrize("name", drill.names())
+def test_every_profile_names_real_faults_scenarios_and_a_lab_host(name):
+    profile = load(name)
+    assert profile.name == name and profile.seed in {"000", "001", "002", "003", "004"}
+    assert profile.host in {"lab-1", "lab-docker", "lab-compose", "lab-k8s"}
+    automated = [m for m in profile.modes if not m.not_automated]
+    assert automated, "a drill with nothing to rehearse"
+    assert len({m.name for m in profile.modes}) == len(profile.modes)
+    for mode in automated:
+        assert mode.scenario in SCENARIOS and mode.expect in drill.OUTCOMES
+        assert mode.fault or mode.deploy
+
+
+def test_the_five_seed_systems_have_a_profile():
+    assert drill.names() == ["causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer"]
+
+
+def test_a_profile_that_names_an_unknown_fault_or_key_is_refused(monkeypatch, tmp_path):
+    (tmp_path / "bad.yml").write_text("profile: bad\nseed: '001'\nsystem: x\nhost: lab-1\nmodes:\n"
+                                      "  - {name: m, title: t, fault: melt, scenario: service-down}\n")
+    (tmp_path / "typo.yml").write_text("profile: typo\nseed: '001'\nsystem: x\nhost: lab-1\nmodes:\n"
+                                       "  - {name: m, title: t, fault: crash, scenario: service-down, yes: true}\n")
+    monkeypatch.setattr(drill, "_files", lambda: tmp_path)
+    with pytest.raises(RunbookError, match="unknown fault 'melt'"):
+        load("bad")
+    with pytest.raises(RunbookError, match="unknown keys True"):
+        load("typo")
+    with pytest.raises(BadInput, match="unknown drill profile"):
+        load("nope")
+
+
+class NoLab:
+    def __init__(self, hosts):
+        self._state = LabState(hosts=hosts)
+
+    def state(self):
+        return self._state
+
+    def host(self, name):
+        raise BadInput(f"unknown lab host {name!r}")
+
+
+def test_a_drill_needs_the_lab_and_its_own_modes():
+    profile = load("edge-gateway")
+    with pytest.raises(BadInput, match="has no failure mode nope"):
+        drill.run(NoLab([]), profile, ("nope",))
+    with pytest.raises(BadInput, match="the lab is not up"):
+        drill.run(NoLab([]), profile)
+    with pytest.raises(BadInput, match="unknown lab host"):  # never a host outside the lab
+        drill.run(NoLab([LabHost("web-1", "c", "systemd", 1)]), profile)
+
+
+def test_the_markdown_report_lists_each_mode_with_its_timings_and_what_is_not_automated():
+    report = {"profile": "edge-gateway", "seed": "001", "system": "MCP edge gateway", "host": "lab-1",
+              "started_at": "2026-12-06T03:00:00+00:00", "finished_at": "2026-12-06T03:01:00+00:00", "ok": False,
+              "modes": [
+                  {"mode": "crash", "title": "Service down", "alert": "ServiceDown", "scenario": "service-down",
+                   "outcome": "remediated", "expected": "remediated", "ok": True, "detect_seconds": 1.0,
+                   "remediate_seconds": 4.2, "verify_seconds": 0.0},
+                  {"mode": "fd", "title": "Too many open files", "alert": None, "scenario": "fd-exhaustion",
+                   "outcome": "escalate", "expected": "remediated", "ok": False, "detect_seconds": None,
+                   "remediate_seconds": 9.0, "verify_seconds": 1.5},
+                  {"mode": "sqlite", "title": "SQLite corrupted", "outcome": "not automated", "ok": None,
+                   "reason": "no lab fault yet"}]}
+    text = drill.markdown(report)
+    assert text.startswith("# Drill edge-gateway (seed 001): FAILED")
+    assert "| crash: Service down | ServiceDown | service-down | remediated | 1.0 s | 4.2 s | 0.0 s |" in text
+    assert ("| fd: Too many open files | - | fd-exhaustion | escalate (expected remediated) | - | 9.0 s | 1.5 s |"
+            in text)
+    assert "- sqlite (SQLite corrupted): no lab fault yet" in text
+
+
+def test_the_cli_refuses_an_unknown_profile(runbook_env):
+    result = CliRunner().invoke(shell.cli, ["drill", "nope"])
+    assert result.exit_code == 2 and "nope" in result.output
