@@ -177,6 +177,17 @@ def ensure_binaries(bins: Path | None = None) -> dict[str, Path]:
     return found
 
 
+def build_script() -> Path | None:
+    """scripts/kubernetes-build of the checkout the collection runs from, if it has one."""
+    from runbook_remediation.collection import find_collection
+
+    try:
+        script = find_collection().root / "scripts" / "kubernetes-build"
+    except RunbookError:
+        return None
+    return script if os.access(script, os.X_OK) else None
+
+
 def image_exists(tag: str) -> bool:
     return _docker("image", "inspect", "--format", "{{.Id}}", tag, check=False).returncode == 0
 

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import tarfile
 import time
 import urllib.error
@@ -540,6 +541,8 @@ class Lab:
 
         changes = []
         cluster = k8s.Cluster(self.kubernetes_dir, progress=self.progress)
+        if not cluster.running() and self._build_kubernetes():
+            changes.append("built the Kubernetes binaries")
         if not cluster.running():
             cluster.stop()  # what a stopped or crashed cluster left behind (idempotent)
             self.progress("starting the Kubernetes cluster (etcd, control plane, kubelet)")
@@ -554,6 +557,27 @@ class Lab:
             self._apply_kubernetes_demo(cluster, port)
             changes.append(f"deployed Deployment {SERVICE} on the Kubernetes cluster")
         return changes
+
+    def _build_kubernetes(self) -> bool:
+        """Build the cluster's binaries and pause image once (scripts/kubernetes-build, ~10 min
+        on 2 cores, cached outside git) when they are missing and this is a checkout that has
+        the script; True when it built. Without the script, starting the cluster says how."""
+        from runbook_remediation.lab import kubernetes as k8s
+
+        try:
+            k8s.ensure_binaries()
+            if k8s.image_exists(k8s.PAUSE_IMAGE):
+                return False
+        except Unavailable:
+            pass
+        script = k8s.build_script()
+        if script is None:
+            return False
+        self.progress(f"building the Kubernetes {k8s.VERSION} binaries once ({script}, ~10 min on 2 cores)")
+        result = subprocess.run([str(script)], check=False)
+        if result.returncode != 0:
+            raise Unavailable(f"{script} failed (exit {result.returncode})", hint="its output above says why")
+        return True
 
     def _apply_kubernetes_demo(self, cluster, port: int) -> None:
         from runbook_remediation.lab import kubernetes as k8s

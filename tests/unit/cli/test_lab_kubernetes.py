@@ -58,3 +58,38 @@ def test_status_prints_the_cluster_and_its_memory(monkeypatch) -> None:
     assert result.exit_code == 0, result.output
     assert "Kubernetes:" in result.output and "600 MiB resident" in result.output, result.output
     assert K8S_HOST in result.output
+
+
+def test_missing_binaries_are_built_once_by_the_checkouts_script(tmp_path: Path, monkeypatch) -> None:
+    from runbook_remediation.errors import Unavailable
+    from runbook_remediation.lab import kubernetes as k8s
+
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    marker = tmp_path / "built"
+    script = tmp_path / "kubernetes-build"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+
+    def missing(*_args):
+        raise Unavailable("the Kubernetes 1.20.2 binaries are not built")
+
+    monkeypatch.setattr(k8s, "ensure_binaries", missing)
+    monkeypatch.setattr(k8s, "build_script", lambda: script)
+    assert lab._build_kubernetes() is True and marker.is_file()
+
+    script.write_text("#!/bin/sh\nexit 3\n")
+    try:
+        lab._build_kubernetes()
+    except Unavailable as exc:
+        assert "failed (exit 3)" in str(exc)
+    else:
+        raise AssertionError("a failed build must stop `lab up`")
+
+    monkeypatch.setattr(k8s, "build_script", lambda: None)  # an installed wheel: no script
+    assert lab._build_kubernetes() is False
+
+    monkeypatch.setattr(k8s, "ensure_binaries", lambda *_a: {})
+    monkeypatch.setattr(k8s, "image_exists", lambda _tag: True)
+    monkeypatch.setattr(k8s, "build_script", lambda: script)
+    assert lab._build_kubernetes() is False  # built already: nothing to do
