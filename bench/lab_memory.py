@@ -68,10 +68,10 @@ def bench() -> int:
         if not args.keep:
             lab.down()
 
-    width = max(len(name) for name, _ in parts)
+    width = max(len(name) for name, _value in parts)
     for name, value in parts:
         print(f"{name:<{width}}  {value / MIB:8.0f} MiB")
-    total = sum(value for _, value in parts)
+    total = sum(value for _name, value in parts)
     print(f"{'total':<{width}}  {total / MIB:8.0f} MiB")
     print(f"\nevery drill profile up at once: {total / MIB:.0f} MiB resident; ratio to the 4 GiB budget "
           f"{total / BUDGET:.2f}")

@@ -194,8 +194,8 @@ def _run_scenario(lab, host: str, mode: Mode) -> dict:
         payload = json.loads(done.stdout)
     except ValueError:
         return {"outcome": "failed", "message": (done.stderr.strip().splitlines() or ["no output"])[-1]}
-    result = (payload.get("hosts") or {}).get(host) or {"outcome": payload.get("outcome", "failed"),
-                                                         "message": payload.get("message", "")}
+    fallback = {"outcome": payload.get("outcome", "failed"), "message": payload.get("message", "")}
+    result = (payload.get("hosts") or {}).get(host) or fallback
     return {**result, "run_id": payload.get("run_id")}
 
 
