@@ -1,7 +1,7 @@
 # Copyright (c) runbook.remediation maintainers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters over Kubernetes resource quantities (a container's memory limit, a node's capacity)."""
+"""Filters over Kubernetes objects: resource quantities, OOM kills, rollout revisions, selectors."""
 
 from __future__ import annotations
 
@@ -98,7 +98,50 @@ def kubernetes_revisions(replicasets, deployment):
     return sorted(entries, key=lambda entry: entry["revision"])
 
 
+# A label key (an optional DNS prefix, then a name) and a label value, as the API accepts them:
+# a selector string is made only of these, so nothing else can slip into it.
+_LABEL_KEY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_OPERATORS = {"In": "in", "NotIn": "notin"}
+
+
+def kubernetes_selector(selector):
+    """A workload's ``spec.selector`` (matchLabels and matchExpressions) as the label
+    selectors of kubernetes.core's k8s_info (``app=web``, ``tier in (a,b)``, ``!canary``):
+    the pods or ReplicaSets it owns, no more. An empty selector selects everything, so it
+    is refused."""
+    if not isinstance(selector, dict):
+        raise AnsibleFilterError("kubernetes_selector expects a selector (matchLabels, matchExpressions)")
+    selectors = []
+    for key, value in sorted((selector.get("matchLabels") or {}).items()):
+        _check_label(key, [value])
+        selectors.append("%s=%s" % (key, value))
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = (expression or {}).get("key"), (expression or {}).get("operator")
+        values = [str(v) for v in (expression or {}).get("values") or []]
+        _check_label(key, values)
+        if operator in _OPERATORS and values:
+            selectors.append("%s %s (%s)" % (key, _OPERATORS[operator], ",".join(values)))
+        elif operator == "Exists" and not values:
+            selectors.append(key)
+        elif operator == "DoesNotExist" and not values:
+            selectors.append("!" + key)
+        else:
+            raise AnsibleFilterError("kubernetes_selector: %r is not a selector expression" % (expression,))
+    if not selectors:
+        raise AnsibleFilterError("kubernetes_selector: the selector is empty (it would select everything)")
+    return selectors
+
+
+def _check_label(key, values):
+    if not isinstance(key, str) or not _LABEL_KEY_RE.match(key):
+        raise AnsibleFilterError("kubernetes_selector: %r is not a label key" % (key,))
+    for value in values:
+        if not isinstance(value, str) or not _LABEL_VALUE_RE.match(value):
+            raise AnsibleFilterError("kubernetes_selector: %r is not a label value" % (value,))
+
+
 class FilterModule:
     def filters(self):
         return {"kubernetes_bytes": kubernetes_bytes, "kubernetes_oom_kills": kubernetes_oom_kills,
-                "kubernetes_revisions": kubernetes_revisions}
+                "kubernetes_revisions": kubernetes_revisions, "kubernetes_selector": kubernetes_selector}

@@ -1,4 +1,4 @@
-"""kubernetes_bytes: Kubernetes quantities as Kubernetes reads them."""
+"""The Kubernetes filters: quantities as Kubernetes reads them, OOM kills, revisions, selectors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from ansible_collections.runbook.remediation.plugins.filter.kubernetes import (
     kubernetes_bytes,
     kubernetes_oom_kills,
     kubernetes_revisions,
+    kubernetes_selector,
 )
 
 
@@ -70,3 +71,28 @@ def test_revisions_of_the_deployment_oldest_first():
     expected = [("revision-1", "api-a", "api:v1"), ("revision-3", "api-b", "api:v2")]
     assert [(e["release"], e["id"], e["image"]) for e in history] == expected
     assert history[1]["at"] == 1796464800.0
+
+
+def test_a_selector_becomes_exactly_the_label_selectors_of_its_workload():
+    assert kubernetes_selector({"matchLabels": {"app": "web", "app.kubernetes.io/part-of": "shop"}}) == [
+        "app=web", "app.kubernetes.io/part-of=shop"]
+    assert kubernetes_selector({"matchLabels": {"app": "web"}, "matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["api", "worker"]},
+        {"key": "track", "operator": "NotIn", "values": ["canary"]},
+        {"key": "gpu", "operator": "Exists"},
+        {"key": "example.com/legacy", "operator": "DoesNotExist"}]}) == [
+        "app=web", "tier in (api,worker)", "track notin (canary)", "gpu", "!example.com/legacy"]
+
+
+@pytest.mark.parametrize("selector", [
+    {}, {"matchLabels": {}}, "app=web", None,  # empty or not a selector: it would select everything
+    {"matchLabels": {"app": "web,evil=1"}},  # a value that would add a selector of its own
+    {"matchLabels": {"app web": "x"}},
+    {"matchExpressions": [{"key": "tier", "operator": "In", "values": []}]},
+    {"matchExpressions": [{"key": "tier", "operator": "Gt", "values": ["1"]}]},
+    {"matchExpressions": [{"key": "tier", "operator": "Exists", "values": ["a"]}]},
+    {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a) or (b"]}]},
+])
+def test_a_selector_that_is_empty_or_not_plain_is_refused(selector):
+    with pytest.raises(AnsibleFilterError):
+        kubernetes_selector(selector)
