@@ -193,10 +193,11 @@ def image_exists(tag: str) -> bool:
 
 
 def other_kubelets(run_dir: Path | None = None) -> list[int]:
-    """Pids of kubelets that are not this run dir's (they share dockerd: one cluster per engine)."""
+    """Pids of kubelets that are not this run dir's (they share dockerd: one cluster per engine).
+    A zombie (exited, its parent has not reaped it yet) kills no pod: it does not count."""
     pids = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or not _alive(int(proc.name)):
             continue
         try:
             if (proc / "comm").read_text().strip() != "kubelet":

@@ -93,3 +93,26 @@ def test_missing_binaries_are_built_once_by_the_checkouts_script(tmp_path: Path,
     monkeypatch.setattr(k8s, "image_exists", lambda _tag: True)
     monkeypatch.setattr(k8s, "build_script", lambda: script)
     assert lab._build_kubernetes() is False  # built already: nothing to do
+
+
+def test_a_kubelet_that_exited_but_was_not_reaped_is_no_other_cluster(tmp_path: Path) -> None:
+    """A zombie kubelet (its parent, e.g. init in a container, has not reaped it yet) kills no
+    pod: `lab up` and the tests must not take it for a running cluster."""
+    import shutil
+    import subprocess
+    import time
+
+    from runbook_remediation.lab import kubernetes as k8s
+
+    fake = tmp_path / "kubelet"
+    shutil.copy("/bin/true", fake)
+    child = subprocess.Popen([str(fake)])
+    try:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.05)
+        assert Path(f"/proc/{child.pid}/comm").read_text().strip() == "kubelet"
+        assert child.pid not in k8s.other_kubelets()
+    finally:
+        child.wait()
