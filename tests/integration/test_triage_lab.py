@@ -43,7 +43,8 @@ def two_broken_hosts(lab):
     try:
         assert runbook("lab", "break", "crash", "--host", "lab-1").returncode == 0
         wait_for(lambda: http_status(lab.host("lab-1").health_url) is None, timeout=10, what="lab-1 down")
-        result = runbook("lab", "break", "fd-leak", "--host", "lab-2", "-p", "per_second=200")
+        result = runbook("lab", "break", "fd-leak", "--host", "lab-2",
+                         "-p", "per_second=200", "-p", "max_fraction=0.9")
         assert result.returncode == 0, result.stderr
         yield lab
     finally:

@@ -59,7 +59,8 @@ scenarios act on) come from the environment as a deployment sets them:
 
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds), cpu-burn (ms),
 load (seconds), memory-leak (mb_per_second, max_mb, fail_above_mb: requests fail with
-``error_type="out_of_memory"`` once the leak holds that much), fd-leak (per_second), log-flood (mb_per_second).
+``error_type="out_of_memory"`` once the leak holds that much), fd-leak (per_second, max_fraction:
+hold at that share of the descriptor limit instead of running into EMFILE), log-flood (mb_per_second).
 ``load`` models an offered load that a balancer spreads over the live replicas: each request
 waits ``seconds`` divided by the number of live replicas (its replica's share of the load), so
 scaling out brings the latency down. It is the service's load, not one process's: a replica
@@ -149,7 +150,9 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     "memory-leak": {
         "mb_per_second": (5.0, "positive"), "max_mb": (None, "positive"), "fail_above_mb": (None, "positive"),
     },
-    "fd-leak": {"per_second": (50.0, "positive")},
+    # max_fraction: leak up to that share of the descriptor limit and hold there (the alert fires,
+    # requests and scrapes still get a descriptor); without it the leak runs into EMFILE.
+    "fd-leak": {"per_second": (50.0, "positive"), "max_fraction": (None, "fraction")},
     "log-flood": {"mb_per_second": (20.0, "positive")},
 }
 BACKGROUND_FAULTS = ("memory-leak", "fd-leak", "log-flood")
@@ -808,8 +811,15 @@ class DemoService:
         credit = 0.0
         try:
             while self._running(token):
-                credit += (self.faults.get("fd-leak") or {}).get("per_second", 50.0) * TICK
+                params = self.faults.get("fd-leak") or {}
+                credit += params.get("per_second", 50.0) * TICK
+                ceiling = None
+                if params.get("max_fraction") is not None:
+                    ceiling = int(params["max_fraction"] * resource.getrlimit(resource.RLIMIT_NOFILE)[0])
                 while credit >= 1 and self._running(token):
+                    if ceiling is not None and len(os.listdir("/proc/self/fd")) >= ceiling:
+                        credit = 0.0
+                        break
                     credit -= 1
                     try:
                         fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))

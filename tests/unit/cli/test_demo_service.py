@@ -387,6 +387,17 @@ def test_fd_leak_exhausts_descriptors(launch: Callable[..., Demo]) -> None:
     wait_for(lambda: metric(demo.metrics(), "process_open_fds") < 64, 5, "leaked fds closed")
 
 
+def test_fd_leak_holds_at_max_fraction(launch: Callable[..., Demo]) -> None:
+    demo = launch(fd_limit=128)
+    assert demo.request("POST", "/faults/fd-leak", {"per_second": 1000, "max_fraction": 0.5})[0] == 201
+    wait_for(lambda: metric(demo.metrics(), "process_open_fds") >= 63, 5, "the leak up to half the limit")
+    time.sleep(0.5)  # 500 more descriptors at the leak's rate, had it not stopped
+    assert 63 <= metric(demo.metrics(), "process_open_fds") <= 66
+    status, body = demo.health(timeout=3)
+    assert status == 200 and body["status"] == "healthy"
+    assert "Too many open files" not in demo.log_text()
+
+
 def test_memory_leak_grows_rss(launch: Callable[..., Demo]) -> None:
     demo = launch()
     before = metric(demo.metrics(), "process_resident_memory_bytes")
