@@ -6,7 +6,10 @@ inject, the alert it raises, the scenario that remediates it, the outcome expect
 listed as not automated, with the reason. `runbook drill PROFILE` heals the host, injects
 each fault, waits for its alert, runs the scenario as an on-call engineer would (`runbook
 run`, recorded in the incident timeline), verifies the service healthy and the alert
-resolved, and heals the host again; the report gives each mode's outcome and timings.
+resolved, and heals the host again; the report gives each mode's outcome and timings. A mode
+without a fault is one of the runbook's emergency actions (seed 002's maintenance mode, a
+region drained): the drill takes it, checks the service and, with ``revert``, undoes it
+(`runbook run --revert`) as the all-clear would.
 
 Drills touch only the lab: the host is a lab host and every run gets the lab's inventory.
 """
@@ -47,7 +50,13 @@ class Mode:
     extra: dict = field(default_factory=dict)
     confirm: bool = False  # a destructive scenario: the drill confirms it (the lab is its own)
     expect: str = "remediated"
+    revert: bool = False  # an action: undone after it is verified (`runbook run --revert`)
     not_automated: str = ""
+
+    @property
+    def action(self) -> bool:
+        """An emergency action the runbook takes by decision, not a fault's remedy."""
+        return not (self.fault or self.deploy)
 
 
 @dataclass(frozen=True)
@@ -81,8 +90,12 @@ def load(name: str, faults: tuple[str, ...], scenarios: set[str], releases: tupl
         if not mode.not_automated:
             if mode.deploy and mode.deploy not in releases:
                 raise RunbookError(f"drill {name}: mode {mode.name} deploys an unknown release {mode.deploy!r}")
-            if not mode.deploy and mode.fault not in faults:
+            if mode.fault and mode.fault not in faults:
                 raise RunbookError(f"drill {name}: mode {mode.name} injects an unknown fault {mode.fault!r}")
+            if mode.action and mode.alert:
+                raise RunbookError(f"drill {name}: mode {mode.name} waits for {mode.alert} but injects no fault")
+            if mode.revert and not mode.action:
+                raise RunbookError(f"drill {name}: mode {mode.name} reverts a remedy; only actions are reverted")
             if mode.scenario not in scenarios:
                 raise RunbookError(f"drill {name}: mode {mode.name} runs an unknown scenario {mode.scenario!r}")
             if mode.expect not in OUTCOMES:
@@ -144,7 +157,8 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
 
 
 def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
-    row = {"mode": mode.name, "title": mode.title, "fault": mode.fault or f"deploy {mode.deploy}",
+    injected = mode.fault or (f"deploy {mode.deploy}" if mode.deploy else "")
+    row = {"mode": mode.name, "title": mode.title, "fault": injected or None,
            "alert": mode.alert or None,
            "scenario": mode.scenario, "expected": mode.expect, "outcome": None, "ok": False,
            "detect_seconds": None, "remediate_seconds": None, "verify_seconds": None, "message": ""}
@@ -155,7 +169,7 @@ def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
     if mode.deploy:
         progress(f"{mode.name}: deploying release {mode.deploy}")
         lab.deploy(mode.deploy, host.name)
-    else:
+    elif mode.fault:
         progress(f"{mode.name}: injecting {mode.fault}")
         lab.break_service(mode.fault, host.name, dict(mode.params))
     if mode.alert:
@@ -179,14 +193,25 @@ def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
     row["verify_seconds"] = _round(time.monotonic() - began)
     row["healthy"], row["alert_resolved"] = healthy, resolved
     row["ok"] = row["outcome"] == mode.expect and (healthy and resolved if mode.expect == "remediated" else True)
+    if mode.revert and row["ok"]:
+        progress(f"{mode.name}: runbook run {mode.scenario} --revert -l {host.name}")
+        began = time.monotonic()
+        undone = _run_scenario(lab, host.name, mode, revert=True)
+        row["revert_seconds"] = _round(time.monotonic() - began)
+        row["revert_outcome"] = undone.get("outcome")
+        healthy = _wait(lambda: probe_health(host)[0], HEALTH_TIMEOUT) is not None
+        row["ok"] = row["revert_outcome"] == "remediated" and healthy
+        if not row["ok"]:
+            row["message"] = f"the revert ended {row['revert_outcome']}: {undone.get('message', '')}"
     progress(f"{mode.name}: {row['outcome']}" + ("" if row["ok"] else f" (expected {mode.expect})"))
     return row
 
 
-def _run_scenario(lab, host: str, mode: Mode) -> dict:
+def _run_scenario(lab, host: str, mode: Mode, revert: bool = False) -> dict:
     """`runbook -o json run SCENARIO -l HOST` on the lab's inventory, as a user runs it."""
     argv = [sys.executable, "-m", "runbook_remediation", "-o", "json", "run", mode.scenario,
             "-i", str(lab.inventory_path), "-l", host, *(["--yes"] if mode.confirm else []),
+            *(["--revert"] if revert else []),
             *(["-e", json.dumps(mode.extra)] if mode.extra else [])]
     env = {k: v for k, v in os.environ.items() if k != "RUNBOOK_INVENTORY"}
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, env=env)
@@ -217,6 +242,8 @@ def markdown(report: dict) -> str:
         if row["ok"] is None:
             continue
         mark = "" if row["ok"] else f" (expected {row['expected']})"
+        if row.get("revert_outcome"):
+            mark += f", reverted in {row['revert_seconds']} s ({row['revert_outcome']})"
         lines.append(f"| {row['mode']}: {row['title']} | {row['alert'] or '-'} | {row['scenario']} | "
                      f"{row['outcome']}{mark} | {cell(row['detect_seconds'])} | {cell(row['remediate_seconds'])} | "
                      f"{cell(row['verify_seconds'])} |")

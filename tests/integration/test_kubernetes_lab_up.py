@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import urllib.parse
+from pathlib import Path
 
 import pytest
 import yaml
@@ -79,6 +81,35 @@ def test_a_crash_looping_pod_is_healed_by_the_closed_loop(k8s_lab, tmp_path):
     assert "@" in attempt["alert_key"]  # started by the alert, not by hand
     healed = runbook("lab", "heal", "--host", "lab-k8s")
     assert healed.returncode == 0, healed.stderr
+
+
+def test_the_mpc_transformer_drill_fixes_the_crash_loop_and_takes_and_reverts_each_emergency_action(k8s_lab):
+    lab = k8s_lab
+    result = runbook("-o", "json", "drill", "mpc-transformer")
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    report = json.loads(result.stdout)
+    rows = {row["mode"]: row for row in report["modes"]}
+    assert rows["crash-loop"]["ok"] and rows["crash-loop"]["detect_seconds"] is not None, rows["crash-loop"]
+    assert rows["crash-loop"]["alert_resolved"], rows["crash-loop"]
+    for action in ("maintenance-mode", "region-drain"):
+        row = rows[action]
+        assert (row["ok"], row["outcome"], row["revert_outcome"]) == (True, "remediated", "remediated"), row
+        assert row["fault"] is None and row["alert"] is None and row["revert_seconds"] > 0, row
+    assert rows["oom-killed"]["ok"] is None and rows["oom-killed"]["reason"], rows["oom-killed"]
+    saved = Path(report["report"]).read_text()
+    assert "| maintenance-mode: " in saved and ", reverted in " in saved, saved
+
+    # Reverted and healed: the flag off, the region's full weight back without a record.
+    kubectl = [str(k8s.bin_dir() / "kubectl"), "--kubeconfig", lab.state().kubernetes["kubeconfig"]]
+    configmap = json.loads(subprocess.run([*kubectl, "get", "configmap", "demo-config", "-o", "json"],
+                                          capture_output=True, text=True, check=True).stdout)
+    assert configmap["data"]["maintenance_mode"] == "false", configmap["data"]
+    service = json.loads(subprocess.run([*kubectl, "get", "service", "demo-americas", "-o", "json"],
+                                        capture_output=True, text=True, check=True).stdout)
+    annotations = service["metadata"]["annotations"]
+    assert annotations["traffic.mpc-transformer.com/weight"] == "100", annotations
+    assert "runbook.remediation/weight-before" not in annotations, annotations
+    assert http_status(lab.host("lab-k8s").health_url) == 200
 
 
 def test_lab_up_without_the_flag_stops_the_cluster(k8s_lab):

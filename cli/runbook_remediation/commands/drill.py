@@ -24,6 +24,8 @@ from runbook_remediation.paths import state_dir
 def drill_(ctx: Context, profile: str, only: tuple[str, ...], output: str | None) -> None:
     """Rehearse PROFILE's runbook on the lab: for each failure mode, inject it, wait for its
     alert, remediate with `runbook run`, verify health and the alert resolved, then heal.
+    An emergency action of the runbook (maintenance mode, a region drained) is taken,
+    verified and reverted.
 
     Touches only the lab (`runbook lab up` first). The report (Markdown and JSON) is saved
     under the state directory's drills/. Exit codes: 0 every automated mode ended as
@@ -44,8 +46,8 @@ def drill_(ctx: Context, profile: str, only: tuple[str, ...], output: str | None
             if row["ok"] is None:
                 ctx.terminal.out.print(f"  {row['mode']:<20} not automated: {row['reason']}", soft_wrap=True)
                 continue
-            timing = "  ".join(f"{k} {row[f'{k}_seconds']}s" for k in ("detect", "remediate", "verify")
-                               if row[f"{k}_seconds"] is not None)
+            timing = "  ".join(f"{k} {row[f'{k}_seconds']}s" for k in ("detect", "remediate", "verify", "revert")
+                               if row.get(f"{k}_seconds") is not None)
             verdict = "ok" if row["ok"] else f"expected {row['expected']}"
             ctx.terminal.out.print(f"  {row['mode']:<20} {row['outcome']} ({verdict})  {timing}", soft_wrap=True)
         ctx.terminal.status(f"drill {profile}: {'passed' if report['ok'] else 'FAILED'}; report {path}")

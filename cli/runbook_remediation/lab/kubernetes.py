@@ -1023,7 +1023,7 @@ class DemoApp:
 
 def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default", faults: Iterable[str] = (),
                   env: dict[str, str] | None = None, grace_seconds: int = 3,
-                  port_candidates: Sequence[int] = ()) -> dict:
+                  port_candidates: Sequence[int] = (), env_from: dict[str, tuple[str, str]] | None = None) -> dict:
     """The demo Deployment: one hostNetwork replica of demo_service.py on 127.0.0.1:``port``.
 
     * The port goes in as DEMO_PORT (demo_service reads DEMO_* variables), so ``kubectl set env``
@@ -1038,6 +1038,8 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
     * With ``port_candidates`` (replicas, for scaling), each pod takes the first free of them
       (DEMO_PORT_CANDIDATES): no port is declared and there are no probes (a probe names one
       port), so a pod is Ready once it runs; its health is each port's /health.
+    * ``env_from``: variables read from a ConfigMap's key when the pod starts (variable ->
+      (ConfigMap, key)), as seed 002's app-config feeds its pods.
     """
     variables = {"DEMO_PORT": str(port), "DEMO_NAME": name, "DEMO_HOST": "127.0.0.1",
                  "DEMO_LOG_DIR": "/var/log/runbook-demo", "DEMO_DB": "/var/lib/runbook-demo/queue.db"}
@@ -1069,7 +1071,9 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
                         "name": "demo",
                         "image": image,
                         "imagePullPolicy": "Never",  # no registry: the image is local
-                        "env": [{"name": k, "value": v} for k, v in variables.items()],
+                        "env": [{"name": k, "value": v} for k, v in variables.items()] + [
+                            {"name": k, "valueFrom": {"configMapKeyRef": {"name": ref[0], "key": ref[1]}}}
+                            for k, ref in (env_from or {}).items()],
                         **({} if port_candidates else {
                             "ports": [{"name": "http", "containerPort": port, "hostPort": port, "protocol": "TCP"}],
                             "readinessProbe": {**probe, "periodSeconds": 1, "failureThreshold": 2},
@@ -1090,13 +1094,14 @@ def demo_manifest(name: str, port: int, image: str, *, namespace: str = "default
 
 def apply_demo(cluster: Cluster, name: str = "demo", port: int | None = None, *, image: str | None = None,
                namespace: str = "default", faults: Iterable[str] = (), env: dict[str, str] | None = None,
-               wait: bool = True, timeout: float = 120, port_candidates: Sequence[int] = ()) -> DemoApp:
+               wait: bool = True, timeout: float = 120, port_candidates: Sequence[int] = (),
+               env_from: dict[str, tuple[str, str]] | None = None) -> DemoApp:
     """Apply the demo Deployment (port picked free unless given; with ``port_candidates``
     the first of them); with ``wait``, until /health answers."""
     image = image or build_demo_image(cluster.progress)
     port = port or (port_candidates[0] if port_candidates else free_ports(1)[0])
     manifest = demo_manifest(name, port, image, namespace=namespace, faults=faults, env=env,
-                             port_candidates=port_candidates)
+                             port_candidates=port_candidates, env_from=env_from)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     app = DemoApp(name=name, namespace=namespace, port=port, image=image)
     if wait:

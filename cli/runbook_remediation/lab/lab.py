@@ -40,6 +40,13 @@ from runbook_remediation.lab.monitoring import (
 LABEL = "org.runbook.lab"
 # The inventory host of the demo Deployment on the lab's Kubernetes cluster (`up --kubernetes`).
 K8S_HOST = "lab-k8s"
+# Seed 002's emergency controls on the lab cluster: the app-config ConfigMap whose flag the
+# pods read at start (maintenance-mode), and the region's load-balancer Service whose weight
+# annotation steers traffic (traffic-drain).
+K8S_CONFIGMAP = "demo-config"
+K8S_REGION = "americas"
+K8S_REGION_SERVICE = f"demo-{K8S_REGION}"
+K8S_WEIGHT_ANNOTATION = "traffic.mpc-transformer.com/weight"
 MAX_HOSTS = 20
 SERVICE = "demo"
 UNIT = "runbook-demo.service"
@@ -583,8 +590,15 @@ class Lab:
         from runbook_remediation.lab import kubernetes as k8s
 
         self.progress(f"deploying {SERVICE} on the Kubernetes cluster (127.0.0.1:{port})")
+        # Replaced, not applied: a drill's changes to them (the flag, the weight and its
+        # record) must not survive a heal.
+        controls = {"apiVersion": "v1", "kind": "List", "items": kubernetes_controls(port)}
+        cluster.kubectl("delete", "configmap", K8S_CONFIGMAP, "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "service", K8S_REGION_SERVICE, "--ignore-not-found", check=False)
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(controls))
         # Faults kept in the pod's emptyDir: a crash-loop survives the kubelet's restarts.
-        k8s.apply_demo(cluster, name=SERVICE, port=port, env={"DEMO_FAULTS_FILE": f"{STATE_SUBDIR}/faults"})
+        k8s.apply_demo(cluster, name=SERVICE, port=port, env={"DEMO_FAULTS_FILE": f"{STATE_SUBDIR}/faults"},
+                       env_from={"MAINTENANCE_MODE": (K8S_CONFIGMAP, "maintenance_mode")})
 
     def _stop_kubernetes(self, state: LabState) -> list[str]:
         from runbook_remediation.lab import kubernetes as k8s
@@ -997,6 +1011,21 @@ class Lab:
         }
 
 
+def kubernetes_controls(port: int) -> list[dict]:
+    """The lab Deployment's ConfigMap (its maintenance flag) and its region's Service (the
+    traffic weight a balancer in front of the regions would read)."""
+    labels = {"app.kubernetes.io/part-of": "runbook-lab"}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": K8S_CONFIGMAP, "namespace": "default", "labels": labels},
+         "data": {"maintenance_mode": "false", "region": K8S_REGION}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": K8S_REGION_SERVICE, "namespace": "default", "labels": labels,
+                      "annotations": {K8S_WEIGHT_ANNOTATION: "100"}},
+         "spec": {"selector": {"app": SERVICE}, "ports": [{"name": "http", "port": 80, "targetPort": port}]}},
+    ]
+
+
 def probe_health(host: LabHost, timeout: float = 1.0) -> tuple[bool, str]:
     """(healthy, one-word detail) from the service's /health."""
     try:
@@ -1108,6 +1137,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                 "port": port,
                 "settings": ["DEMO_WORK_ITERATIONS", "DEMO_WORKLOAD_RPS"],
                 "memory": {"ceiling": "512M"},
+                "maintenance": {"configmap": K8S_CONFIGMAP, "key": "maintenance_mode"},
+                "traffic": {"service": K8S_REGION_SERVICE, "annotation": K8S_WEIGHT_ANNOTATION},
             }],
         }
     return {

@@ -32,7 +32,9 @@ def test_every_profile_names_real_faults_scenarios_and_a_lab_host(name):
     assert len({m.name for m in profile.modes}) == len(profile.modes)
     for mode in automated:
         assert mode.scenario in SCENARIOS and mode.expect in drill.OUTCOMES
-        assert mode.fault or mode.deploy
+        # A fault or release to inject, or an emergency action (no alert), reverted or not.
+        assert mode.fault or mode.deploy or (mode.action and not mode.alert)
+        assert not mode.revert or mode.action
 
 
 def test_the_five_seed_systems_have_a_profile():
@@ -51,6 +53,23 @@ def test_a_profile_that_names_an_unknown_fault_or_key_is_refused(monkeypatch, tm
         load("typo")
     with pytest.raises(BadInput, match="unknown drill profile"):
         load("nope")
+
+
+def test_an_action_waits_for_no_alert_and_only_an_action_is_reverted(monkeypatch, tmp_path):
+    head = "seed: '002'\nsystem: x\nhost: lab-k8s\nmodes:\n"
+    (tmp_path / "alerting.yml").write_text("profile: alerting\n" + head + "  - {name: m, title: t, "
+                                           "scenario: maintenance-mode, alert: ServiceDown}\n")
+    (tmp_path / "undo.yml").write_text("profile: undo\n" + head + "  - {name: m, title: t, fault: crash, "
+                                       "scenario: service-down, revert: true}\n")
+    (tmp_path / "fine.yml").write_text("profile: fine\n" + head + "  - {name: m, title: t, "
+                                       "scenario: traffic-drain, confirm: true, revert: true}\n")
+    monkeypatch.setattr(drill, "_files", lambda: tmp_path)
+    with pytest.raises(RunbookError, match="waits for ServiceDown but injects no fault"):
+        load("alerting")
+    with pytest.raises(RunbookError, match="only actions are reverted"):
+        load("undo")
+    (mode,) = load("fine").modes
+    assert mode.action and mode.revert and mode.confirm
 
 
 class NoLab:
@@ -84,6 +103,10 @@ def test_the_markdown_report_lists_each_mode_with_its_timings_and_what_is_not_au
                   {"mode": "fd", "title": "Too many open files", "alert": None, "scenario": "fd-exhaustion",
                    "outcome": "escalate", "expected": "remediated", "ok": False, "detect_seconds": None,
                    "remediate_seconds": 9.0, "verify_seconds": 1.5},
+                  {"mode": "drain", "title": "Region drained", "alert": None, "scenario": "traffic-drain",
+                   "outcome": "remediated", "expected": "remediated", "ok": True, "detect_seconds": None,
+                   "remediate_seconds": 3.1, "verify_seconds": 0.0, "revert_outcome": "remediated",
+                   "revert_seconds": 2.9},
                   {"mode": "sqlite", "title": "SQLite corrupted", "outcome": "not automated", "ok": None,
                    "reason": "no lab fault yet"}]}
     text = drill.markdown(report)
@@ -91,6 +114,8 @@ def test_the_markdown_report_lists_each_mode_with_its_timings_and_what_is_not_au
     assert "| crash: Service down | ServiceDown | service-down | remediated | 1.0 s | 4.2 s | 0.0 s |" in text
     assert ("| fd: Too many open files | - | fd-exhaustion | escalate (expected remediated) | - | 9.0 s | 1.5 s |"
             in text)
+    assert ("| drain: Region drained | - | traffic-drain | remediated, reverted in 2.9 s (remediated) | - | 3.1 s "
+            "| 0.0 s |") in text
     assert "- sqlite (SQLite corrupted): no lab fault yet" in text
 
 

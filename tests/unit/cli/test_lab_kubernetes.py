@@ -9,7 +9,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from runbook_remediation import shell
-from runbook_remediation.lab.lab import K8S_HOST, Lab, LabHost, LabState, inventory
+from runbook_remediation.lab.kubernetes import demo_manifest
+from runbook_remediation.lab.lab import K8S_HOST, Lab, LabHost, LabState, inventory, kubernetes_controls
 
 STATE = LabState(hosts=[LabHost("lab-1", "runbook-x-lab-1", "systemd", 40001)], prometheus_port=40010,
                  alertmanager_port=40011,
@@ -27,6 +28,23 @@ def test_the_deployment_is_an_inventory_host_run_from_the_controller(tmp_path: P
     assert service["health_url"] == "http://127.0.0.1:40020/health"
     without = inventory(LabState(hosts=STATE.hosts, prometheus_port=1, alertmanager_port=2), tmp_path, "x")
     assert without["all"]["children"]["lab"]["children"]["lab_kubernetes"]["hosts"] == {}
+
+
+def test_seed_002s_controls_are_described_where_the_pods_and_the_roles_read_them() -> None:
+    configmap, service = kubernetes_controls(40020)
+    assert configmap["data"] == {"maintenance_mode": "false", "region": "americas"}
+    assert service["metadata"]["annotations"] == {"traffic.mpc-transformer.com/weight": "100"}
+    assert service["spec"]["selector"] == {"app": "demo"} and service["spec"]["ports"][0]["targetPort"] == 40020
+    hosts = inventory(STATE, Path("/x/compose"), "x")["all"]["children"]["lab"]["children"]["lab_kubernetes"]["hosts"]
+    [described] = hosts[K8S_HOST]["runbook_services"]
+    assert described["maintenance"] == {"configmap": configmap["metadata"]["name"], "key": "maintenance_mode"}
+    assert described["traffic"] == {"service": service["metadata"]["name"],
+                                    "annotation": "traffic.mpc-transformer.com/weight"}
+    # The pods read the flag when they start, from the ConfigMap's key.
+    manifest = demo_manifest("demo", 40020, "img", env_from={"MAINTENANCE_MODE": ("demo-config", "maintenance_mode")})
+    env = manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MAINTENANCE_MODE",
+            "valueFrom": {"configMapKeyRef": {"name": "demo-config", "key": "maintenance_mode"}}} in env
 
 
 def test_a_state_file_without_kubernetes_loads(tmp_path: Path) -> None:
