@@ -16,8 +16,10 @@ Drills touch only the lab: the host is a lab host and every run gets the lab's i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,10 +33,14 @@ from pathlib import Path
 import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError
+from runbook_remediation.lab.lab import SERVICE
 
 OUTCOMES = ("remediated", "escalate", "healthy")
 ALERT_TIMEOUT = 120.0  # seconds from the fault to its alert firing
 HEALTH_TIMEOUT = 90.0  # after the run: healthy, and the alert resolved
+DISPATCH_TIMEOUT = 120.0  # --loop: from the alert firing to the loop's run being admitted
+LOOP_RUN_TIMEOUT = 900.0  # --loop: the loop's run to its end
+WATCH_START_TIMEOUT = 120.0  # --loop: ansible-rulebook up and listening
 Progress = Callable[[str], None]
 
 
@@ -105,6 +111,18 @@ def load(name: str, faults: tuple[str, ...], scenarios: set[str], releases: tupl
                    modes=tuple(modes))
 
 
+def _poll(get, timeout: float, interval: float = 0.5):
+    """The first truthy get() within ``timeout`` seconds, or None."""
+    found = None
+
+    def got() -> bool:
+        nonlocal found
+        found = get()
+        return bool(found)
+
+    return found if _wait(got, timeout, interval) is not None else None
+
+
 def _wait(predicate, timeout: float, interval: float = 0.5) -> float | None:
     """Seconds until predicate() held, or None when it did not within ``timeout``."""
     started = time.monotonic()
@@ -127,8 +145,12 @@ def firing(lab, alert: str, host: str) -> bool:
                for a in body["data"]["alerts"])
 
 
-def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = lambda _m: None) -> dict:
-    """Drill every mode of ``profile`` (or ``only`` these) on the lab; the report."""
+def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = lambda _m: None,
+        loop: bool = False) -> dict:
+    """Drill every mode of ``profile`` (or ``only`` these) on the lab; the report. With
+    ``loop``, `runbook watch` runs beside the drill and the alerts dispatch the remediations
+    (the closed loop); a mode the loop does not take (a destructive scenario, which needs
+    approval, extra variables, an emergency action) is run by hand as without it."""
     known = {m.name for m in profile.modes}
     unknown = [name for name in only if name not in known]
     if unknown:
@@ -140,23 +162,124 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
     host = lab.host(profile.host)  # a lab host, or bad input: drills never leave the lab
     started = datetime.now(UTC)
     rows = []
-    for mode in profile.modes:
-        if only and mode.name not in only:
-            continue
-        if mode.not_automated:
-            rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
-                         "reason": " ".join(mode.not_automated.split())})
-            continue
-        rows.append(_drill(lab, host, mode, progress))
-    progress(f"healing {host.name}")
-    lab.heal(host.name)  # the next drill starts from a healed lab
+    with _closed_loop(lab, progress) if loop else contextlib.nullcontext():
+        for mode in profile.modes:
+            if only and mode.name not in only:
+                continue
+            if mode.not_automated:
+                rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
+                             "reason": " ".join(mode.not_automated.split())})
+                continue
+            rows.append(_drill(lab, host, mode, progress, loop=loop))
+        progress(f"healing {host.name}")
+        lab.heal(host.name)  # the next drill starts from a healed lab
     automated = [r for r in rows if r["ok"] is not None]
     return {"profile": profile.name, "seed": profile.seed, "system": profile.system, "host": host.name,
+            "dispatch": "runbook watch" if loop else "runbook run",
             "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
             "ok": all(r["ok"] for r in automated), "modes": rows}
 
 
-def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
+@contextlib.contextmanager
+def _closed_loop(lab, progress: Progress):
+    """`runbook watch` in a child process for the drill's length: the lab's Alertmanager sends
+    to it while it runs; stopped with SIGTERM (it lets a remediation in flight end)."""
+    from runbook_remediation.lab.lab import free_port
+
+    folder = lab.dir.parent / "drills"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "watch.log"
+    progress(f"starting runbook watch (log: {log_path})")
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen([sys.executable, "-m", "runbook_remediation", "watch", "--port", str(free_port())],
+                                   stdout=subprocess.DEVNULL, stderr=log, env=_lab_env())
+    try:
+        ready = _wait(lambda: "remediating alerts as they fire" in log_path.read_text(encoding="utf-8")
+                      or process.poll() is not None, WATCH_START_TIMEOUT, interval=0.2)
+        if ready is None or process.poll() is not None:
+            tail = (log_path.read_text(encoding="utf-8").strip().splitlines() or ["no output"])[-1]
+            raise RunbookError(f"runbook watch did not start: {tail}", hint=f"see {log_path}")
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _lab_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RUNBOOK_INVENTORY"}
+
+
+def _loop_takes(mode: Mode) -> bool:
+    """Whether the closed loop dispatches this mode's scenario from its alert, as is."""
+    return bool(mode.alert) and not (mode.confirm or mode.extra or mode.action)
+
+
+def _attempts(target: str, scenario: str) -> list[dict]:
+    from runbook_remediation import envelope
+
+    store = envelope.open_envelope()
+    try:
+        return store.attempts(target=target, scenario=scenario)
+    finally:
+        store.close()
+
+
+def _loop_run(target: str, mode: Mode, seen: set[str]) -> dict | None:
+    """The closed loop's run of ``mode``'s scenario on ``target`` (one an alert started, not
+    one of ``seen``) once it ended; None when none started within DISPATCH_TIMEOUT."""
+    def started() -> dict | None:
+        return next((a for a in _attempts(target, mode.scenario)
+                     if a["run_id"] not in seen and "@" in (a["alert_key"] or "")), None)
+
+    attempt = _poll(started, DISPATCH_TIMEOUT)
+    if attempt is None:
+        return None
+    dispatched_at = time.time()
+
+    def ended() -> dict | None:
+        return next((a for a in _attempts(target, mode.scenario) if a["run_id"] == attempt["run_id"]
+                     and a["ended_at"]), None)
+
+    done = _poll(ended, LOOP_RUN_TIMEOUT)
+    if done is None:
+        return {"run_id": attempt["run_id"], "outcome": "failed", "dispatched_at": dispatched_at,
+                "message": f"the loop's run did not end within {LOOP_RUN_TIMEOUT:.0f} s"}
+    return {"run_id": done["run_id"], "outcome": done["outcome"], "dispatched_at": dispatched_at, "message": ""}
+
+
+def _in_flight(target: str) -> bool:
+    return any(not a["ended_at"] for a in _attempts(target, None))
+
+
+def _drill(lab, host, mode: Mode, progress: Progress, loop: bool = False) -> dict:
+    if loop and not _loop_takes(mode):
+        # A step on-call takes by hand (approval, extra variables, an emergency action): the
+        # loop is paused for it, so it does not also act on the alerts the step raises.
+        with _loop_paused(lab, progress):
+            return _drill_steps(lab, host, mode, progress, loop=True)
+    return _drill_steps(lab, host, mode, progress, loop=loop)
+
+
+@contextlib.contextmanager
+def _loop_paused(lab, progress: Progress):
+    """The lab's Alertmanager detached from `runbook watch` meanwhile, attached again after."""
+    state = lab.state()
+    url, token_file = state.webhook_url, state.webhook_token_file
+    if not url:
+        raise RunbookError("runbook watch is not attached to the lab's Alertmanager")
+    progress("pausing the closed loop for a step taken by hand")
+    lab.set_webhook(None)
+    try:
+        yield
+    finally:
+        lab.set_webhook(url, token_file)
+
+
+def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) -> dict:
     injected = mode.fault or (f"deploy {mode.deploy}" if mode.deploy else "")
     row = {"mode": mode.name, "title": mode.title, "fault": injected or None,
            "alert": mode.alert or None,
@@ -166,6 +289,11 @@ def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
     lab.heal(host.name)
     if mode.alert:
         _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT)
+    if loop:  # a run the heal's own alerts started ends first: it is not this mode's
+        _wait(lambda: not _in_flight(f"{host.name}/{SERVICE}"), LOOP_RUN_TIMEOUT)
+    by_loop = loop and _loop_takes(mode)
+    target = f"{host.name}/{SERVICE}"
+    seen = {a["run_id"] for a in _attempts(target, mode.scenario)} if by_loop else set()
     if mode.deploy:
         progress(f"{mode.name}: deploying release {mode.deploy}")
         lab.deploy(mode.deploy, host.name)
@@ -178,10 +306,22 @@ def _drill(lab, host, mode: Mode, progress: Progress) -> dict:
             row["message"] = f"{mode.alert} did not fire within {ALERT_TIMEOUT:.0f} s"
             return row
         progress(f"{mode.name}: {mode.alert} fired after {row['detect_seconds']} s")
-    progress(f"{mode.name}: runbook run {mode.scenario} -l {host.name}")
-    began = time.monotonic()
-    result = _run_scenario(lab, host.name, mode)
-    row["remediate_seconds"] = _round(time.monotonic() - began)
+    fired_at = time.time()
+    row["dispatched_by"] = "runbook watch" if by_loop else "runbook run"
+    if by_loop:
+        progress(f"{mode.name}: waiting for the closed loop's {mode.scenario} on {host.name}")
+        result = _loop_run(target, mode, seen)
+        if result is None:
+            row["message"] = f"the closed loop dispatched no {mode.scenario} within {DISPATCH_TIMEOUT:.0f} s"
+            return row
+        # Dispatch: from the alert firing to the loop's run being admitted (seen here).
+        row["dispatch_seconds"] = _round(max(0.0, result["dispatched_at"] - fired_at))
+        row["remediate_seconds"] = _round(time.time() - result["dispatched_at"])
+    else:
+        progress(f"{mode.name}: runbook run {mode.scenario} -l {host.name}")
+        began = time.monotonic()
+        result = _run_scenario(lab, host.name, mode)
+        row["remediate_seconds"] = _round(time.monotonic() - began)
     row["outcome"], row["message"] = result.get("outcome"), result.get("message", "")
     row["run_id"] = result.get("run_id")
 
@@ -213,8 +353,7 @@ def _run_scenario(lab, host: str, mode: Mode, revert: bool = False) -> dict:
             "-i", str(lab.inventory_path), "-l", host, *(["--yes"] if mode.confirm else []),
             *(["--revert"] if revert else []),
             *(["-e", json.dumps(mode.extra)] if mode.extra else [])]
-    env = {k: v for k, v in os.environ.items() if k != "RUNBOOK_INVENTORY"}
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, env=env)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, env=_lab_env())
     try:
         payload = json.loads(done.stdout)
     except ValueError:
@@ -233,20 +372,26 @@ def markdown(report: dict) -> str:
     def cell(value) -> str:
         return "-" if value is None else f"{value} s"
 
+    loop = report.get("dispatch") == "runbook watch"
     lines = [f"# Drill {report['profile']} (seed {report['seed']}): {'passed' if report['ok'] else 'FAILED'}", "",
              f"{report['system']}, rehearsed on the lab host `{report['host']}`, {report['started_at'][:19]}Z to "
-             f"{report['finished_at'][:19]}Z.", "",
-             "| failure mode | alert | scenario | outcome | detect | remediate | verify |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             f"{report['finished_at'][:19]}Z" + (", the alerts dispatched by the closed loop (`runbook watch`)."
+                                                 if loop else "."), "",
+             "| failure mode | alert | scenario | outcome | detect |" + (" dispatch |" if loop else "")
+             + " remediate | verify |",
+             "| --- | --- | --- | --- | --- |" + (" --- |" if loop else "") + " --- | --- |"]
     for row in report["modes"]:
         if row["ok"] is None:
             continue
         mark = "" if row["ok"] else f" (expected {row['expected']})"
         if row.get("revert_outcome"):
             mark += f", reverted in {row['revert_seconds']} s ({row['revert_outcome']})"
+        if loop and row.get("dispatched_by") == "runbook run":
+            mark += ", run by hand"
+        dispatch = f" {cell(row.get('dispatch_seconds'))} |" if loop else ""
         lines.append(f"| {row['mode']}: {row['title']} | {row['alert'] or '-'} | {row['scenario']} | "
-                     f"{row['outcome']}{mark} | {cell(row['detect_seconds'])} | {cell(row['remediate_seconds'])} | "
-                     f"{cell(row['verify_seconds'])} |")
+                     f"{row['outcome']}{mark} | {cell(row['detect_seconds'])} |{dispatch} "
+                     f"{cell(row['remediate_seconds'])} | {cell(row['verify_seconds'])} |")
     manual = [row for row in report["modes"] if row["ok"] is None]
     if manual:
         lines += ["", "Not automated:", ""] + [f"- {row['mode']} ({row['title']}): {row['reason']}" for row in manual]

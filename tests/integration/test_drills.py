@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_remediation import drill
+from runbook_remediation import drill, envelope
 from runbook_remediation.lab.lab import probe_health
 from tests.conftest import runbook
 
@@ -42,6 +42,38 @@ def test_the_drill_runs_every_automated_failure_mode_to_its_expected_outcome(lab
     saved = Path(report["report"])
     assert saved.is_file() and saved.with_suffix(".json").is_file()
     assert saved.read_text().startswith(f"# Drill {profile} (seed {report['seed']}): passed")
+
+
+def test_with_loop_the_alerts_dispatch_the_remediations_through_runbook_watch(lab, tmp_path, monkeypatch):
+    # Its own safety envelope: the drills above already spent lab-1's budget for the hour.
+    env = {"RUNBOOK_ENVELOPE_DB": str(tmp_path / "envelope.db")}
+    result = runbook("-o", "json", "drill", "edge-gateway", "--loop", "--only", "crash", "--only", "fd-exhaustion",
+                     "--only", "config-broken", env=env)
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    report = json.loads(result.stdout)
+    assert report["dispatch"] == "runbook watch" and report["ok"], report
+    rows = {row["mode"]: row for row in report["modes"]}
+    assert set(rows) == {"crash", "fd-exhaustion", "config-broken"}
+    for name in ("crash", "fd-exhaustion"):
+        row = rows[name]
+        assert row["dispatched_by"] == "runbook watch" and row["outcome"] == "remediated", row
+        assert row["dispatch_seconds"] is not None and row["remediate_seconds"] > 0 and row["run_id"], row
+    # A destructive scenario needs approval: the drill runs it by hand, as on-call would.
+    assert rows["config-broken"]["dispatched_by"] == "runbook run", rows["config-broken"]
+    assert "dispatch_seconds" not in rows["config-broken"]
+    # The loop's runs are the envelope's attempts, started by the alerts (an alert key).
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", env["RUNBOOK_ENVELOPE_DB"])
+    store = envelope.open_envelope()
+    try:
+        attempts = {a["run_id"]: a for a in store.attempts(target="lab-1/demo")}
+    finally:
+        store.close()
+    for name in ("crash", "fd-exhaustion"):
+        assert "@" in attempts[rows[name]["run_id"]]["alert_key"], attempts
+    markdown = Path(report["report"]).read_text()
+    assert "| detect | dispatch | remediate | verify |" in markdown, markdown
+    assert "config-restore | remediated, run by hand |" in markdown, markdown
+    assert probe_health(lab.host("lab-1"))[0]
 
 
 def drill_faults() -> tuple[str, ...]:

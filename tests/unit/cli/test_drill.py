@@ -119,6 +119,35 @@ def test_the_markdown_report_lists_each_mode_with_its_timings_and_what_is_not_au
     assert "- sqlite (SQLite corrupted): no lab fault yet" in text
 
 
+def test_with_the_loop_the_report_adds_the_dispatch_and_marks_steps_taken_by_hand():
+    report = {"profile": "edge-gateway", "seed": "001", "system": "gw", "host": "lab-1", "dispatch": "runbook watch",
+              "started_at": "2026-12-06T03:00:00+00:00", "finished_at": "2026-12-06T03:01:00+00:00", "ok": True,
+              "modes": [
+                  {"mode": "crash", "title": "Down", "alert": "ServiceDown", "scenario": "service-down",
+                   "outcome": "remediated", "expected": "remediated", "ok": True, "detect_seconds": 0.5,
+                   "dispatched_by": "runbook watch", "dispatch_seconds": 1.1, "remediate_seconds": 2.6,
+                   "verify_seconds": 0.0},
+                  {"mode": "config", "title": "Broken", "alert": None, "scenario": "config-restore",
+                   "outcome": "remediated", "expected": "remediated", "ok": True, "detect_seconds": None,
+                   "dispatched_by": "runbook run", "remediate_seconds": 17.3, "verify_seconds": 0.0}]}
+    text = drill.markdown(report)
+    assert "dispatched by the closed loop (`runbook watch`)." in text
+    assert "| failure mode | alert | scenario | outcome | detect | dispatch | remediate | verify |" in text
+    assert "| crash: Down | ServiceDown | service-down | remediated | 0.5 s | 1.1 s | 2.6 s | 0.0 s |" in text
+    assert "| config: Broken | - | config-restore | remediated, run by hand | - | - | 17.3 s | 0.0 s |" in text
+
+
+@pytest.mark.parametrize(("mode", "takes"), [
+    (drill.Mode("m", "t", fault="crash", alert="ServiceDown", scenario="service-down"), True),
+    (drill.Mode("m", "t", fault="crash", alert="HighErrorRate", scenario="error-rate", confirm=True), False),
+    (drill.Mode("m", "t", fault="memory-leak", alert="MemoryGrowth", scenario="memory-leak", extra={"x": 1}), False),
+    (drill.Mode("m", "t", fault="config-broken", scenario="config-restore"), False),
+    (drill.Mode("m", "t", scenario="traffic-drain", confirm=True, revert=True), False),
+])
+def test_the_loop_takes_only_a_mode_its_alert_dispatches_as_is(mode, takes):
+    assert drill._loop_takes(mode) is takes
+
+
 def test_the_cli_refuses_an_unknown_profile(runbook_env):
     result = CliRunner().invoke(shell.cli, ["drill", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
