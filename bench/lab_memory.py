@@ -1,17 +1,18 @@
 """Memory of every drill profile up at once: the whole lab with its Kubernetes cluster.
 
 The drill profiles (`runbook drill`) run on the lab's hosts: edge-gateway on the systemd
-host lab-1, ggen-mcp on lab-docker, causal-eval and mcts on lab-compose, mpc-transformer
-on the cluster's Deployment lab-k8s. This starts that lab (`lab up --hosts 1 --kubernetes`)
-in a state directory of its own, waits a little for it to settle, and prints the resident
-memory of each part and the total against the 4 GiB budget of a two-core machine.
+host lab-1, ggen-mcp on lab-docker, causal-eval and mcts on lab-compose (causal-eval's Redis
+beside it), mpc-transformer on the cluster's Deployment lab-k8s. This starts that lab (`lab
+up --hosts 1` with every `--profile`) in a state directory of its own, waits a little for it
+to settle, and prints the resident memory of each part and the total against the 4 GiB
+budget of a two-core machine.
 Asserts nothing.
 
     .venv/bin/python bench/lab_memory.py [--settle 20] [--keep]
 
 Containers: the cgroup's total_rss (every process of the container, systemd and its units
-included) from Docker's stats; Prometheus and Alertmanager: their VmRSS; the cluster:
-`lab status`'s figure (etcd, control plane, kubelet and the pods' containers).
+included) from Docker's stats; Prometheus, Alertmanager, the Redis exporter: their VmRSS;
+the cluster: `lab status`'s figure (etcd, control plane, kubelet and the pods' containers).
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def bench() -> int:
     state = Path(tempfile.mkdtemp(prefix="runbook-bench-memory-"))
     os.environ.update({"RUNBOOK_LAB_NAME": "benchmem", "RUNBOOK_STATE_DIR": str(state)})
     from runbook_remediation.lab.kubernetes import rss_bytes
-    from runbook_remediation.lab.lab import LABEL, Lab
+    from runbook_remediation.lab.lab import LABEL, PROFILES, Lab
 
     lab = Lab(state, progress=lambda msg: print(f"lab: {msg}", file=sys.stderr))
     try:
-        lab.up(hosts=1, kubernetes=True)
+        lab.up(hosts=1, profiles=PROFILES)
         time.sleep(args.settle)
         parts: list[tuple[str, int]] = []
         for container in sorted(lab.client.containers.list(filters={"label": f"{LABEL}={lab.name}"}),
@@ -59,7 +60,8 @@ def bench() -> int:
             stats = memory.get("stats") or {}
             parts.append((f"container {container.name}", int(stats.get("total_rss", memory.get("usage", 0)))))
         lab_state = lab.state()
-        for name, pid in (("prometheus", lab_state.prometheus_pid), ("alertmanager", lab_state.alertmanager_pid)):
+        for name, pid in (("prometheus", lab_state.prometheus_pid), ("alertmanager", lab_state.alertmanager_pid),
+                          ("redis exporter", (lab_state.redis or {}).get("exporter_pid"))):
             parts.append((name, rss_bytes(pid) if pid else 0))
         cluster = lab.status().get("kubernetes") or {}
         parts.append(("kubernetes cluster (etcd, control plane, kubelet, pods)",

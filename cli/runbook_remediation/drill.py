@@ -33,7 +33,9 @@ from pathlib import Path
 import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError
-from runbook_remediation.lab.lab import SERVICE
+from runbook_remediation.lab.lab import PROFILE_PARTS, SERVICE
+
+PARTS = {part for parts in PROFILE_PARTS.values() for part in parts}
 
 OUTCOMES = ("remediated", "escalate", "healthy")
 ALERT_TIMEOUT = 120.0  # seconds from the fault to its alert firing
@@ -53,6 +55,8 @@ class Mode:
     deploy: str = ""  # instead of a fault: deploy this release (`runbook lab deploy`)
     alert: str = ""
     scenario: str = ""
+    service: str = SERVICE  # the host's service the scenario acts on (`--service`)
+    needs: str = ""  # a part of the seed's lab profile (`runbook lab up --profile`): redis
     extra: dict = field(default_factory=dict)
     confirm: bool = False  # a destructive scenario: the drill confirms it (the lab is its own)
     expect: str = "remediated"
@@ -100,6 +104,8 @@ def load(name: str, faults: tuple[str, ...], scenarios: set[str], releases: tupl
                 raise RunbookError(f"drill {name}: mode {mode.name} injects an unknown fault {mode.fault!r}")
             if mode.action and mode.alert:
                 raise RunbookError(f"drill {name}: mode {mode.name} waits for {mode.alert} but injects no fault")
+            if mode.needs and mode.needs not in PARTS:
+                raise RunbookError(f"drill {name}: mode {mode.name} needs {mode.needs!r}, no lab profile's part")
             if mode.revert and not mode.action:
                 raise RunbookError(f"drill {name}: mode {mode.name} reverts a remedy; only actions are reverted")
             if mode.scenario not in scenarios:
@@ -170,6 +176,10 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
                 rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
                              "reason": " ".join(mode.not_automated.split())})
                 continue
+            if mode.needs and not _lab_has(lab, mode.needs):
+                rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
+                             "reason": f"the lab has no {mode.needs}: runbook lab up --profile {profile.name}"})
+                continue
             rows.append(_drill(lab, host, mode, progress, loop=loop))
         progress(f"healing {host.name}")
         lab.heal(host.name)  # the next drill starts from a healed lab
@@ -207,6 +217,26 @@ def _closed_loop(lab, progress: Progress):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _healthy(lab, host, mode: Mode) -> bool:
+    """The mode's service answers: the demo's /health, or the profile Redis's PING and a write."""
+    if mode.service == SERVICE:
+        from runbook_remediation.lab.lab import probe_health
+
+        return probe_health(host)[0]
+    client = lab.redis_client(timeout=1)
+    try:
+        return bool(client.ping() and client.set("lab:drill:probe", b"x" * 1024))
+    except Exception:  # noqa: BLE001 - refused (OOM), unreachable: not healthy yet
+        return False
+    finally:
+        client.close()
+
+
+def _lab_has(lab, part: str) -> bool:
+    state = lab.state()
+    return {"redis": bool(state.redis), "kubernetes": bool(state.kubernetes)}.get(part, False)
 
 
 def _lab_env() -> dict[str, str]:
@@ -290,9 +320,9 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
     if mode.alert:
         _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT)
     if loop:  # a run the heal's own alerts started ends first: it is not this mode's
-        _wait(lambda: not _in_flight(f"{host.name}/{SERVICE}"), LOOP_RUN_TIMEOUT)
+        _wait(lambda: not _in_flight(f"{host.name}/{mode.service}"), LOOP_RUN_TIMEOUT)
     by_loop = loop and _loop_takes(mode)
-    target = f"{host.name}/{SERVICE}"
+    target = f"{host.name}/{mode.service}"
     seen = {a["run_id"] for a in _attempts(target, mode.scenario)} if by_loop else set()
     if mode.deploy:
         progress(f"{mode.name}: deploying release {mode.deploy}")
@@ -318,17 +348,15 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
         row["dispatch_seconds"] = _round(max(0.0, result["dispatched_at"] - fired_at))
         row["remediate_seconds"] = _round(time.time() - result["dispatched_at"])
     else:
-        progress(f"{mode.name}: runbook run {mode.scenario} -l {host.name}")
+        progress(f"{mode.name}: runbook run {mode.scenario} -l {host.name} --service {mode.service}")
         began = time.monotonic()
         result = _run_scenario(lab, host.name, mode)
         row["remediate_seconds"] = _round(time.monotonic() - began)
     row["outcome"], row["message"] = result.get("outcome"), result.get("message", "")
     row["run_id"] = result.get("run_id")
 
-    from runbook_remediation.lab.lab import probe_health
-
     began = time.monotonic()
-    healthy = _wait(lambda: probe_health(host)[0], HEALTH_TIMEOUT) is not None
+    healthy = _wait(lambda: _healthy(lab, host, mode), HEALTH_TIMEOUT) is not None
     resolved = not mode.alert or _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT) is not None
     row["verify_seconds"] = _round(time.monotonic() - began)
     row["healthy"], row["alert_resolved"] = healthy, resolved
@@ -339,7 +367,7 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
         undone = _run_scenario(lab, host.name, mode, revert=True)
         row["revert_seconds"] = _round(time.monotonic() - began)
         row["revert_outcome"] = undone.get("outcome")
-        healthy = _wait(lambda: probe_health(host)[0], HEALTH_TIMEOUT) is not None
+        healthy = _wait(lambda: _healthy(lab, host, mode), HEALTH_TIMEOUT) is not None
         row["ok"] = row["revert_outcome"] == "remediated" and healthy
         if not row["ok"]:
             row["message"] = f"the revert ended {row['revert_outcome']}: {undone.get('message', '')}"
@@ -350,7 +378,8 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
 def _run_scenario(lab, host: str, mode: Mode, revert: bool = False) -> dict:
     """`runbook -o json run SCENARIO -l HOST` on the lab's inventory, as a user runs it."""
     argv = [sys.executable, "-m", "runbook_remediation", "-o", "json", "run", mode.scenario,
-            "-i", str(lab.inventory_path), "-l", host, *(["--yes"] if mode.confirm else []),
+            "-i", str(lab.inventory_path), "-l", host, "--service", mode.service,
+            *(["--yes"] if mode.confirm else []),
             *(["--revert"] if revert else []),
             *(["-e", json.dumps(mode.extra)] if mode.extra else [])]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900, env=_lab_env())

@@ -4,7 +4,9 @@ heal through the closed loop is tests/integration/test_kubernetes_lab_up.py): ev
 automated failure mode is injected, its alert fires, the scenario ends as the profile
 expects, the service is healthy again, and the host is healed at the end, so the next drill
 (causal-eval and mcts share lab-compose) starts from a healed lab. Each report is saved as
-Markdown and JSON under the state directory."""
+Markdown and JSON under the state directory. With --loop, `runbook watch` dispatches the
+remediations from the alerts; on `runbook lab up --profile causal-eval` the Redis modes run
+against the profile's Redis, and an `up` without the profile removes it again."""
 
 from __future__ import annotations
 
@@ -74,6 +76,38 @@ def test_with_loop_the_alerts_dispatch_the_remediations_through_runbook_watch(la
     assert "| detect | dispatch | remediate | verify |" in markdown, markdown
     assert "config-restore | remediated, run by hand |" in markdown, markdown
     assert probe_health(lab.host("lab-1"))[0]
+
+
+def test_on_its_profile_causal_eval_rehearses_the_redis_modes_and_up_without_it_removes_the_redis(lab):
+    import redis
+
+    try:
+        up = runbook("-o", "json", "lab", "up", "--profile", "causal-eval")  # --hosts 2, as the session's lab
+        assert up.returncode == 0, up.stderr
+        status = json.loads(up.stdout)
+        assert status["profiles"] == ["causal-eval"] and status["redis"]["healthy"], status
+        again = json.loads(runbook("-o", "json", "lab", "up", "--profile", "causal-eval").stdout)
+        assert again["changes"] == [], again["changes"]
+
+        result = runbook("-o", "json", "drill", "causal-eval", "--only", "redis-full", "--only", "redis-down")
+        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+        rows = {row["mode"]: row for row in json.loads(result.stdout)["modes"]}
+        assert (rows["redis-full"]["scenario"], rows["redis-full"]["outcome"]) == ("redis-memory", "remediated")
+        assert (rows["redis-down"]["scenario"], rows["redis-down"]["outcome"]) == ("service-down", "remediated")
+        for row in rows.values():
+            assert row["detect_seconds"] is not None and row["alert_resolved"] and row["healthy"], row
+        # Healed at the end: empty, the lab's maxmemory, writes accepted.
+        client = redis.Redis(port=int(status["redis"]["url"].rsplit(":", 1)[1]))
+        assert client.config_get("maxmemory")["maxmemory"] == str(4 * 1024 * 1024)
+        assert client.dbsize() == 0 and client.set("after-the-drill", "x")
+        client.close()
+    finally:
+        plain = runbook("-o", "json", "lab", "up")
+    assert plain.returncode == 0, plain.stderr
+    changes = json.loads(plain.stdout)["changes"]
+    assert "stopped the Redis exporter" in changes and any(c.startswith("removed redis in ") for c in changes), changes
+    assert lab.state().redis is None and "redis://" not in lab.inventory_path.read_text()
+    assert lab._container(lab.redis_container) is None
 
 
 def drill_faults() -> tuple[str, ...]:

@@ -7,7 +7,7 @@ import click
 from runbook_remediation import completion as complete
 from runbook_remediation.commands.base import Context, handle_errors, non_empty, output_option
 from runbook_remediation.errors import BadInput
-from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS, MAX_HOSTS, RELEASES, Lab
+from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS, MAX_HOSTS, PROFILES, RELEASES, Lab
 from runbook_remediation.paths import state_dir
 from runbook_remediation.terminal import safe
 
@@ -31,13 +31,17 @@ def lab() -> None:
               help="Also run a Kubernetes 1.20 cluster (etcd, control plane, kubelet on 127.0.0.1) with the demo "
                    "as a Deployment: host lab-k8s. Without it, `up` stops a cluster a previous `up` started. "
                    "Needs scripts/kubernetes-build once.")
+@click.option("--profile", "profiles", multiple=True, type=click.Choice(PROFILES), metavar="NAME",
+              help="Also the parts of a seed system's replica (repeatable): causal-eval adds a Redis to the "
+                   "Compose project (full at maxmemory, noeviction), mpc-transformer the Kubernetes cluster. "
+                   f"Profiles: {', '.join(PROFILES)}. Without it, `up` removes the parts a previous `up` added.")
 @output_option
 @click.pass_obj
 @handle_errors
-def up(ctx: Context, hosts: int, kubernetes: bool) -> None:
+def up(ctx: Context, hosts: int, kubernetes: bool, profiles: tuple[str, ...]) -> None:
     """Start the lab (idempotent: a second run changes nothing)."""
     the_lab = _lab(ctx)
-    changes = the_lab.up(hosts, kubernetes=kubernetes)
+    changes = the_lab.up(hosts, kubernetes=kubernetes, profiles=profiles)
     status = the_lab.status()
     if ctx.terminal.json:
         ctx.terminal.data({"changed": bool(changes), "changes": changes, **status})
@@ -162,6 +166,11 @@ def _print_status(ctx: Context, status: dict) -> None:
     ctx.terminal.out.print(f"Prometheus:   {safe(status['prometheus']['url'])}")
     ctx.terminal.out.print(f"Alertmanager: {safe(status['alertmanager']['url'])}")
     ctx.terminal.out.print(f"Inventory:    {safe(status['inventory'])}")
+    redis = status.get("redis")
+    if redis:
+        answering = "answering" if redis["healthy"] else "down"
+        ctx.terminal.out.print(f"Redis:        {safe(redis['url'])} ({answering}; exporter "
+                               f"{safe(redis['exporter_url'])}), profiles {safe(', '.join(status['profiles']))}")
     cluster = status.get("kubernetes")
     if cluster:
         state = "running" if cluster["running"] else "stopped"

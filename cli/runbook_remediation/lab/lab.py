@@ -92,8 +92,19 @@ CONFIG_TEXT = ('# runbook lab demo: production configuration\n'
 
 PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
-# provider-down (-p provider=NAME, default primary) takes an upstream provider down.
-LAB_FAULTS = ("provider-down", "config-broken")
+# provider-down (-p provider=NAME, default primary) takes an upstream provider down;
+# redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it.
+LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down")
+# `runbook lab up --profile NAME`: the seed systems (the drill profiles) and the parts each
+# adds to the stock lab. causal-eval (seed 004): a Redis beside the Compose service, in its
+# project, full at a small maxmemory under noeviction; mpc-transformer (seed 002): the
+# Kubernetes cluster. The others run on the stock lab's hosts as they are.
+PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer")
+PROFILE_PARTS = {"causal-eval": ("redis",), "mpc-transformer": ("kubernetes",)}
+REDIS_SERVICE = "redis"
+REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
+REDIS_MAXMEMORY = "4mb"
+REDIS_CEILING = "64M"  # redis-memory raises maxmemory up to this
 
 
 @dataclass
@@ -125,6 +136,10 @@ class LabState:
     webhook_token_file: str | None = None
     # `lab up --kubernetes`: the cluster's run dir, kubeconfig and the demo Deployment's port.
     kubernetes: dict | None = None
+    # `lab up --profile NAME`: the profiles asked for, and the Redis one adds (its port, its
+    # exporter's port and pid).
+    profiles: list[str] = field(default_factory=list)
+    redis: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -264,6 +279,19 @@ class Lab:
     def _alertmanager(self, state: LabState) -> Server:
         return Server("alertmanager", self.dir / "alertmanager", state.alertmanager_port, state.alertmanager_pid)
 
+    def _redis_exporter(self, state: LabState) -> Server:
+        redis = state.redis or {}
+        return Server("redis-exporter", self.dir / "redis-exporter", redis.get("exporter_port"),
+                      redis.get("exporter_pid"), redis_port=redis.get("port"))
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.dir / "redis"
+
+    @property
+    def redis_container(self) -> str:
+        return f"{self.compose_project}-{REDIS_SERVICE}-1"
+
     def _container(self, name: str):
         from docker.errors import NotFound
 
@@ -348,9 +376,10 @@ class Lab:
     def compose_project(self) -> str:
         return f"runbook-{self.name}"
 
-    def compose_file(self, host: LabHost) -> dict:
-        """The Compose v2 project holding the lab's Compose-managed demo service."""
-        return {
+    def compose_file(self, host: LabHost, redis_port: int | None = None) -> dict:
+        """The Compose v2 project holding the lab's Compose-managed demo service (and, for
+        the causal-eval profile, its Redis on ``redis_port``)."""
+        project = {
             "name": self.compose_project,
             "services": {
                 SERVICE: {
@@ -378,20 +407,38 @@ class Lab:
                 }
             },
         }
+        if redis_port:
+            project["services"][REDIS_SERVICE] = {
+                "image": lab_image.IMAGE,
+                # Its own file, so CONFIG REWRITE (redis-memory keeps a raise) writes the lab's copy.
+                "command": ["redis-server", f"{REDIS_CONF_DIR}/redis.conf"],
+                "network_mode": "host",
+                "stop_grace_period": "5s",
+                "volumes": [f"{self.redis_dir}:{REDIS_CONF_DIR}"],
+                "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+            }
+        return project
 
-    def _create_compose_service(self, host: LabHost):
-        self.compose_dir.mkdir(parents=True, exist_ok=True)
-        compose_path = self.compose_dir / "compose.yaml"
-        compose_path.write_text(yaml.safe_dump(self.compose_file(host), sort_keys=False), encoding="utf-8")
+    def _create_compose_service(self, host: LabHost, redis_port: int | None = None):
+        self._write_compose(host, redis_port)
         self._compose_up()
         return self.client.containers.get(host.container)
+
+    def _write_compose(self, host: LabHost, redis_port: int | None) -> bool:
+        self.compose_dir.mkdir(parents=True, exist_ok=True)
+        compose_path = self.compose_dir / "compose.yaml"
+        text = yaml.safe_dump(self.compose_file(host, redis_port), sort_keys=False)
+        if compose_path.is_file() and compose_path.read_text(encoding="utf-8") == text:
+            return False
+        compose_path.write_text(text, encoding="utf-8")
+        return True
 
     def _compose_up(self) -> None:
         import subprocess
 
         result = subprocess.run(
             ["docker", "compose", "--project-directory", str(self.compose_dir), "up", "--detach", "--no-build",
-             "--pull", "never"],
+             "--pull", "never", "--remove-orphans"],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -442,11 +489,17 @@ class Lab:
             raise Unavailable(f"demo service not healthy on {', '.join(sorted(pending))} after {timeout:.0f} s")
 
     # --- public operations -------------------------------------------------------
-    def up(self, hosts: int = 2, kubernetes: bool = False) -> list[str]:
-        """Make the lab match ``hosts`` systemd hosts, and a Kubernetes cluster running the demo
-        as a Deployment or none (``kubernetes``). Returns what changed (empty: nothing)."""
+    def up(self, hosts: int = 2, kubernetes: bool = False, profiles: tuple[str, ...] = ()) -> list[str]:
+        """Make the lab match ``hosts`` systemd hosts, a Kubernetes cluster running the demo
+        as a Deployment or none (``kubernetes``), and the parts of ``profiles`` (PROFILE_PARTS;
+        a part no profile asks for any more is removed). Returns what changed (empty: nothing)."""
         if not 1 <= hosts <= MAX_HOSTS:
             raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
+        unknown = [name for name in profiles if name not in PROFILES]
+        if unknown:
+            raise BadInput(f"unknown lab profile {', '.join(unknown)} (profiles: {', '.join(PROFILES)})")
+        parts = {part for name in profiles for part in PROFILE_PARTS.get(name, ())}
+        kubernetes = kubernetes or "kubernetes" in parts
         client = self.client  # fail fast when dockerd is unreachable, before anything is made
         state = self.state()
         fresh = not state.hosts
@@ -459,6 +512,17 @@ class Lab:
                 lab_image.build_image(client, self.progress)
                 changes.append(f"built image {lab_image.IMAGE}")
             taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
+            taken |= set((state.redis or {}).get("ports", []))
+            redis_port = None
+            if "redis" in parts:
+                if state.redis is None:
+                    state.redis = {"port": free_port(taken)}
+                    taken.add(state.redis["port"])
+                    state.redis["exporter_port"] = free_port(taken)
+                    state.redis["ports"] = [state.redis["port"], state.redis["exporter_port"]]
+                    taken.add(state.redis["exporter_port"])
+                redis_port = state.redis["port"]
+                self._write_redis_conf(state.redis["port"], overwrite=False)
             wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker", "lab-compose"]
             by_name = {h.name: h for h in state.hosts}
             new_hosts: list[LabHost] = []
@@ -486,9 +550,13 @@ class Lab:
                     elif host.manager == "docker":
                         container = self._create_docker_service(host)
                     else:
-                        container = self._create_compose_service(host)
+                        container = self._create_compose_service(host, redis_port)
                     created.append(host.container)
                     changes.append(f"created {host.container}")
+                elif host.manager == "compose" and self._write_compose(host, redis_port):
+                    # The project gained or lost the profile's Redis: Compose makes or removes it.
+                    self._compose_up()
+                    changes.append(f"{'added' if redis_port else 'removed'} {REDIS_SERVICE} in {self.compose_project}")
                 elif container.status != "running":
                     # A lab host container that stopped is restarted; a demo service that
                     # is down inside a running host is left alone: that is the incident.
@@ -508,6 +576,14 @@ class Lab:
                 changes += self._ensure_kubernetes(state, taken, clusters)
             elif state.kubernetes:
                 changes += self._stop_kubernetes(state)
+            if redis_port:
+                changes += self._ensure_redis_exporter(state, started)
+            elif state.redis:
+                if self._redis_exporter(state).stop():
+                    changes.append("stopped the Redis exporter")
+                shutil.rmtree(self.redis_dir, ignore_errors=True)
+                state.redis = None
+            state.profiles = sorted(set(profiles))
             changes += self._ensure_monitoring(state, started)
             state.save(self.state_path)
             if self._write_inventory(state):
@@ -608,6 +684,85 @@ class Lab:
         state.kubernetes = None
         return ["stopped the Kubernetes cluster"]
 
+    def _write_redis_conf(self, port: int, overwrite: bool) -> bool:
+        """The profile Redis's configuration: 127.0.0.1 only, a small maxmemory under
+        noeviction (full, it refuses writes), no persistence. Kept when there (a raise
+        redis-memory made stays) unless ``overwrite`` (heal)."""
+        path = self.redis_dir / "redis.conf"
+        if path.is_file() and not overwrite:
+            return False
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# runbook lab: seed 004's cache (runbook lab up --profile causal-eval)\n"
+                        f"bind 127.0.0.1\nport {port}\nprotected-mode yes\nmaxmemory {REDIS_MAXMEMORY}\n"
+                        f"maxmemory-policy noeviction\nsave \"\"\nappendonly no\ndir /tmp\n", encoding="utf-8")
+        return True
+
+    def _ensure_redis_exporter(self, state: LabState, started: list[Server]) -> list[str]:
+        exporter = self._redis_exporter(state)
+        if exporter.running():
+            return []
+        self.progress(f"starting {exporter.title} on {exporter.url}")
+        exporter.start()
+        started.append(exporter)
+        state.redis["exporter_pid"] = exporter.pid
+        return ["started the Redis exporter"]
+
+    def redis_client(self, timeout: float = 3.0):
+        """A client of the profile's Redis, or bad input when the lab has none."""
+        import redis
+
+        state = self.state()
+        if not state.redis:
+            raise BadInput("the lab has no Redis", hint="runbook lab up --profile causal-eval")
+        return redis.Redis(host="127.0.0.1", port=state.redis["port"], socket_timeout=timeout)
+
+    def redis_fault(self, fault: str, host_name: str) -> dict:
+        """redis-full: write 1 KiB values until the Redis refuses (its maxmemory, noeviction);
+        redis-down: stop its container, as a crash would."""
+        import redis
+
+        host = self.host(host_name)
+        if host.manager != "compose" or not self.state().redis:
+            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval`, "
+                           f"not {host.name}")
+        if fault == "redis-down":
+            container = self._container(self.redis_container)
+            if container is not None:
+                container.kill()
+            return {"host": host.name, "fault": fault, "params": {}}
+        client = self.redis_client()
+        try:
+            for index in range(100_000):
+                client.set(f"lab:fill:{index}", b"x" * 1024)
+        except redis.exceptions.ResponseError as exc:
+            if "maxmemory" not in str(exc):  # the OOM refusal: full, as wanted
+                raise Unavailable(f"the lab's Redis refused a write: {exc}") from exc
+        except redis.exceptions.ConnectionError as exc:
+            raise Unavailable(f"the lab's Redis is not answering ({exc}); is it already down?") from exc
+        finally:
+            client.close()
+        return {"host": host.name, "fault": fault, "params": {}}
+
+    def _heal_redis(self, state: LabState) -> None:
+        """The profile's Redis as `up` made it: its file back, running, empty, the lab's maxmemory."""
+        import redis
+
+        self._write_redis_conf(state.redis["port"], overwrite=True)
+        client = self.redis_client()
+        deadline = time.monotonic() + 30
+        try:
+            while True:
+                try:
+                    client.flushall()
+                    client.config_set("maxmemory", REDIS_MAXMEMORY)
+                    return
+                except redis.exceptions.RedisError as exc:  # not up yet (just started): retried
+                    if time.monotonic() > deadline:
+                        raise Unavailable(f"the lab's Redis did not come back: {exc}") from exc
+                    time.sleep(0.2)
+        finally:
+            client.close()
+
     def _ensure_monitoring(self, state: LabState, started: list[Server]) -> list[str]:
         changes = []
         taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
@@ -636,8 +791,12 @@ class Lab:
         replicated = any(h.replica_ports for h in state.hosts)
         # Not dot files: Ansible's copy renames a temporary `.ansible_tmp*NAME.json` into place.
         sd_files = [str(self.dir / "prometheus" / "targets" / "[^.]*.json")] if replicated else []
+        compose_host = next((h for h in state.hosts if h.manager == "compose"), None)
+        redis_targets = [ScrapeTarget(compose_host.name, REDIS_SERVICE, "compose", state.redis["exporter_port"])
+                         ] if state.redis and compose_host else []
         changed = prometheus.write_config(
-            prometheus_config(targets, state.alertmanager_port, rules, sd_files), {"rules.yml": rules_text()}
+            prometheus_config(targets, state.alertmanager_port, rules, sd_files, redis_targets),
+            {"rules.yml": rules_text()},
         )
         changes.append(self._ensure_running(prometheus, changed, started))
         state.prometheus_pid = prometheus.pid
@@ -683,7 +842,7 @@ class Lab:
             from runbook_remediation.lab import kubernetes as k8s
 
             removed += k8s.Cluster(self.kubernetes_dir, progress=self.progress).stop()
-        for server in (self._prometheus(state), self._alertmanager(state)):
+        for server in (self._prometheus(state), self._alertmanager(state), self._redis_exporter(state)):
             if server.port and server.stop():
                 removed.append(f"stopped {server.kind}")
         # Containers by label too, so a lost state file still cleans up.
@@ -733,6 +892,8 @@ class Lab:
     def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
         if fault == "config-broken":
             return self.config_broken(host_name)
+        if fault in ("redis-full", "redis-down"):
+            return self.redis_fault(fault, host_name)
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -837,12 +998,14 @@ class Lab:
                     replica.remove(force=True)
                 if host.replica_ports:
                     write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
-            create = {
-                "systemd": self._create_systemd_host,
-                "docker": self._create_docker_service,
-                "compose": self._create_compose_service,
-            }[host.manager]
-            container = create(host)
+            state = self.state()
+            if host.manager == "compose":
+                container = self._create_compose_service(host, (state.redis or {}).get("port"))
+                if state.redis:
+                    self._heal_redis(state)
+            else:
+                create = {"systemd": self._create_systemd_host, "docker": self._create_docker_service}[host.manager]
+                container = create(host)
             if host.manager == "systemd":
                 self._wait_systemd(container)
                 self._install_unit(container, host)
@@ -999,10 +1162,22 @@ class Lab:
                           "healthy": healthy, "health": detail})
             # What the cluster costs: control plane, kubelet and pods, resident memory.
             cluster = {key: cluster.get(key) for key in ("running", "server", "kubeconfig", "total_rss_bytes")}
+        redis = None
+        if state.redis:
+            try:
+                client = self.redis_client(timeout=1)
+                healthy = bool(client.ping())
+                client.close()
+            except Exception:  # noqa: BLE001 - any failure to answer is "down" in a status line
+                healthy = False
+            redis = {"url": f"redis://127.0.0.1:{state.redis['port']}", "healthy": healthy,
+                     "exporter_url": self._redis_exporter(state).url, "container": self.redis_container}
         prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
         return {
             "up": True,
             "hosts": hosts,
+            "profiles": list(state.profiles),
+            "redis": redis,
             "kubernetes": cluster,
             "prometheus": {"url": prometheus.url, "running": prometheus.running()},
             "alertmanager": {"url": alertmanager.url, "running": alertmanager.running()},
@@ -1051,6 +1226,22 @@ def scrape_labels(host: LabHost) -> dict[str, str]:
     """The labels a host's service is scraped with, static or discovered: the alert rules
     group by host and service."""
     return {"host": host.name, "service": SERVICE, "manager": host.manager}
+
+
+def redis_description(port: int, compose_dir: Path, compose_project: str) -> dict:
+    """The causal-eval profile's Redis as a service of the Compose host: restarted like any
+    Compose service (service-down), its memory raised within a ceiling and kept in the file
+    it runs from (redis-memory)."""
+    return {
+        "name": REDIS_SERVICE,
+        "manager": "compose",
+        "container": f"{compose_project}-{REDIS_SERVICE}-1",
+        "project_src": str(compose_dir),
+        "project": compose_project,
+        "compose_service": REDIS_SERVICE,
+        "health_url": f"redis://127.0.0.1:{port}",
+        "redis": {"ceiling": REDIS_CEILING, "config_file": str(compose_dir.parent / "redis" / "redis.conf")},
+    }
 
 
 def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
@@ -1110,11 +1301,14 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                     "targets_file": str(targets_file(compose_dir.parent, host)),
                     "labels": scrape_labels(host),
                 }
+            services = [service]
+            if host.manager == "compose" and state.redis:
+                services.append(redis_description(state.redis["port"], compose_dir, compose_project))
             target = docker_hosts if host.manager == "docker" else compose_hosts
             target[host.name] = {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                "runbook_services": [service],
+                "runbook_services": services,
             }
     kubernetes_hosts = {}
     if state.kubernetes:

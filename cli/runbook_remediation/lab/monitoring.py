@@ -20,6 +20,7 @@ from runbook_remediation.errors import Unavailable
 
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
+REDIS_EXPORTER_BIN = "prometheus-redis-exporter"
 
 
 @dataclass
@@ -60,10 +61,11 @@ def write_file_sd(path: Path, ports: list[int], labels: dict[str, str]) -> bool:
 
 
 def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules_file: Path,
-                      sd_files: list[str] | None = None) -> dict:
+                      sd_files: list[str] | None = None, redis_targets: list[ScrapeTarget] = ()) -> dict:
     """``targets`` are scraped from a static list; services with replicas come from the
     targets files ``sd_files`` (file-based discovery, rewritten when they scale), in the
-    same job so every rule sees the same labels."""
+    same job so every rule sees the same labels. ``redis_targets`` are Redis exporters, a
+    job of their own (the demo's rules do not apply to them)."""
     job: dict = {
         "job_name": "runbook-demo",
         "static_configs": [
@@ -82,7 +84,12 @@ def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "rule_files": [str(rules_file)],
-        "scrape_configs": [job],
+        "scrape_configs": [job] + ([{
+            "job_name": "runbook-redis",
+            "static_configs": [{"targets": [f"127.0.0.1:{t.port}"],
+                                "labels": {"host": t.host, "service": t.service, "manager": t.manager}}
+                               for t in redis_targets],
+        }] if redis_targets else []),
     }
 
 
@@ -153,11 +160,12 @@ def stop_process(pid: int | None, marker: str, timeout: float = 10.0) -> bool:
 class Server:
     """One monitoring server process whose files live under ``directory``."""
 
-    def __init__(self, kind: str, directory: Path, port: int, pid: int | None = None):
-        self.kind = kind  # "prometheus" | "alertmanager"
+    def __init__(self, kind: str, directory: Path, port: int, pid: int | None = None, redis_port: int | None = None):
+        self.kind = kind  # "prometheus" | "alertmanager" | "redis-exporter"
         self.directory = directory
         self.port = port
         self.pid = pid
+        self.redis_port = redis_port  # redis-exporter: the Redis it reads
 
     @property
     def url(self) -> str:
@@ -165,18 +173,25 @@ class Server:
 
     @property
     def title(self) -> str:
-        return {"prometheus": "Prometheus", "alertmanager": "Alertmanager"}[self.kind]
+        return {"prometheus": "Prometheus", "alertmanager": "Alertmanager", "redis-exporter": "the Redis exporter"}[
+            self.kind]
 
     @property
     def config_path(self) -> Path:
         return self.directory / f"{self.kind}.yml"
 
+    @property
+    def marker(self) -> str:
+        """What its command line holds that no other process's does (the pid check)."""
+        return f"127.0.0.1:{self.port}" if self.kind == "redis-exporter" else str(self.config_path)
+
     def running(self) -> bool:
-        return _pid_alive(self.pid, str(self.config_path))
+        return _pid_alive(self.pid, self.marker)
 
     def ready(self) -> bool:
+        path = "/health" if self.kind == "redis-exporter" else "/-/ready"
         try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=1) as response:  # noqa: S310
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -196,6 +211,10 @@ class Server:
 
     def argv(self) -> list[str]:
         data = self.directory / "data"
+        if self.kind == "redis-exporter":
+            return [shutil.which(REDIS_EXPORTER_BIN) or REDIS_EXPORTER_BIN,
+                    "-redis.addr", f"redis://127.0.0.1:{self.redis_port}",
+                    "-web.listen-address", f"127.0.0.1:{self.port}"]
         if self.kind == "prometheus":
             binary = shutil.which(PROMETHEUS_BIN)
             return [
@@ -222,9 +241,11 @@ class Server:
         ]
 
     def start(self, timeout: float = 30.0) -> None:
-        binary = PROMETHEUS_BIN if self.kind == "prometheus" else ALERTMANAGER_BIN
+        binary = {"prometheus": PROMETHEUS_BIN, "alertmanager": ALERTMANAGER_BIN, "redis-exporter": REDIS_EXPORTER_BIN}[
+            self.kind]
         if shutil.which(binary) is None:
             raise Unavailable(f"{binary} is not installed", hint="run scripts/bootstrap")
+        self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / f"{self.kind}.log").open("ab")
         process = subprocess.Popen(
             self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -250,4 +271,4 @@ class Server:
             raise Unavailable(f"{self.kind} rejected its new configuration: {exc.read().decode().strip()}") from exc
 
     def stop(self) -> bool:
-        return stop_process(self.pid, str(self.config_path))
+        return stop_process(self.pid, self.marker)

@@ -1,0 +1,128 @@
+"""`runbook lab up --profile NAME`: the profiles are the drill profiles; causal-eval adds a
+Redis to the Compose project (its own file, scraped through prometheus-redis-exporter in a
+job of its own, described on the Compose host), and a drill mode that needs it is listed as
+not automated on a lab without it. The Redis itself runs in tests/integration/test_drills.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from runbook_remediation import drill, shell
+from runbook_remediation.errors import BadInput, RunbookError
+from runbook_remediation.lab import lab as lab_module
+from runbook_remediation.lab.lab import PROFILES, Lab, LabHost, LabState, inventory
+from runbook_remediation.lab.monitoring import ScrapeTarget, Server, prometheus_config, rules_text
+
+COMPOSE = LabHost("lab-compose", "runbook-x-demo-1", "compose", 40003, replica_ports=[40003, 40004])
+STATE = LabState(hosts=[COMPOSE], prometheus_port=40010, alertmanager_port=40011, profiles=["causal-eval"],
+                 redis={"port": 40020, "exporter_port": 40021, "exporter_pid": None, "ports": [40020, 40021]})
+
+
+def test_every_drill_profile_is_a_lab_profile() -> None:
+    assert list(PROFILES) == drill.names()
+
+
+def test_an_unknown_profile_is_refused_before_anything_is_made(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    monkeypatch.setattr(Lab, "client", property(lambda _self: pytest.fail("docker was asked")))
+    with pytest.raises(BadInput, match="unknown lab profile nope"):
+        lab.up(profiles=("nope",))
+    assert not lab.dir.exists()
+
+
+def test_the_cli_offers_the_profiles(runbook_env) -> None:
+    result = CliRunner().invoke(shell.cli, ["lab", "up", "--profile", "nope"])
+    assert result.exit_code == 2 and "causal-eval" in result.output
+
+
+def test_causal_eval_puts_a_redis_in_the_compose_project_on_its_own_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    assert "redis" not in lab.compose_file(COMPOSE)["services"]
+    redis = lab.compose_file(COMPOSE, redis_port=40020)["services"]["redis"]
+    assert redis["command"] == ["redis-server", "/etc/runbook-redis/redis.conf"]
+    assert redis["network_mode"] == "host" and redis["volumes"] == [f"{lab.redis_dir}:/etc/runbook-redis"]
+    assert redis["labels"][lab_module.LABEL] == "x"  # `lab down` finds it
+    assert lab.redis_container == "runbook-x-redis-1"
+
+    assert lab._write_redis_conf(40020, overwrite=False) is True
+    text = (lab.redis_dir / "redis.conf").read_text()
+    assert "bind 127.0.0.1\nport 40020\n" in text
+    assert "maxmemory 4mb\nmaxmemory-policy noeviction\n" in text
+    (lab.redis_dir / "redis.conf").write_text(text.replace("4mb", "8mb"))  # a raise redis-memory kept
+    assert lab._write_redis_conf(40020, overwrite=False) is False  # `up` keeps it ...
+    assert "maxmemory 8mb" in (lab.redis_dir / "redis.conf").read_text()
+    assert lab._write_redis_conf(40020, overwrite=True) is True  # ... heal puts it back
+    assert "maxmemory 4mb" in (lab.redis_dir / "redis.conf").read_text()
+
+
+def test_the_redis_is_a_service_of_the_compose_host_and_scraped_in_a_job_of_its_own(tmp_path: Path) -> None:
+    hosts = inventory(STATE, tmp_path / "compose", "runbook-x")["all"]["children"]["lab"]["children"]
+    demo, redis = hosts["lab_compose"]["hosts"]["lab-compose"]["runbook_services"]
+    assert demo["name"] == "demo"
+    assert redis == {
+        "name": "redis", "manager": "compose", "container": "runbook-x-redis-1",
+        "project_src": str(tmp_path / "compose"), "project": "runbook-x", "compose_service": "redis",
+        "health_url": "redis://127.0.0.1:40020",
+        "redis": {"ceiling": "64M", "config_file": str(tmp_path / "redis" / "redis.conf")},
+    }
+    without = LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2)
+    services = inventory(without, tmp_path, "x")["all"]["children"]["lab"]["children"]["lab_compose"]["hosts"]
+    assert [s["name"] for s in services["lab-compose"]["runbook_services"]] == ["demo"]
+
+    config = prometheus_config([], 40011, Path("/x/rules.yml"), [],
+                               [ScrapeTarget("lab-compose", "redis", "compose", 40021)])
+    demo_job, redis_job = config["scrape_configs"]
+    assert demo_job["job_name"] == "runbook-demo"
+    assert redis_job == {"job_name": "runbook-redis", "static_configs": [
+        {"targets": ["127.0.0.1:40021"], "labels": {"host": "lab-compose", "service": "redis", "manager": "compose"}}]}
+    assert len(prometheus_config([], 1, Path("/x"))["scrape_configs"]) == 1
+    rules = {r["alert"]: r for g in yaml.safe_load(rules_text())["groups"] for r in g["rules"]}
+    assert 'redis_up{job="runbook-redis"} == 0' in rules["RedisDown"]["expr"]
+    assert "redis_memory_used_bytes" in rules["RedisOutOfMemory"]["expr"]
+
+
+def test_the_exporter_reads_the_profiles_redis_on_loopback(tmp_path: Path) -> None:
+    exporter = Server("redis-exporter", tmp_path, 40021, redis_port=40020)
+    argv = exporter.argv()
+    assert argv[1:] == ["-redis.addr", "redis://127.0.0.1:40020", "-web.listen-address", "127.0.0.1:40021"]
+    assert exporter.marker == "127.0.0.1:40021" and exporter.title == "the Redis exporter"
+
+
+class Lab_:
+    """A lab whose state is given: what drill.run reads of it."""
+
+    def __init__(self, state):
+        self._state = state
+
+    def state(self):
+        return self._state
+
+    def host(self, name):
+        return next(h for h in self._state.hosts if h.name == name)
+
+    def heal(self, name):
+        return f"healed {name}"
+
+
+def test_a_mode_that_needs_the_profiles_redis_is_not_automated_without_it() -> None:
+    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS,
+                         {"service-down", "fd-exhaustion", "redis-memory"})
+    lab = Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2))
+    report = drill.run(lab, profile, only=("redis-full", "redis-down"))
+    reasons = {row["mode"]: row["reason"] for row in report["modes"]}
+    assert reasons == {"redis-full": "the lab has no redis: runbook lab up --profile causal-eval",
+                       "redis-down": "the lab has no redis: runbook lab up --profile causal-eval"}
+
+
+def test_a_mode_needing_what_no_profile_adds_is_refused(monkeypatch, tmp_path: Path) -> None:
+    (tmp_path / "bad.yml").write_text("profile: bad\nseed: '004'\nsystem: x\nhost: lab-compose\nmodes:\n"
+                                      "  - {name: m, title: t, fault: crash, scenario: service-down, needs: kafka}\n")
+    monkeypatch.setattr(drill, "_files", lambda: tmp_path)
+    with pytest.raises(RunbookError, match="needs 'kafka', no lab profile's part"):
+        drill.load("bad", lab_module.FAULTS, {"service-down"})
