@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,71 @@ import pytest
 from runbook_remediation.collection import find_collection
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# --- parallel runs (pytest-xdist: scripts/test runs `-n 2 --dist loadgroup`) -----------------
+#
+# Each worker has a lab and a state directory of its own, and a test file runs whole on one
+# worker (its module fixtures are made once). Files that share something of this machine's
+# run on the same worker, one after the other.
+SHARED_BY_FILES = {
+    # The host's ps lists every soffice process, the containers' too.
+    "soffice": ("test_soffice_leak.py", "test_soffice_leak_container.py"),
+    # pip builds the wheel in the checkout (build/), which the collection build reads.
+    "packaging": ("test_wheel.py", "test_packaging.py"),
+}
+# Marked k8s: one Kubernetes lab cluster per machine (a kubelet, and the sysctls it sets).
+KUBERNETES_GROUP = "kubernetes"
+
+# Seconds each slow file (or group) takes, from a --durations=0 run: the longest start
+# first, so that no long file starts last on one worker while the other idles. Only the
+# order depends on these figures; a file not listed counts as DEFAULT_SECONDS.
+SECONDS = {
+    KUBERNETES_GROUP: 580, "test_error_rate.py": 390, "test_oom_memory.py": 295, "test_drills.py": 295,
+    "test_error_rate_provider.py": 200, "test_isolate_host.py": 175, "test_latency.py": 145,
+    "test_fd_exhaustion.py": 125, "test_security.py": 115, "test_disk_full.py": 110, "test_closed_loop.py": 105,
+    "test_db_restore.py": 100, "test_frame.py": 100, "soffice": 85, "test_admin_action.py": 85,
+    "test_cpu_limit_raise.py": 85, "test_env_toggle.py": 75, "test_service_down.py": 70,
+    "test_db_connection_pool.py": 65, "test_prometheus_retention.py": 65, "test_db_max_connections.py": 65,
+    "test_config_restore.py": 65, "test_auth_abuse.py": 60, "test_cli_run.py": 60, "test_latency_scale.py": 55,
+}
+DEFAULT_SECONDS = {"integration": 30, "unit": 3}
+
+
+def xdist_group(item) -> str | None:
+    if item.get_closest_marker("k8s"):
+        return KUBERNETES_GROUP
+    return next((group for group, files in SHARED_BY_FILES.items() if item.path.name in files), None)
+
+
+def expected_seconds(item) -> int:
+    scope = xdist_group(item) or item.path.name
+    return SECONDS.get(scope, DEFAULT_SECONDS["integration" if "integration" in item.path.parts else "unit"])
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+    # Longest first (stable: a file's tests keep their order); with --no-loadscope-reorder
+    # xdist hands the files out in this order.
+    items.sort(key=expected_seconds, reverse=True)
+
+
+def pytest_configure(config):
+    """A worker's own lab name, state directory and Ansible temp directory (the CLI and the
+    lab read them from the environment), so that two workers never share a lab."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    os.environ["RUNBOOK_LAB_NAME"] = f"{os.environ.get('RUNBOOK_LAB_NAME', 'test')}-{worker}"
+    base = os.environ.get("RUNBOOK_STATE_DIR")
+    state = Path(base) / worker if base else Path(tempfile.mkdtemp(prefix=f"runbook-test-state-{worker}-"))
+    state.mkdir(parents=True, exist_ok=True)
+    os.environ["RUNBOOK_STATE_DIR"] = str(state)
+    os.environ["ANSIBLE_LOCAL_TEMP"] = str(state / "ansible-tmp")
 
 
 @pytest.fixture(scope="session", autouse=True)
