@@ -27,25 +27,28 @@ from runbook_remediation.collection import find_collection
 REPO = Path(__file__).resolve().parents[1]
 
 
-# --- parallel runs (pytest-xdist: scripts/test runs `-n 2 --dist loadgroup`) -----------------
+# --- parallel runs (pytest-xdist: scripts/test runs `-n 2 --dist loadfile`) ------------------
 #
 # Each worker has a lab and a state directory of its own, and a test file runs whole on one
 # worker (its module fixtures are made once). Files that share something of this machine's
-# run on the same worker, one after the other.
+# run on the same worker, one after the other: pytest_xdist_make_scheduler below makes each
+# group one unit of work. (loadgroup cannot do it here: pytest 9.2 ignores the node id that
+# xdist 3.8 rewrites to carry the group.)
 SHARED_BY_FILES = {
+    # One Kubernetes lab cluster per Docker engine (its kubelet owns every pod container).
+    "kubernetes": ("test_kubernetes_lab.py", "test_kubernetes_lab_up.py", "test_kubernetes_scenarios.py"),
     # The host's ps lists every soffice process, the containers' too.
     "soffice": ("test_soffice_leak.py", "test_soffice_leak_container.py"),
     # pip builds the wheel in the checkout (build/), which the collection build reads.
     "packaging": ("test_wheel.py", "test_packaging.py"),
 }
-# Marked k8s: one Kubernetes lab cluster per machine (a kubelet, and the sysctls it sets).
-KUBERNETES_GROUP = "kubernetes"
+GROUP_OF_FILE = {name: group for group, names in SHARED_BY_FILES.items() for name in names}
 
 # Seconds each slow file (or group) takes, from a --durations=0 run: the longest start
 # first, so that no long file starts last on one worker while the other idles. Only the
 # order depends on these figures; a file not listed counts as DEFAULT_SECONDS.
 SECONDS = {
-    KUBERNETES_GROUP: 580, "test_error_rate.py": 390, "test_oom_memory.py": 295, "test_drills.py": 295,
+    "kubernetes": 580, "test_error_rate.py": 390, "test_oom_memory.py": 295, "test_drills.py": 295,
     "test_error_rate_provider.py": 200, "test_isolate_host.py": 175, "test_latency.py": 145,
     "test_fd_exhaustion.py": 125, "test_security.py": 115, "test_disk_full.py": 110, "test_closed_loop.py": 105,
     "test_db_restore.py": 100, "test_frame.py": 100, "soffice": 85, "test_admin_action.py": 85,
@@ -56,26 +59,38 @@ SECONDS = {
 DEFAULT_SECONDS = {"integration": 30, "unit": 3}
 
 
-def xdist_group(item) -> str | None:
-    if item.get_closest_marker("k8s"):
-        return KUBERNETES_GROUP
-    return next((group for group, files in SHARED_BY_FILES.items() if item.path.name in files), None)
+def unit_of_work(nodeid: str) -> str:
+    """The file a test is in, or the group of files it shares the machine with."""
+    path = nodeid.split("::", 1)[0]
+    return GROUP_OF_FILE.get(Path(path).name, path)
 
 
 def expected_seconds(item) -> int:
-    scope = xdist_group(item) or item.path.name
-    return SECONDS.get(scope, DEFAULT_SECONDS["integration" if "integration" in item.path.parts else "unit"])
+    default = DEFAULT_SECONDS["integration" if "integration" in item.path.parts else "unit"]
+    return SECONDS.get(GROUP_OF_FILE.get(item.path.name, item.path.name), default)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        group = xdist_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("k8s") and GROUP_OF_FILE.get(item.path.name) != "kubernetes":
+            raise pytest.UsageError(f"{item.path.name} has k8s tests: list it in SHARED_BY_FILES['kubernetes']")
     # Longest first (stable: a file's tests keep their order); with --no-loadscope-reorder
-    # xdist hands the files out in this order.
+    # xdist hands the units out in this order.
     items.sort(key=expected_seconds, reverse=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with each SHARED_BY_FILES group as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    return SharedFileScheduling(config, log)
 
 
 def pytest_configure(config):
