@@ -27,7 +27,7 @@ from runbook_remediation.collection import find_collection
 REPO = Path(__file__).resolve().parents[1]
 
 
-# --- parallel runs (pytest-xdist: scripts/test runs `-n 2 --dist loadfile`) ------------------
+# --- parallel runs (pytest-xdist: RUNBOOK_TEST_WORKERS=2 scripts/test, `-n 2 --dist loadfile`) ---
 #
 # Each worker has a lab and a state directory of its own, and a test file runs whole on one
 # worker (its module fixtures are made once). Files that share something of this machine's
@@ -74,9 +74,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("k8s") and GROUP_OF_FILE.get(item.path.name) != "kubernetes":
             raise pytest.UsageError(f"{item.path.name} has k8s tests: list it in SHARED_BY_FILES['kubernetes']")
-    # Longest first (stable: a file's tests keep their order); with --no-loadscope-reorder
-    # xdist hands the units out in this order.
-    items.sort(key=expected_seconds, reverse=True)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Longest first (stable: a file's tests keep their order); with --no-loadscope-reorder
+        # xdist hands the units out in this order. A run on one process keeps pytest's order.
+        items.sort(key=expected_seconds, reverse=True)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -202,7 +202,8 @@ def _closed_loop(lab, progress: Progress):
     progress(f"starting runbook watch (log: {log_path})")
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen([sys.executable, "-m", "runbook_remediation", "watch", "--port", str(free_port())],
-                                   stdout=subprocess.DEVNULL, stderr=log, env=_lab_env())
+                                   stdout=subprocess.DEVNULL, stderr=log, env=_lab_env(),
+                                   preexec_fn=_stop_with_parent(os.getpid()))
     try:
         ready = _wait(lambda: "remediating alerts as they fire" in log_path.read_text(encoding="utf-8")
                       or process.poll() is not None, WATCH_START_TIMEOUT, interval=0.2)
@@ -217,6 +218,24 @@ def _closed_loop(lab, progress: Progress):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _stop_with_parent(parent: int) -> Callable[[], None]:
+    """For the watcher's child process: SIGTERM when the drill dies (killed, -9 included),
+    so that no watcher is left remediating the lab's alerts after its drill. Linux only;
+    elsewhere the drill's own finally stops it as before."""
+    def preexec() -> None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the drill died before the prctl: stop now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _healthy(lab, host, mode: Mode) -> bool:

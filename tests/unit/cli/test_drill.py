@@ -4,6 +4,9 @@ tests/integration/test_drills.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +154,41 @@ def test_the_loop_takes_only_a_mode_its_alert_dispatches_as_is(mode, takes):
 def test_the_cli_refuses_an_unknown_profile(runbook_env):
     result = CliRunner().invoke(shell.cli, ["drill", "nope"])
     assert result.exit_code == 2 and "nope" in result.output
+
+
+def test_the_loops_watcher_stops_when_its_drill_is_killed(tmp_path):
+    """A drill killed with SIGKILL (a timeout, an OOM kill) has no finally: its watcher gets
+    SIGTERM from the kernel instead of remediating the lab's alerts on its own."""
+    child_pid = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import subprocess, sys, time
+from runbook_remediation import drill
+import os
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                         preexec_fn=drill._stop_with_parent(os.getpid()))
+open({str(child_pid)!r}, "w").write(str(child.pid))
+time.sleep(60)
+"""])
+    try:
+        deadline = time.monotonic() + 20
+        while not child_pid.exists() or not child_pid.read_text():
+            assert time.monotonic() < deadline, "the drill stand-in did not start its child"
+            time.sleep(0.05)
+        pid = int(child_pid.read_text())
+        assert Path(f"/proc/{pid}").exists()
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            assert time.monotonic() < deadline, "the watcher outlived its killed drill"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
