@@ -224,14 +224,17 @@ def _stop_with_parent(parent: int) -> Callable[[], None]:
     """For the watcher's child process: SIGTERM when the drill dies (killed, -9 included),
     so that no watcher is left remediating the lab's alerts after its drill. Linux only;
     elsewhere the drill's own finally stops it as before."""
-    def preexec() -> None:
-        try:
-            import ctypes
+    import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
+    try:  # looked up here, in the drill: the child between fork and exec only calls it
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        prctl = None
+
+    def preexec() -> None:
+        if prctl is None:
             return
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:  # the drill died before the prctl: stop now
             os.kill(os.getpid(), signal.SIGTERM)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from runbook_remediation import catalogue, drill, shell
 from runbook_remediation.collection import Collection
 from runbook_remediation.errors import BadInput, RunbookError
 from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS, RELEASES, LabHost, LabState
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = {s.name for s in catalogue.catalogue(Collection(REPO, REPO))}
@@ -170,18 +170,14 @@ open({str(child_pid)!r}, "w").write(str(child.pid))
 time.sleep(60)
 """])
     try:
-        deadline = time.monotonic() + 20
-        while not child_pid.exists() or not child_pid.read_text():
-            assert time.monotonic() < deadline, "the drill stand-in did not start its child"
-            time.sleep(0.05)
+        wait_for(lambda: child_pid.exists() and child_pid.read_text(), interval=0.05,
+                 what="the drill stand-in to start its child")
         pid = int(child_pid.read_text())
         assert Path(f"/proc/{pid}").exists()
         parent.kill()
         parent.wait()
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
-            assert time.monotonic() < deadline, "the watcher outlived its killed drill"
-            time.sleep(0.05)
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in _state(pid), timeout=10, interval=0.05,
+                 what="the watcher to stop after its killed drill")
     finally:
         parent.kill()
         parent.wait()
