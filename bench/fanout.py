@@ -9,10 +9,15 @@ every trial, the medians and the ratios fleet / single (1.0 would be perfect sca
 Asserts nothing about time.
 
     .venv/bin/python bench/fanout.py [--trials 3] [--hosts 10] [--keep] [--strategy linear|free|mitogen]
+        [--fact-cache memory|jsonfile|both]
 
 --strategy compares ansible's execution strategies on the same fleet: `free` lets each host
 run ahead of the others; `mitogen` (pip install mitogen) runs mitogen_linear, which needs
 the docker connection's short name (`docker`), so the bench writes such an inventory.
+
+--fact-cache jsonfile runs with ansible-runner's default fact cache, which `runbook run` no
+longer uses (ansible-core decodes every host's cached facts for each task and host, in its one
+controller thread): the before figure. `both` alternates the two caches within each trial.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ def timed_run(limit: str, extra: dict, inventory: str | None = None) -> float:
     if outcomes != {"remediated"}:
         raise BenchError(f"expected every host remediated, got {outcomes}")
     return elapsed
+
+
+def use_fact_cache(name: str, state: Path) -> None:
+    """Make the runs use fact cache ``name`` (ANSIBLE_* variables pass to `runbook run`'s child)."""
+    for var in ("ANSIBLE_CACHE_PLUGIN", "ANSIBLE_CACHE_PLUGIN_CONNECTION"):
+        os.environ.pop(var, None)
+    if name == "jsonfile":
+        os.environ.update({"ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(state / "facts")})
 
 
 def strategy(name: str, inventory: Path, state: Path) -> str | None:
@@ -79,6 +92,7 @@ def bench() -> int:
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="leave the bench lab running")
     parser.add_argument("--strategy", choices=["linear", "free", "mitogen"], default="linear")
+    parser.add_argument("--fact-cache", choices=["memory", "jsonfile", "both"], default="memory")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="runbook-bench-fanout-"))
@@ -95,33 +109,39 @@ def bench() -> int:
         for name in hosts:
             wait(lambda name=name: health(lab.host(name).health_url) != 200, 15, f"{name} down")
 
-    times: dict[str, list[float]] = {"single": [], "fleet 0.5": [], "fleet 1.0": []}
+    caches = ["jsonfile", "memory"] if args.fact_cache == "both" else [args.fact_cache]
+    times: dict[str, dict[str, list[float]]] = {
+        cache: {"single": [], "fleet 0.5": [], "fleet 1.0": []} for cache in caches}
     inventory = None
     try:
         lab.up(hosts=args.hosts)
         inventory = strategy(args.strategy, lab.inventory_path, state)
         for trial in range(1, args.trials + 1):
-            crash(["lab-1"])
-            times["single"].append(timed_run("lab-1", {}, inventory))
-            crash(names)
-            times["fleet 0.5"].append(timed_run("lab_systemd", {"runbook_blast_radius": 0.5}, inventory))
-            crash(names)
-            times["fleet 1.0"].append(timed_run("lab_systemd", {"runbook_blast_radius": 1.0}, inventory))
-            print(f"trial {trial}: " + "  ".join(f"{k} {v[-1]:6.2f}s" for k, v in times.items()), flush=True)
+            for cache in caches:
+                use_fact_cache(cache, state)
+                runs = times[cache]
+                crash(["lab-1"])
+                runs["single"].append(timed_run("lab-1", {}, inventory))
+                crash(names)
+                runs["fleet 0.5"].append(timed_run("lab_systemd", {"runbook_blast_radius": 0.5}, inventory))
+                crash(names)
+                runs["fleet 1.0"].append(timed_run("lab_systemd", {"runbook_blast_radius": 1.0}, inventory))
+                print(f"trial {trial} ({cache} facts): " + "  ".join(f"{k} {v[-1]:6.2f}s" for k, v in runs.items()),
+                      flush=True)
     finally:
         if not args.keep:
             lab.down()
 
-    single = statistics.median(times["single"])
-    print()
-    for key, values in times.items():
-        median = statistics.median(values)
-        print(f"{key:<10} median {median:6.2f}s  max {max(values):6.2f}s  ratio to single {median / single:5.2f}")
-    fleet, half = statistics.median(times["fleet 1.0"]), statistics.median(times["fleet 0.5"])
-    print(f"\nstrategy {args.strategy}: {args.hosts} hosts at once cost {fleet / single:.2f}x one host "
-          f"({half / single:.2f}x with the default blast radius of 0.5)")
+    for cache, runs in times.items():
+        single = statistics.median(runs["single"])
+        print(f"\n{cache} fact cache:")
+        for key, values in runs.items():
+            median = statistics.median(values)
+            print(f"  {key:<10} median {median:6.2f}s  max {max(values):6.2f}s  ratio to single {median / single:5.2f}")
+        fleet, half = statistics.median(runs["fleet 1.0"]), statistics.median(runs["fleet 0.5"])
+        print(f"strategy {args.strategy}, {cache} fact cache: {args.hosts} hosts at once cost {fleet / single:.2f}x "
+              f"one host ({half / single:.2f}x with the default blast radius of 0.5)")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -114,6 +114,8 @@ def test_runner_kwargs(tmp_path):
     assert "extravars" not in kwargs  # written to env/extravars as data (write_extravars), never inline
     assert kwargs["cmdline"] == "--check"
     assert kwargs["quiet"] is True
+    # ansible-runner's jsonfile fact cache costs a decode per task and host: facts stay in memory.
+    assert kwargs["fact_cache_type"] == "memory"
     assert kwargs["envvars"] == ours
     assert kwargs["ident"] == "run"
     assert "timeout" not in kwargs  # enforced by runner._Stop, which also kills ansible's workers
