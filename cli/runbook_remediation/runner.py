@@ -237,6 +237,7 @@ def validate(request: Request) -> None:
     """Refuse bad input before anything runs (nothing is changed on bad input)."""
     if not request.inventory.exists():
         raise BadInput(f"inventory {request.inventory} not found")
+    _check_inventory_text(request.inventory)
     if request.limit is not None and not request.limit.strip():
         raise BadInput("--limit is empty: name a host, a group or a pattern")
     if request.timeout is not None and request.timeout <= 0:
@@ -251,6 +252,19 @@ def split_secrets(extravars: Mapping, is_secret: Callable[[str, object], bool]) 
     for name, value in extravars.items():
         (secret if is_secret(name, value) else plain)[name] = value
     return plain, secret
+
+
+def _check_inventory_text(inventory: Path) -> None:
+    """A static inventory file must be UTF-8 text. ansible-core only warns about one that
+    is not and runs on whatever hosts its INI parser took from the bytes before it gave up."""
+    if not inventory.is_file() or os.access(inventory, os.X_OK):  # a directory; a script may be a binary
+        return
+    try:
+        inventory.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"inventory {inventory} is not UTF-8 text (a binary file?): nothing was run") from None
+    except OSError as exc:
+        raise BadInput(f"inventory {inventory} cannot be read: {exc.strerror or exc}") from None
 
 
 def _check_plain_data(extravars: Mapping) -> None:

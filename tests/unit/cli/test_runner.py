@@ -86,6 +86,19 @@ def test_validate_refuses_a_missing_inventory(tmp_path):
         runner.validate(request(tmp_path / "nope.yml"))
 
 
+def test_validate_refuses_a_binary_inventory_file_but_not_a_binary_script(tmp_path):
+    # ansible-core would only warn, and run on the hosts its INI parser took from the bytes.
+    binary = tmp_path / "hosts.yml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    with pytest.raises(BadInput, match=r"hosts.yml is not UTF-8 text \(a binary file\?\): nothing was run"):
+        runner.validate(request(binary))
+    binary.chmod(0o755)  # an executable inventory is a dynamic inventory program: ansible runs it
+    runner.validate(request(binary))
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    runner.validate(request(directory))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
