@@ -178,7 +178,8 @@ class ActionModule(_frame.FrameAction):
         hostvars = task_vars.get('hostvars') or {}
         count = 0
         for host in (task_vars.get('groups') or {}).get('all', []):
-            services = self._templar.template(hostvars[host].get('runbook_services', [])) if host in hostvars else []
+            # hostvars[host] templates on access, in that host's own context: no second pass here.
+            services = hostvars[host].get('runbook_services', []) if host in hostvars else []
             if isinstance(services, list) and any(isinstance(s, dict) and s.get('name') == service for s in services):
                 count += 1
         return count

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit
 
 from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
-from ansible.module_utils.urls import SSLValidationError, open_url
+from ansible.module_utils.urls import Request, SSLValidationError, make_context
 
 USER_AGENT = 'runbook.remediation'
 
@@ -206,8 +206,28 @@ def is_http_url(url):
     return parts.scheme.lower() in ('http', 'https') and bool(parts.netloc)
 
 
+# make_context() loads the system's CA bundle: ~50 ms of CPU, which open_url() spends on
+# every request, http:// ones too. One verifying context per process serves every https
+# request; a plain http request gets a context without CAs (a redirect to https through it
+# fails verification: closed, never unverified).
+_TLS_CONTEXTS = {}
+
+
+def tls_context(url, validate_certs=True):
+    """The SSL context for a request to ``url``, made once per process."""
+    if urlsplit(to_text(url)).scheme.lower() != 'https':
+        key = 'http'
+        if key not in _TLS_CONTEXTS:
+            _TLS_CONTEXTS[key] = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return _TLS_CONTEXTS[key]
+    key = 'https-verify' if validate_certs else 'https-no-verify'
+    if key not in _TLS_CONTEXTS:
+        _TLS_CONTEXTS[key] = make_context(validate_certs=validate_certs)
+    return _TLS_CONTEXTS[key]
+
+
 class HttpClient:
-    """A thin JSON client over ansible.module_utils.urls.open_url().
+    """A thin JSON client over ansible.module_utils.urls.Request.
 
     ``base_url`` is prefixed to relative paths. Authentication is either HTTP basic
     (``url_username``/``url_password``) or a bearer token, never both.
@@ -267,11 +287,11 @@ class HttpClient:
 
         start = time.monotonic()
         try:
-            resp = open_url(
+            resp = Request().open(
+                method,
                 url,
                 data=data,
                 headers=req_headers,
-                method=method,
                 timeout=self.timeout,
                 validate_certs=self.validate_certs,
                 url_username=self.url_username,
@@ -280,6 +300,7 @@ class HttpClient:
                 http_agent=self.user_agent,
                 # a token must not be replaced by credentials from ~/.netrc
                 use_netrc=not self.bearer_token,
+                context=tls_context(url, self.validate_certs),
             )
             try:
                 status = resp.getcode()

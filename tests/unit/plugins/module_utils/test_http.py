@@ -171,6 +171,24 @@ def test_tls_to_plain_http_port(http_server):
         _http.HttpClient(timeout=2).get_json(http_server.url.replace("http://", "https://") + "/")
 
 
+def test_tls_context_is_made_once_per_process_and_never_for_plain_http(monkeypatch, http_server):
+    made = []
+    monkeypatch.setattr(_http, "_TLS_CONTEXTS", {})
+    monkeypatch.setattr(_http, "make_context", lambda **kwargs: made.append(kwargs) or ssl.create_default_context())
+    client = _http.HttpClient(base_url=http_server.url, timeout=2)
+    http_server.routes[("GET", "/ok")] = http_server.Reply(200, {"ok": True})
+    assert client.get_json("/ok") == {"ok": True}
+    assert client.get_json("/ok") == {"ok": True}
+    assert made == []  # no CA bundle loaded for http://
+    plain = _http.tls_context("http://127.0.0.1:9090/")
+    assert plain.get_ca_certs() == [] and plain.verify_mode == ssl.CERT_REQUIRED  # a redirect to https fails closed
+    verified = _http.tls_context("https://prometheus.example/api")
+    assert _http.tls_context("HTTPS://alertmanager.example/") is verified
+    assert made == [{"validate_certs": True}]
+    assert _http.tls_context("https://x.example/", validate_certs=False) is not verified
+    assert made == [{"validate_certs": True}, {"validate_certs": False}]
+
+
 def test_http_argument_spec_marks_secrets():
     spec = _http.http_argument_spec()
     assert spec["url_password"]["no_log"] is True
