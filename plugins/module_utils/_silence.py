@@ -113,9 +113,9 @@ def diff_view(silence):
 class SilenceClient(prom.AlertmanagerClient):
     """The silence endpoints of the Alertmanager API v2."""
 
-    def _call(self, method, path, body=None):
+    def _call(self, method, path, body=None, params=None):
         try:
-            response = self.http.request(method, path, json_body=body, expected_status=all)
+            response = self.http.request(method, path, params=params, json_body=body, expected_status=all)
         except HttpError as exc:
             raise self._unreachable(exc) from exc
         if 200 <= response.status < 300:
@@ -134,8 +134,11 @@ class SilenceClient(prom.AlertmanagerClient):
         error.text = text
         raise error
 
-    def silences(self):
-        data = self._call('GET', '/api/v2/silences').json_or_none()
+    def silences(self, filters=None):
+        """The silences, expired ones too (Alertmanager keeps them for days); ``filters``
+        (label matchers as text) make Alertmanager return only those whose matchers match."""
+        params = {'filter': list(filters)} if filters else None
+        data = self._call('GET', '/api/v2/silences', params=params).json_or_none()
         if not isinstance(data, list):
             raise SilenceError('Alertmanager at %s: expected a list of silences (is this an Alertmanager?)' % self.url)
         return data
@@ -168,6 +171,19 @@ class SilenceClient(prom.AlertmanagerClient):
 
 
 # --------------------------------------------------------------------------- present / absent
+
+# Values Alertmanager's filter syntax takes between double quotes without escaping.
+_PLAIN_VALUE = re.compile(r'^[A-Za-z0-9_.:/@-]+$')
+
+
+def server_filters(matchers):
+    """Filters under which Alertmanager returns only silences that can have ``matchers``:
+    the filter ``name="value"`` passes a silence whose equality matcher ``name`` has that
+    value (Alertmanager 0.25 passes no regex matcher this way). Plain equality matchers
+    only; :func:`live_matches` compares everything afterwards."""
+    return ['%s="%s"' % (m['name'], m['value']) for m in matchers or []
+            if m.get('isEqual', True) and not m.get('isRegex') and _PLAIN_VALUE.match(str(m.get('value') or ''))]
+
 
 def live_matches(silences, matchers, comment):
     key = matcher_key(matchers)
@@ -205,7 +221,7 @@ def ensure_present(params, client, matchers, now, check_mode=False, refetch=True
     if not comment:
         raise SilenceError('a silence needs a comment', kind='input')
     if current is None:
-        found = live_matches(client.silences(), matchers, comment)
+        found = live_matches(client.silences(server_filters(matchers)), matchers, comment)
         current = found[0] if found else None
 
     try:
@@ -250,7 +266,7 @@ def ensure_absent(params, client, matchers, check_mode=False):
         if not matchers:
             raise SilenceError('give silence_id, or the matchers (matchers or labels) and the comment of the silence',
                                kind='input')
-        targets = live_matches(client.silences(), matchers, params['comment'])
+        targets = live_matches(client.silences(server_filters(matchers)), matchers, params['comment'])
     expired = []
     for silence in targets:
         if check_mode or client.expire(silence['id']):

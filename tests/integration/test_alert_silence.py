@@ -33,6 +33,7 @@ pytestmark = pytest.mark.lab
 install_collection_loader()
 
 from ansible_collections.runbook.remediation.plugins.module_utils import _silence  # noqa: E402
+from ansible_collections.runbook.remediation.plugins.module_utils._http import HttpClient  # noqa: E402
 from ansible_collections.runbook.remediation.plugins.modules import alertmanager_silence  # noqa: E402
 
 HOST = "lab-9"
@@ -188,6 +189,27 @@ def test_create_extend_expire(run, am):
     assert wait_state(am, alertname, "active")["silencedBy"] == []
     failed, result = run(**absent)
     assert not failed and (result["changed"], result["action"], result["expired"]) == (False, "absent", [])
+
+
+def test_alertmanager_filters_the_silences_by_our_plain_matchers(run, am):
+    """ensure_present/absent ask Alertmanager for the silences with our host only (it keeps
+    expired ones for days): another host's silence with the same comment is not returned."""
+    comment = f"test {uuid.uuid4()}"
+    ours = {"url": am, "labels": {"alertname": "Filtered", "host": HOST}, "comment": comment}
+    failed, result = run(**ours)
+    assert not failed, result["msg"]
+    failed, other = run(**dict(ours, labels={"alertname": "Filtered", "host": "lab-8"}))
+    assert not failed and other["silence_id"] != result["silence_id"]
+    client = _silence.SilenceClient(HttpClient(base_url=am, timeout=5))
+    matchers = _silence.build_matchers(None, ours["labels"])
+    assert {s["id"] for s in client.silences(_silence.server_filters(matchers)) if s["comment"] == comment} \
+        == {result["silence_id"]}
+    assert {result["silence_id"], other["silence_id"]} <= {s["id"] for s in client.silences()}
+    failed, again = run(**ours)
+    assert not failed and (again["action"], again["silence_id"]) == ("unchanged", result["silence_id"])
+    failed, gone = run(**dict(ours, state="absent"))
+    assert not failed and gone["expired"] == [result["silence_id"]]
+    assert [s["id"] for s in live(am, comment)] == [other["silence_id"]]
 
 
 def test_by_silence_id(run, am):

@@ -82,6 +82,16 @@ def test_wanted_end_in_the_past():
         _silence.wanted_end({"ends_at": "-5m", "duration": None}, NOW)
 
 
+def test_server_filters_name_only_plain_values():
+    matchers = _silence.build_matchers(None, {"alertname": ["A"], "host": "web-1.example", "service": "a b",
+                                              "job": '~x"y', "env": "~prod"})
+    # alertname is a regex matcher (a list), service has a space, job a quote, env is a regex:
+    # compared locally only.
+    assert _silence.server_filters(matchers) == ['host="web-1.example"']
+    assert _silence.server_filters([{"name": "host", "value": "web-1", "isRegex": False, "isEqual": False}]) == []
+    assert _silence.server_filters([]) == []
+
+
 def test_live_matches_picks_same_matchers_and_comment_latest_first():
     matchers = [{"name": "alertname", "value": "X", "isRegex": False, "isEqual": True}]
 
