@@ -57,6 +57,8 @@ PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
 _NO_HOSTS_TEXT = ("no hosts to target", "no hosts matched")
 # ... and its inventory warnings, one line (one verbose event) each.
 _UNPARSED = re.compile(r"Unable to parse (?P<source>.+) as an inventory source")
+# ... or, with ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED (runner.our_env), its error.
+_UNPARSED_ERROR = re.compile(r"Completely failed to parse inventory source (?P<source>.+)")
 _NOTHING_PARSED = "No inventory was parsed"
 _PLUGIN_FAILED = re.compile(r"Failed to parse inventory with '(?P<plugin>[^']+)' plugin: (?P<message>.+)")
 _ORIGIN = re.compile(r"^Origin: (?P<path>[^<].*?):(?P<line>\d+):(?P<column>\d+)$")
@@ -144,7 +146,10 @@ class Collector:
             text = (event.get("stdout") or "").strip().splitlines()
             text = text[0].strip() if text else ""  # an "error" event goes on with a traceback
             if text.startswith(("[ERROR]", "ERROR!")):
-                self.errors.append(text.split(":", 1)[-1].strip() if text.startswith("[ERROR]") else text[6:].strip())
+                message = text.split(":", 1)[-1].strip() if text.startswith("[ERROR]") else text[6:].strip()
+                self.errors.append(message)
+                if match := _UNPARSED_ERROR.match(message):
+                    self.unparsed.append(match["source"].strip())
             else:
                 self._inventory_line(text)
         elif kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):

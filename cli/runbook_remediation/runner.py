@@ -321,6 +321,9 @@ def our_env(collections_path: str, environ: Mapping[str, str]) -> dict[str, str]
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
+        # An inventory source that does not parse stops the run. By default ansible-core
+        # warns and runs on the hosts the source gave before its parser failed.
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
     }
 
 

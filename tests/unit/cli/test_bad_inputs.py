@@ -50,7 +50,7 @@ def closed_port() -> int:
 class Case:
     """One bad input. ``argv`` and ``env`` values may name the case's files: {inv}
     (a good inventory of unreachable hosts), {broken} (broken YAML), {binary}, {ini}
-    (broken INI), {deep} (deeply nested JSON), {latin1} (a non-UTF-8 vars file),
+    (broken INI), {half} (INI with a good host line before the broken one), {deep} (deeply nested JSON), {latin1} (a non-UTF-8 vars file),
     {notdb} (a file that is no database), {nonutf_matrix}, {broken_matrix}, {pm}
     (an existing file), {listvars} (a YAML list), {dir} (the case's directory), {incident} (an open incident,
     with ``setup="incident"``; resolved with ``setup="resolved"``), {closed} (a port
@@ -83,6 +83,8 @@ CASES = [
     case("run-inventory-broken-yaml", "run", "service-down", "-i", "{broken}", "--check", progress=True),
     case("run-inventory-binary", "run", "service-down", "-i", "{binary}", "--check", progress=True),
     case("run-inventory-broken-ini", "run", "service-down", "-i", "{ini}", "--check", progress=True),
+    # ansible-core alone would run on web-1, the host the parser took before it failed.
+    case("run-inventory-half-ini", "run", "service-down", "-i", "{half}", "--check", progress=True),
     case("run-extra-vars-no-equals", "run", "service-down", "-i", "{inv}", "-e", "novalue"),
     case("run-extra-vars-empty", "run", "service-down", "-i", "{inv}", "-e", " "),
     case("run-extra-vars-bad-name", "run", "service-down", "-i", "{inv}", "-e", '{"1x": 1}'),
@@ -239,6 +241,7 @@ def _files(work: Path) -> dict[str, str]:
         "broken": work / "broken.yml",
         "binary": work / "binary.yml",
         "ini": work / "broken.ini",
+        "half": work / "half.ini",
         "deep": work / "deep.json",
         "latin1": work / "vars-latin1.yml",
         "notdb": work / "not-a-database",
@@ -254,6 +257,7 @@ def _files(work: Path) -> dict[str, str]:
     files["broken"].write_text("all:\n  hosts:\n    web-1: [\n", encoding="utf-8")
     files["binary"].write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
     files["ini"].write_text("[web\nweb-1\n", encoding="utf-8")
+    files["half"].write_text("web-1 ansible_connection=local\n[web\nweb-2\n", encoding="utf-8")
     files["deep"].write_text('{"a": ' + "[" * 100000 + "]" * 100000 + "}", encoding="utf-8")
     files["latin1"].write_bytes("service: caf\u00e9\n".encode("latin-1"))
     files["notdb"].write_text("this is not SQLite\n" * 100, encoding="utf-8")

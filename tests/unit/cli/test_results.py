@@ -286,6 +286,20 @@ def test_an_unparsable_ini_inventory_gets_the_ini_complaint():
         results.summarize(collect(*events, stats()), "s")
 
 
+def test_a_source_that_fails_to_parse_is_an_error_and_says_why():
+    # ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED (runner.our_env): ansible-core stops with an error
+    # instead of running on the hosts the parser took before it failed.
+    events = verbose(
+        "[WARNING]: Failed to parse inventory with 'ini' plugin: Failed to parse inventory: not enough values "
+        "to unpack (expected 3, got 2)",
+        "Origin: /inv/hosts",
+        "[ERROR]: Completely failed to parse inventory source /inv/hosts",
+    )
+    with pytest.raises(results.InventoryUnusable, match=r"^inventory /inv/hosts could not be parsed as INI: "
+                                                        r"not enough values to unpack .*: nothing was run$"):
+        results.summarize(collect(*events), "s", rc=1)
+
+
 def test_a_binary_inventory_is_bad_input_even_when_ansible_crashes():
     events = [*verbose(
         "[DEPRECATION WARNING]: File '/inv/blob' could not be decoded as 'utf-8'. Invalid content has been escaped.",

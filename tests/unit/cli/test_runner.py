@@ -299,6 +299,7 @@ def test_our_env_puts_this_pythons_ansible_first(monkeypatch):
     assert env["PATH"].split(os.pathsep).count("/usr/bin") == 1
     assert env["ANSIBLE_COLLECTIONS_PATH"] == "/c"
     assert env["ANSIBLE_NOCOLOR"] == "1" and env["ANSIBLE_RETRY_FILES_ENABLED"] == "0"
+    assert env["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] == "True"  # never run on a half-parsed inventory
     assert "ANSIBLE_STDOUT_CALLBACK" not in env
 
 
