@@ -50,7 +50,8 @@ def closed_port() -> int:
 class Case:
     """One bad input. ``argv`` and ``env`` values may name the case's files: {inv}
     (a good inventory of unreachable hosts), {broken} (broken YAML), {binary}, {ini}
-    (broken INI), {half} (INI with a good host line before the broken one), {deep} (deeply nested JSON), {latin1} (a non-UTF-8 vars file),
+    (broken INI), {half} (INI with a good host line before the broken one), {deep}
+    (deeply nested JSON), {latin1} (a non-UTF-8 vars file),
     {notdb} (a file that is no database), {nonutf_matrix}, {broken_matrix}, {pm}
     (an existing file), {listvars} (a YAML list), {dir} (the case's directory), {incident} (an open incident,
     with ``setup="incident"``; resolved with ``setup="resolved"``), {closed} (a port
