@@ -143,5 +143,6 @@ def bench() -> int:
               f"one host ({half / single:.2f}x with the default blast radius of 0.5)")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
