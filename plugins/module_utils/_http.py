@@ -215,14 +215,11 @@ _TLS_CONTEXTS = {}
 
 def tls_context(url, validate_certs=True):
     """The SSL context for a request to ``url``, made once per process."""
-    if urlsplit(to_text(url)).scheme.lower() != 'https':
-        key = 'http'
-        if key not in _TLS_CONTEXTS:
-            _TLS_CONTEXTS[key] = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        return _TLS_CONTEXTS[key]
-    key = 'https-verify' if validate_certs else 'https-no-verify'
+    https = urlsplit(to_text(url)).scheme.lower() == 'https'
+    key = ('https', bool(validate_certs)) if https else 'http'
     if key not in _TLS_CONTEXTS:
-        _TLS_CONTEXTS[key] = make_context(validate_certs=validate_certs)
+        _TLS_CONTEXTS[key] = make_context(validate_certs=validate_certs) if https \
+            else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     return _TLS_CONTEXTS[key]
 
 
