@@ -78,6 +78,9 @@ def pytest_collection_modifyitems(config, items):
         # Longest first (stable: a file's tests keep their order); with --no-loadscope-reorder
         # xdist hands the units out in this order. A run on one process keeps pytest's order.
         items.sort(key=expected_seconds, reverse=True)
+    elif os.environ.get("RUNBOOK_KUBERNETES_BUILD_STATUS"):
+        # scripts/test builds the cluster's binaries meanwhile: the k8s tests last (stable).
+        items.sort(key=lambda item: item.get_closest_marker("k8s") is not None)
 
 
 @pytest.hookimpl(optionalhook=True)

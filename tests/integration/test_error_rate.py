@@ -225,6 +225,12 @@ def test_a_dependency_that_is_down_is_restarted_first(lab, hard_dependency):
     assert code == 4, payload
 
 
+# The memory trend over the last 30 s at the lab's 1 s scrape, from 3 s after a start: the
+# defaults (15 min at 15 s, from 30 s) would keep the test waiting a minute for three points.
+SHORT_TREND = {"memory_limit_raise_trend_window": 30, "memory_limit_raise_trend_step": "1s",
+               "memory_limit_raise_trend_warmup": 3}
+
+
 def test_a_memory_leak_behind_the_errors_is_restarted(lab):
     """No release and no dependency explains the errors, but the service's memory grows: the
     run hands over to memory-leak's mitigation (a restart within the budget) and verifies the
@@ -236,12 +242,12 @@ def test_a_memory_leak_behind_the_errors_is_restarted(lab):
                          "-p", "mb_per_second=0.5", "-p", "max_mb=40", "-p", "fail_above_mb=4")
         assert result.returncode == 0, result.stderr
         wait_for(lambda: firing(lab, "HighErrorRate", name), timeout=60, what=f"HighErrorRate on {name}")
-        # The memory reading skips a process's first 30 s and needs three 15 s points.
-        wait_for(lambda: health_body(lab, name)["uptime_seconds"] >= 65, timeout=90,
+        # The memory reading skips a process's first seconds (SHORT_TREND: 3) and needs three points.
+        wait_for(lambda: health_body(lab, name)["uptime_seconds"] >= 10, timeout=90,
                  what="a process old enough for a memory trend")
         before = what_runs(lab, name)
 
-        code, payload = run_json("run", "error-rate", "-l", name, "--check")
+        code, payload = run_json("run", "error-rate", "-l", name, "--check", extra=SHORT_TREND)
         assert code == 0, payload
         result = payload["hosts"][name]
         assert result["outcome"] == "planned", result
@@ -249,7 +255,7 @@ def test_a_memory_leak_behind_the_errors_is_restarted(lab):
         assert result["memory"]["leak"] is True and result["memory"]["restarted"] is False
         assert what_runs(lab, name) == before
 
-        code, payload = run_json("run", "error-rate", "-l", name, "--yes")
+        code, payload = run_json("run", "error-rate", "-l", name, "--yes", extra=SHORT_TREND)
         assert code == 0, payload
         result = payload["hosts"][name]
         assert result["outcome"] == "remediated", result

@@ -20,12 +20,14 @@ from runbook_remediation import envelope as envelope_cli
 from runbook_remediation.lab import kubernetes as k8s
 from runbook_remediation.lab.monitoring import http_json
 from tests.conftest import http_status, runbook, wait_for, watcher
+from tests.kubernetes import wait_for_kubernetes_build
 
 pytestmark = [pytest.mark.lab, pytest.mark.k8s]
 
 
 @pytest.fixture(scope="module")
 def k8s_lab(lab):
+    wait_for_kubernetes_build()
     try:
         k8s.ensure_prerequisites()
     except Exception as exc:  # noqa: BLE001 - the reason is shown as the skip's
