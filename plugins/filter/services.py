@@ -8,6 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.runbook.remediation.plugins.module_utils._secrets import is_secret_name
+from ansible_collections.runbook.remediation.plugins.module_utils._service import compose_project as _compose_project
 
 MANAGERS = ("systemd", "docker", "compose", "kubernetes")
 
@@ -35,6 +36,14 @@ def service_dependencies(services, service):
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise AnsibleFilterError("service %r: depends_on must be a list of service names" % service.get("name"))
     return [select_service(services, name) for name in names]
+
+
+def compose_project(service):
+    """The Compose project of a service description: its ``project``, else the name Compose
+    derives from ``project_src`` (the label ``com.docker.compose.project`` of its containers)."""
+    if not isinstance(service, dict):
+        raise AnsibleFilterError("compose_project expects a service description (a dict)")
+    return _compose_project(service)
 
 
 def _select(services, name=""):
@@ -69,4 +78,4 @@ def _checked(service):
 class FilterModule:
     def filters(self):
         return {"select_service": select_service, "public_service": public_service,
-                "service_dependencies": service_dependencies}
+                "service_dependencies": service_dependencies, "compose_project": compose_project}

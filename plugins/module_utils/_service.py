@@ -40,7 +40,13 @@ class ServiceError(Exception):
 
 
 def compose_project(svc):
-    return svc.get('project') or os.path.basename(str(svc.get('project_src', '')).rstrip('/'))
+    """The Compose project's name: ``project``, else what Compose makes of the directory's
+    name (``project_src``): lowercased, only ``a-z0-9_-`` kept, no leading ``_`` or ``-``.
+    ``/srv/Runbook.Office`` is the project ``runbookoffice``, whose containers carry that label."""
+    if svc.get('project'):
+        return svc['project']
+    name = os.path.basename(str(svc.get('project_src') or '').rstrip('/')).lower()
+    return re.sub(r'[^a-z0-9_-]', '', name).lstrip('_-')
 
 
 def compose_service(svc):

@@ -54,27 +54,46 @@ def office():
     return client, build_office_image(client)
 
 
-@pytest.fixture
-def lab_office(office, tmp_path):
-    """The service's container (demo service + LibreOffice), another container, a host decoy."""
+@pytest.fixture(params=["docker", "compose"])
+def lab_office(request, office, tmp_path):
+    """The service's container (demo service + LibreOffice) as a Docker container or as a
+    Compose service, another container, a host decoy."""
     from runbook_remediation.lab.lab import demo_service_source
 
     client, image = office
     tag = uuid.uuid4().hex[:8]
     port = free_port()
-    mount = {str(demo_service_source()): {"bind": "/opt/runbook-demo/demo_service.py", "mode": "ro"}}
-    service = client.containers.run(
-        image, ["python3", "/opt/runbook-demo/demo_service.py", "--port", str(port), "--log-dir", "/tmp/demo",
-                "--workload-rps", "0"],
-        name=f"runbook-office-svc-{tag}", detach=True, network_mode="host", volumes=mount)
+    demo = str(demo_service_source())
+    command = ["python3", "/opt/runbook-demo/demo_service.py", "--port", str(port), "--log-dir", "/tmp/demo",
+               "--workload-rps", "0"]
+    description = {"name": "office", "manager": request.param, "health_url": f"http://127.0.0.1:{port}/health",
+                   "user": "65534"}
+    project_dir = None
+    if request.param == "docker":
+        service = client.containers.run(image, command, name=f"runbook-office-svc-{tag}", detach=True,
+                                        network_mode="host",
+                                        volumes={demo: {"bind": "/opt/runbook-demo/demo_service.py", "mode": "ro"}})
+        description["container"] = service.name
+    else:
+        # No `name:` and no `project`: Compose names the project after the directory, lowercased
+        # and without the dot ("runbookoffice-<tag>"), and the cleanup must find it by that name.
+        project_dir = tmp_path / f"Runbook.Office-{tag}"
+        project_dir.mkdir()
+        (project_dir / "compose.yaml").write_text(yaml.safe_dump({"services": {"office": {
+            "image": image, "command": command, "network_mode": "host",
+            "volumes": [f"{demo}:/opt/runbook-demo/demo_service.py:ro"]}}}), encoding="utf-8")
+        subprocess.run(["docker", "compose", "up", "--detach", "--no-build"], cwd=project_dir, check=True,
+                       capture_output=True)
+        service = client.containers.get(f"runbookoffice-{tag}-office-1")
+        description["project_src"] = str(project_dir)
     other = client.containers.run(image, ["sleep", "900"], name=f"runbook-office-other-{tag}", detach=True,
                                   network_mode="host")
     host_procs: list[subprocess.Popen] = []
     cleanup: list[Path] = []
     try:
-        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200, timeout=30, what="office service")
-        yield {"client": client, "service": service, "other": other, "health": f"http://127.0.0.1:{port}/health",
-               "host_procs": host_procs, "tmp": tmp_path, "cleanup": cleanup}
+        wait_for(lambda: http_status(description["health_url"]) == 200, timeout=30, what="office service")
+        yield {"client": client, "service": service, "other": other, "health": description["health_url"],
+               "description": description, "host_procs": host_procs, "tmp": tmp_path, "cleanup": cleanup}
     finally:
         for proc in host_procs:  # each in a session (process group) of its own
             try:
@@ -96,8 +115,7 @@ def inventory(env: dict) -> Path:
     path = env["tmp"] / "inventory.yml"
     path.write_text(yaml.safe_dump({"all": {"hosts": {"office-host": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "runbook_services": [{"name": "office", "manager": "docker", "container": env["service"].name,
-                              "health_url": env["health"], "user": "65534"}]}}}}), encoding="utf-8")
+        "runbook_services": [env["description"]]}}}}), encoding="utf-8")
     return path
 
 
@@ -146,13 +164,18 @@ def test_only_the_service_containers_stale_instances_are_stopped(lab_office):
     assert code == 4, json.dumps(payload)[:2000]  # nothing stale left in the container
 
 
-def test_a_docker_service_without_a_container_is_bad_input(lab_office):
-    env = lab_office
-    path = env["tmp"] / "bad.yml"
+@pytest.mark.parametrize(("description", "words"), [
+    ({"manager": "docker"}, "(manager docker) needs 'container'"),
+    ({"manager": "compose", "project_src": "srv/office"}, "(with project_src, an absolute path)"),
+])
+def test_a_container_service_it_cannot_scope_is_bad_input(tmp_path, description, words):
+    """Checked before anything is reached: no container, no lab needed."""
+    path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump({"all": {"hosts": {"office-host": {
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "runbook_services": [{"name": "office", "manager": "docker", "health_url": env["health"]}]}}}}),
+        "runbook_services": [{"name": "office", "health_url": "http://127.0.0.1:9/health", **description}]}}}}),
         encoding="utf-8")
     code, payload = run_json("run", "soffice-leak", "-i", str(path), "-l", "office-host", "--service", "office")
     assert code == 2, payload
-    assert "(manager docker) needs 'container'" in payload["hosts"]["office-host"]["message"]
+    message = payload["hosts"]["office-host"]["message"]
+    assert words in message and "\n" not in message, message
