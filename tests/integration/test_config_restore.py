@@ -114,6 +114,31 @@ def test_no_known_good_at_that_revision_escalates_and_changes_nothing(lab, broke
     assert checksum(lab) == before
 
 
+def test_a_known_good_that_fails_its_check_escalates_and_changes_nothing(lab, broken):
+    """The revision asked for holds an invalid file: it is checked beside the live one and
+    never put in place, and the run escalates with the check command's reason."""
+    before = checksum(lab)
+    # A tagged commit off to the side: HEAD and the work tree stay as they are.
+    sh(lab, f"cd {CONFIG_DIR} && blob=$(printf 'workers = [\\n' | git hash-object -w --stdin)"
+            " && tree=$(printf '100644 blob %s\\tproduction.toml\\n' $blob | git mktree)"
+            " && commit=$(git -c user.name=t -c user.email=t@example.invalid commit-tree $tree -m invalid)"
+            " && git tag runbook-test-invalid $commit")
+    try:
+        code, payload = run_json("run", "config-restore", "-l", HOST, "--yes",
+                                 extra={"config_restore_revision": "runbook-test-invalid"})
+        assert code == 3, payload
+        result = payload["hosts"][HOST]
+        assert result["outcome"] == "escalate", result
+        assert "did not restore" in result["message"], result["message"]
+        assert "the known-good file fails the check command too: invalid config:" in result["message"]
+        assert "nothing was changed" in result["message"] and "\n" not in result["message"]
+        assert checksum(lab) == before
+        assert sh(lab, f"ls {BACKUPS} 2>/dev/null", check=False) == ""
+        assert health(lab)[0] == 503  # still the broken-but-running configuration
+    finally:
+        sh(lab, f"git -C {CONFIG_DIR} tag -d runbook-test-invalid", check=False)
+
+
 @pytest.mark.parametrize(
     ("extra", "words"),
     [

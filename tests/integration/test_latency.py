@@ -201,3 +201,15 @@ def test_at_the_work_floor_without_throttling_it_escalates_and_changes_nothing(l
     assert result["outcome"] == "escalate", result
     assert "at its ceiling of 0.05 cores" in result["message"], result["message"]
     assert cpu_quota(lab, name) == "50ms"
+
+
+def test_a_cpu_cap_above_the_ceiling_is_one_line_of_bad_input_and_changes_nothing(lab):
+    """Refused while the request is validated: before any probe, sample or change."""
+    name = "lab-1"
+    before = cpu_quota(lab, name), health(lab, name)["pid"]
+    code, payload = run_json("run", "latency", "-l", name, "--yes", extra={"cpu_limit_raise_to": "3"})
+    assert code == 2, payload
+    message = payload["hosts"][name]["message"]
+    assert "the CPU limit asked for, 3 cores, is above the ceiling of 2.0 cores" in message, message
+    assert "\n" not in message
+    assert (cpu_quota(lab, name), health(lab, name)["pid"]) == before
