@@ -20,6 +20,7 @@ from runbook_remediation import envelope as envelope_cli
 from runbook_remediation.lab import kubernetes as k8s
 from runbook_remediation.lab.monitoring import http_json
 from tests.conftest import http_status, runbook, wait_for, watcher
+from tests.integration.test_kubernetes_lab import kubernetes_container_ids, processes_mentioning
 from tests.kubernetes import wait_for_kubernetes_build
 
 pytestmark = [pytest.mark.lab, pytest.mark.k8s]
@@ -116,9 +117,15 @@ def test_the_mpc_transformer_drill_fixes_the_crash_loop_and_takes_and_reverts_ea
 
 def test_lab_up_without_the_flag_stops_the_cluster(k8s_lab):
     lab = k8s_lab
+    run_dir = lab.state().kubernetes["run_dir"]
+    own = {container["id"] for container in k8s.Cluster.load(Path(run_dir)).containers()}
+    assert own, "the cluster should have pod containers before the up without the flag"
     result = json.loads(runbook("-o", "json", "lab", "up").stdout)
     assert "stopped the Kubernetes cluster" in result["changes"], result
     assert k8s.other_kubelets() == []
+    # Nothing of it left: no process started from its run dir, no container its kubelet made.
+    assert processes_mentioning(run_dir) == []
+    assert not kubernetes_container_ids() & own
     assert "lab-k8s" not in {h["name"] for h in result["hosts"]}
     assert "lab-k8s" not in lab.inventory_path.read_text()
     assert all(h["healthy"] for h in result["hosts"]), result["hosts"]
