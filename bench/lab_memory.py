@@ -1,7 +1,7 @@
 """Memory of every drill profile up at once: the whole lab with its Kubernetes cluster.
 
 The drill profiles (`runbook drill`) run on the lab's hosts: edge-gateway on the systemd
-host lab-1, ggen-mcp on lab-docker, causal-eval and mcts on lab-compose (causal-eval's Redis
+host lab-1, ggen-mcp on lab-docker, causal-eval and mcts on lab-compose (causal-eval's Redis and PostgreSQL
 beside it), mpc-transformer on the cluster's Deployment lab-k8s. This starts that lab (`lab
 up --hosts 1` with every `--profile`) in a state directory of its own, waits a little for it
 to settle, and prints the resident memory of each part and the total against the 4 GiB

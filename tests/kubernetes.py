@@ -40,10 +40,9 @@ def wait_for_kubernetes_build() -> None:
         pytest.fail(f"scripts/kubernetes-build failed (exit {code}; log {log}):\n{tail}")
 
 
-@contextlib.contextmanager
-def started_cluster(tmp_path_factory, before=None):
-    """Start a cluster (``before()`` is called first, its value kept on the cluster as
-    ``before``); stop it on exit."""
+def require_kubernetes() -> None:
+    """Wait for the background build, then check the cluster's binaries and host: skip the
+    test when they are missing, or fail under scripts/test (RUNBOOK_REQUIRE_KUBERNETES)."""
     wait_for_kubernetes_build()
     try:
         k8s.ensure_prerequisites()
@@ -52,6 +51,13 @@ def started_cluster(tmp_path_factory, before=None):
         if os.environ.get("RUNBOOK_REQUIRE_KUBERNETES"):
             pytest.fail(why)  # scripts/test built the binaries: a skip here would hide a broken cluster
         pytest.skip(why)
+
+
+@contextlib.contextmanager
+def started_cluster(tmp_path_factory, before=None):
+    """Start a cluster (``before()`` is called first, its value kept on the cluster as
+    ``before``); stop it on exit."""
+    require_kubernetes()
     cluster = k8s.Cluster(tmp_path_factory.mktemp("k8s"))
     cluster.before = before() if before else None
     started = time.monotonic()

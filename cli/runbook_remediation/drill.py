@@ -34,6 +34,7 @@ import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError
 from runbook_remediation.lab.lab import PROFILE_PARTS, SERVICE
+from runbook_remediation.lab.postgres import SERVICE as POSTGRES_SERVICE
 
 PARTS = {part for parts in PROFILE_PARTS.values() for part in parts}
 
@@ -242,11 +243,14 @@ def _stop_with_parent(parent: int) -> Callable[[], None]:
 
 
 def _healthy(lab, host, mode: Mode) -> bool:
-    """The mode's service answers: the demo's /health, or the profile Redis's PING and a write."""
+    """The mode's service answers: the demo's /health, the profile PostgreSQL's connection for
+    the API and its index's amcheck, or the profile Redis's PING and a write."""
     if mode.service == SERVICE:
         from runbook_remediation.lab.lab import probe_health
 
         return probe_health(host)[0]
+    if mode.service == POSTGRES_SERVICE:
+        return lab.postgres().healthy()
     client = lab.redis_client(timeout=1)
     try:
         return bool(client.ping() and client.set("lab:drill:probe", b"x" * 1024))
@@ -258,7 +262,8 @@ def _healthy(lab, host, mode: Mode) -> bool:
 
 def _lab_has(lab, part: str) -> bool:
     state = lab.state()
-    return {"redis": bool(state.redis), "kubernetes": bool(state.kubernetes)}.get(part, False)
+    return {"redis": bool(state.redis), "postgresql": bool(state.postgres),
+            "kubernetes": bool(state.kubernetes)}.get(part, False)
 
 
 def _lab_env() -> dict[str, str]:

@@ -5,8 +5,9 @@ automated failure mode is injected, its alert fires, the scenario ends as the pr
 expects, the service is healthy again, and the host is healed at the end, so the next drill
 (causal-eval and mcts share lab-compose) starts from a healed lab. Each report is saved as
 Markdown and JSON under the state directory. With --loop, `runbook watch` dispatches the
-remediations from the alerts; on `runbook lab up --profile causal-eval` the Redis modes run
-against the profile's Redis, and an `up` without the profile removes it again."""
+remediations from the alerts; on `runbook lab up --profile causal-eval` the Redis and database
+modes run against the profile's Redis and PostgreSQL, and an `up` without the profile removes
+them again."""
 
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def test_with_loop_the_alerts_dispatch_the_remediations_through_runbook_watch(la
     assert probe_health(lab.host("lab-1"))[0]
 
 
-def test_on_its_profile_causal_eval_rehearses_the_redis_modes_and_up_without_it_removes_the_redis(lab):
+def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_up_without_it_removes_them(lab):
     import redis
 
     try:
@@ -86,28 +87,58 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_modes_and_up_without_it_
         assert up.returncode == 0, up.stderr
         status = json.loads(up.stdout)
         assert status["profiles"] == ["causal-eval"] and status["redis"]["healthy"], status
+        assert status["postgres"]["healthy"], status["postgres"]
         again = json.loads(runbook("-o", "json", "lab", "up", "--profile", "causal-eval").stdout)
         assert again["changes"] == [], again["changes"]
 
-        result = runbook("-o", "json", "drill", "causal-eval", "--only", "redis-full", "--only", "redis-down")
+        # The faults are real: the API's user cannot connect, the index fails amcheck.
+        server = lab.postgres()
+        for fault in ("pg-pool-exhausted", "pg-index-corrupt"):
+            broken = runbook("lab", "break", fault, "--host", "lab-compose")
+            assert broken.returncode == 0, broken.stderr
+            assert not server.healthy(), fault
+            assert runbook("lab", "heal", "--host", "lab-compose").returncode == 0
+            assert server.healthy(), fault
+
+        result = runbook("-o", "json", "drill", "causal-eval", "--only", "redis-full", "--only", "redis-down",
+                         "--only", "pool-exhausted", "--only", "index-corruption")
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
         rows = {row["mode"]: row for row in json.loads(result.stdout)["modes"]}
         assert (rows["redis-full"]["scenario"], rows["redis-full"]["outcome"]) == ("redis-memory", "remediated")
         assert (rows["redis-down"]["scenario"], rows["redis-down"]["outcome"]) == ("service-down", "remediated")
-        for row in rows.values():
+        for mode in ("redis-full", "redis-down"):
+            row = rows[mode]
             assert row["detect_seconds"] is not None and row["alert_resolved"] and row["healthy"], row
-        # Healed at the end: empty, the lab's maxmemory, writes accepted.
+        assert rows["pool-exhausted"]["scenario"] == "db-connection-pool"
+        assert rows["pool-exhausted"]["outcome"] == "remediated", rows["pool-exhausted"]
+        assert "terminated 17 session(s) in causal_eval" in rows["pool-exhausted"]["message"]
+        assert rows["index-corruption"]["scenario"] == "db-index-corruption"
+        assert rows["index-corruption"]["outcome"] == "remediated", rows["index-corruption"]
+        assert "rebuilt 1" in rows["index-corruption"]["message"]
+        for mode in ("pool-exhausted", "index-corruption"):
+            assert rows[mode]["healthy"] and rows[mode]["ok"], rows[mode]  # no alert in the lab: the check is ours
+        # Healed at the end: empty, the lab's maxmemory, writes accepted; the database answers.
         client = redis.Redis(port=int(status["redis"]["url"].rsplit(":", 1)[1]))
         assert client.config_get("maxmemory")["maxmemory"] == str(4 * 1024 * 1024)
         assert client.dbsize() == 0 and client.set("after-the-drill", "x")
         client.close()
+        assert server.healthy()
+        # The admin's password is read from its file at run time: in no inventory, no run record.
+        password = server.admin_password
+        assert password not in lab.inventory_path.read_text()
+        state_files = [path for path in lab.dir.parent.rglob("*")
+                       if path.is_file() and lab.postgres_dir not in path.parents and path.stat().st_size < 5_000_000]
+        assert state_files and not [path for path in state_files if password.encode() in path.read_bytes()]
     finally:
         plain = runbook("-o", "json", "lab", "up")
     assert plain.returncode == 0, plain.stderr
     changes = json.loads(plain.stdout)["changes"]
-    assert "stopped the Redis exporter" in changes and any(c.startswith("removed redis in ") for c in changes), changes
+    assert "stopped the Redis exporter" in changes and "removed redis in " + lab.compose_project in changes, changes
+    assert "removed postgres in " + lab.compose_project in changes, changes
     assert lab.state().redis is None and "redis://" not in lab.inventory_path.read_text()
-    assert lab._container(lab.redis_container) is None
+    assert lab.state().postgres is None and "postgresql" not in lab.inventory_path.read_text()
+    assert lab._container(lab.redis_container) is None and lab._container(lab.postgres_container) is None
+    assert not lab.postgres_dir.exists()
 
 
 def drill_faults() -> tuple[str, ...]:

@@ -8,7 +8,6 @@ hosts as they were."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -21,20 +20,14 @@ from runbook_remediation.lab import kubernetes as k8s
 from runbook_remediation.lab.monitoring import http_json
 from tests.conftest import http_status, runbook, wait_for, watcher
 from tests.integration.test_kubernetes_lab import kubernetes_container_ids, processes_mentioning
-from tests.kubernetes import wait_for_kubernetes_build
+from tests.kubernetes import require_kubernetes
 
 pytestmark = [pytest.mark.lab, pytest.mark.k8s]
 
 
 @pytest.fixture(scope="module")
 def k8s_lab(lab):
-    wait_for_kubernetes_build()
-    try:
-        k8s.ensure_prerequisites()
-    except Exception as exc:  # noqa: BLE001 - the reason is shown as the skip's
-        if os.environ.get("RUNBOOK_REQUIRE_KUBERNETES"):
-            pytest.fail(f"Kubernetes lab cluster unavailable: {exc}")
-        pytest.skip(f"Kubernetes lab cluster unavailable: {exc}")
+    require_kubernetes()
     result = runbook("-o", "json", "lab", "up", "--kubernetes")
     assert result.returncode == 0, result.stderr
     try:

@@ -48,14 +48,19 @@ def app(cluster):
     cluster.kubectl("delete", "deployment", name, "--wait=false", check=False)
 
 
+def k8s_host(cluster, demo, **service) -> dict:
+    """An inventory host (the controller, local) whose service ``demo`` is ``demo``'s Deployment."""
+    return {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            "runbook_services": [{"name": "demo", "manager": "kubernetes", "deployment": demo.name,
+                                  "namespace": demo.namespace, "kubeconfig": str(cluster.kubeconfig),
+                                  "kubectl": str(k8s.bin_dir() / "kubectl"), "health_url": demo.health_url,
+                                  **service}]}
+
+
 def inventory(tmp_path: Path, cluster, demo, **service) -> Path:
     path = tmp_path / "inventory.yml"
-    path.write_text(yaml.safe_dump({"all": {"hosts": {"k8s-host": {
-        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-        "runbook_services": [{"name": "demo", "manager": "kubernetes", "deployment": demo.name,
-                              "namespace": demo.namespace, "kubeconfig": str(cluster.kubeconfig),
-                              "kubectl": str(k8s.bin_dir() / "kubectl"), "health_url": demo.health_url,
-                              **service}]}}}}), encoding="utf-8")
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"k8s-host": k8s_host(cluster, demo, **service)}}}),
+                    encoding="utf-8")
     return path
 
 
@@ -121,15 +126,9 @@ def test_a_limit_to_one_region_acts_on_that_region_only(cluster, app, tmp_path):
     us = k8s.apply_demo(cluster, name=f"us-{uuid.uuid4().hex[:8]}",
                         env={"DEMO_FAULTS_FILE": "/var/lib/runbook-demo/faults"})
     try:
-        def host(demo) -> dict:
-            return {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                    "runbook_services": [{"name": "demo", "manager": "kubernetes", "deployment": demo.name,
-                                          "namespace": demo.namespace, "kubeconfig": str(cluster.kubeconfig),
-                                          "kubectl": str(k8s.bin_dir() / "kubectl"), "health_url": demo.health_url}]}
-
         inv = tmp_path / "regions.yml"
-        inv.write_text(yaml.safe_dump({"all": {"hosts": {"region-eu": host(app), "region-us": host(us)}}}),
-                       encoding="utf-8")
+        inv.write_text(yaml.safe_dump({"all": {"hosts": {"region-eu": k8s_host(cluster, app),
+                                                         "region-us": k8s_host(cluster, us)}}}), encoding="utf-8")
         break_it(cluster, app)
         break_it(cluster, us)
         us_pods = pods(cluster, us)

@@ -171,6 +171,10 @@ def _print_status(ctx: Context, status: dict) -> None:
         answering = "answering" if redis["healthy"] else "down"
         ctx.terminal.out.print(f"Redis:        {safe(redis['url'])} ({answering}; exporter "
                                f"{safe(redis['exporter_url'])}), profiles {safe(', '.join(status['profiles']))}")
+    postgres = status.get("postgres")
+    if postgres:
+        answering = "answering" if postgres["healthy"] else "not healthy"
+        ctx.terminal.out.print(f"PostgreSQL:   {safe(postgres['url'])} ({answering})")
     cluster = status.get("kubernetes")
     if cluster:
         state = "running" if cluster["running"] else "stopped"

@@ -27,6 +27,7 @@ import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError, Unavailable
 from runbook_remediation.lab import image as lab_image
+from runbook_remediation.lab import postgres as lab_postgres
 from runbook_remediation.lab.monitoring import (
     ScrapeTarget,
     Server,
@@ -93,14 +94,15 @@ CONFIG_TEXT = ('# runbook lab demo: production configuration\n'
 PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
 # provider-down (-p provider=NAME, default primary) takes an upstream provider down;
-# redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it.
-LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down")
+# redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
+# pg-pool-exhausted and pg-index-corrupt act on its PostgreSQL (lab/postgres.py).
+LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down", *lab_postgres.FAULTS)
 # `runbook lab up --profile NAME`: the seed systems (the drill profiles) and the parts each
-# adds to the stock lab. causal-eval (seed 004): a Redis beside the Compose service, in its
-# project, full at a small maxmemory under noeviction; mpc-transformer (seed 002): the
-# Kubernetes cluster. The others run on the stock lab's hosts as they are.
+# adds to the stock lab. causal-eval (seed 004): a Redis and a PostgreSQL beside the Compose
+# service, in its project (the Redis full at a small maxmemory under noeviction); mpc-transformer
+# (seed 002): the Kubernetes cluster. The others run on the stock lab's hosts as they are.
 PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer")
-PROFILE_PARTS = {"causal-eval": ("redis",), "mpc-transformer": ("kubernetes",)}
+PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "mpc-transformer": ("kubernetes",)}
 REDIS_SERVICE = "redis"
 REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
 REDIS_MAXMEMORY = "4mb"
@@ -137,9 +139,10 @@ class LabState:
     # `lab up --kubernetes`: the cluster's run dir, kubeconfig and the demo Deployment's port.
     kubernetes: dict | None = None
     # `lab up --profile NAME`: the profiles asked for, and the Redis one adds (its port, its
-    # exporter's port and pid).
+    # exporter's port and pid), and the PostgreSQL (its port, the leaking client's pid).
     profiles: list[str] = field(default_factory=list)
     redis: dict | None = None
+    postgres: dict | None = None
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -376,9 +379,9 @@ class Lab:
     def compose_project(self) -> str:
         return f"runbook-{self.name}"
 
-    def compose_file(self, host: LabHost, redis_port: int | None = None) -> dict:
+    def compose_file(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None) -> dict:
         """The Compose v2 project holding the lab's Compose-managed demo service (and, for
-        the causal-eval profile, its Redis on ``redis_port``)."""
+        the causal-eval profile, its Redis on ``redis_port`` and PostgreSQL on ``postgres_port``)."""
         project = {
             "name": self.compose_project,
             "services": {
@@ -417,21 +420,34 @@ class Lab:
                 "volumes": [f"{self.redis_dir}:{REDIS_CONF_DIR}"],
                 "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
             }
+        if postgres_port:
+            project["services"][lab_postgres.SERVICE] = lab_postgres.compose_service(
+                lab_image.POSTGRES_IMAGE, postgres_port, self.postgres_dir,
+                {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"})
         return project
 
-    def _create_compose_service(self, host: LabHost, redis_port: int | None = None):
-        self._write_compose(host, redis_port)
+    def _create_compose_service(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None):
+        self._write_compose(host, redis_port, postgres_port)
         self._compose_up()
         return self.client.containers.get(host.container)
 
-    def _write_compose(self, host: LabHost, redis_port: int | None) -> bool:
+    def _write_compose(self, host: LabHost, redis_port: int | None, postgres_port: int | None = None) -> list[str]:
+        """Write the project's file; what changed in its services (``added redis in P``), or
+        ``["rewrote ..."]`` for any other change, empty when the file is as it was."""
         self.compose_dir.mkdir(parents=True, exist_ok=True)
         compose_path = self.compose_dir / "compose.yaml"
-        text = yaml.safe_dump(self.compose_file(host, redis_port), sort_keys=False)
+        project = self.compose_file(host, redis_port, postgres_port)
+        text = yaml.safe_dump(project, sort_keys=False)
         if compose_path.is_file() and compose_path.read_text(encoding="utf-8") == text:
-            return False
+            return []
+        before = set()
+        if compose_path.is_file():
+            before = set((yaml.safe_load(compose_path.read_text(encoding="utf-8")) or {}).get("services") or {})
         compose_path.write_text(text, encoding="utf-8")
-        return True
+        after = set(project["services"])
+        changes = [f"added {name} in {self.compose_project}" for name in sorted(after - before)]
+        changes += [f"removed {name} in {self.compose_project}" for name in sorted(before - after)]
+        return changes or [f"rewrote {compose_path}"]
 
     def _compose_up(self) -> None:
         import subprocess
@@ -513,6 +529,7 @@ class Lab:
                 changes.append(f"built image {lab_image.IMAGE}")
             taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
             taken |= set((state.redis or {}).get("ports", []))
+            taken |= {(state.postgres or {}).get("port")} - {None}
             redis_port = None
             if "redis" in parts:
                 if state.redis is None:
@@ -523,6 +540,14 @@ class Lab:
                     taken.add(state.redis["exporter_port"])
                 redis_port = state.redis["port"]
                 self._write_redis_conf(state.redis["port"], overwrite=False)
+            postgres_port = None
+            if "postgresql" in parts:
+                if state.postgres is None:
+                    state.postgres = {"port": free_port(taken)}
+                    taken.add(state.postgres["port"])
+                postgres_port = state.postgres["port"]
+                self._postgres(state).write_files()
+                lab_image.build_postgres_image(client, self.progress)  # once; cached in the engine
             wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker", "lab-compose"]
             by_name = {h.name: h for h in state.hosts}
             new_hosts: list[LabHost] = []
@@ -550,13 +575,14 @@ class Lab:
                     elif host.manager == "docker":
                         container = self._create_docker_service(host)
                     else:
-                        container = self._create_compose_service(host, redis_port)
+                        container = self._create_compose_service(host, redis_port, postgres_port)
                     created.append(host.container)
                     changes.append(f"created {host.container}")
-                elif host.manager == "compose" and self._write_compose(host, redis_port):
-                    # The project gained or lost the profile's Redis: Compose makes or removes it.
+                elif host.manager == "compose" and (compose_changes := self._write_compose(host, redis_port,
+                                                                                           postgres_port)):
+                    # The project gained or lost a profile's Redis or PostgreSQL: Compose makes or removes it.
                     self._compose_up()
-                    changes.append(f"{'added' if redis_port else 'removed'} {REDIS_SERVICE} in {self.compose_project}")
+                    changes += compose_changes
                 elif container.status != "running":
                     # A lab host container that stopped is restarted; a demo service that
                     # is down inside a running host is left alone: that is the incident.
@@ -583,6 +609,13 @@ class Lab:
                     changes.append("stopped the Redis exporter")
                 shutil.rmtree(self.redis_dir, ignore_errors=True)
                 state.redis = None
+            if postgres_port:
+                changes += self._ensure_postgres(state)
+            elif state.postgres:
+                if lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
+                    changes.append("stopped the leaking PostgreSQL client")
+                shutil.rmtree(self.postgres_dir, ignore_errors=True)
+                state.postgres = None
             state.profiles = sorted(set(profiles))
             changes += self._ensure_monitoring(state, started)
             state.save(self.state_path)
@@ -600,6 +633,12 @@ class Lab:
                 cluster.stop()
                 state.kubernetes = None
             if fresh:
+                # A new lab: every container with its label is this call's (Compose made the
+                # profile's Redis and PostgreSQL beside the demo), and so are their files.
+                for container in client.containers.list(all=True, filters={"label": f"{LABEL}={self.name}"}):
+                    container.remove(force=True)
+                for directory in (self.redis_dir, self.postgres_dir):
+                    shutil.rmtree(directory, ignore_errors=True)
                 self._forget()
             raise
         return changes
@@ -706,6 +745,67 @@ class Lab:
         started.append(exporter)
         state.redis["exporter_pid"] = exporter.pid
         return ["started the Redis exporter"]
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.dir / "postgres"
+
+    @property
+    def postgres_container(self) -> str:
+        return f"{self.compose_project}-{lab_postgres.SERVICE}-1"
+
+    def _postgres(self, state: LabState) -> lab_postgres.Postgres:
+        if not state.postgres:
+            raise BadInput("the lab has no PostgreSQL", hint="runbook lab up --profile causal-eval")
+        return lab_postgres.Postgres(self.postgres_dir, state.postgres["port"])
+
+    def postgres(self) -> lab_postgres.Postgres:
+        """The profile's PostgreSQL, or bad input when the lab has none."""
+        return self._postgres(self.state())
+
+    def _ensure_postgres(self, state: LabState) -> list[str]:
+        server = self._postgres(state)
+        server.wait_ready()
+        if server.set_up():
+            return [f"made the {lab_postgres.DATABASE} database"]
+        return []
+
+    def postgres_fault(self, fault: str, host_name: str) -> dict:
+        """pg-pool-exhausted: a client holds every connection slot the API's user may take;
+        pg-index-corrupt: a page of the table's index overwritten while the server is stopped,
+        then started again (amcheck finds it; queries through the index may go wrong)."""
+        host = self.host(host_name)
+        state = self.state()
+        if host.manager != "compose" or not state.postgres:
+            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval`, "
+                           f"not {host.name}")
+        server = self._postgres(state)
+        if fault == "pg-pool-exhausted":
+            lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name)
+            pid, held = server.hold_connections(self.name)
+            state.postgres["holder_pid"] = pid
+            state.save(self.state_path)
+            return {"host": host.name, "fault": fault, "params": {"connections": held}}
+        path = server.index_path()
+        container = self._container(self.postgres_container)
+        if container is None:
+            raise Unavailable(f"{self.postgres_container} is not running")
+        container.stop(timeout=10)
+        lab_postgres.scribble(path)
+        container.start()
+        server.wait_ready()
+        return {"host": host.name, "fault": fault, "params": {"index": lab_postgres.INDEX}}
+
+    def _heal_postgres(self, state: LabState) -> None:
+        """The profile's PostgreSQL as `up` made it: no leaking client, running, the API's
+        sessions gone, its table and index made again."""
+        lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name)
+        state.postgres.pop("holder_pid", None)
+        state.save(self.state_path)
+        server = self._postgres(state)
+        server.wait_ready()
+        server.terminate_app_sessions()
+        server.set_up(reset=True)
 
     def redis_client(self, timeout: float = 3.0):
         """A client of the profile's Redis, or bad input when the lab has none."""
@@ -845,6 +945,8 @@ class Lab:
         for server in (self._prometheus(state), self._alertmanager(state), self._redis_exporter(state)):
             if server.port and server.stop():
                 removed.append(f"stopped {server.kind}")
+        if state.postgres and lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
+            removed.append("stopped the leaking PostgreSQL client")
         # Containers by label too, so a lost state file still cleans up.
         try:
             client = self.client
@@ -894,6 +996,8 @@ class Lab:
             return self.config_broken(host_name)
         if fault in ("redis-full", "redis-down"):
             return self.redis_fault(fault, host_name)
+        if fault in lab_postgres.FAULTS:
+            return self.postgres_fault(fault, host_name)
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -1000,9 +1104,12 @@ class Lab:
                     write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
             state = self.state()
             if host.manager == "compose":
-                container = self._create_compose_service(host, (state.redis or {}).get("port"))
+                container = self._create_compose_service(host, (state.redis or {}).get("port"),
+                                                         (state.postgres or {}).get("port"))
                 if state.redis:
                     self._heal_redis(state)
+                if state.postgres:
+                    self._heal_postgres(state)
             else:
                 create = {"systemd": self._create_systemd_host, "docker": self._create_docker_service}[host.manager]
                 container = create(host)
@@ -1172,12 +1279,17 @@ class Lab:
                 healthy = False
             redis = {"url": f"redis://127.0.0.1:{state.redis['port']}", "healthy": healthy,
                      "exporter_url": self._redis_exporter(state).url, "container": self.redis_container}
+        postgres = None
+        if state.postgres:
+            postgres = {"url": f"postgresql://127.0.0.1:{state.postgres['port']}/{lab_postgres.DATABASE}",
+                        "healthy": self._postgres(state).healthy(), "container": self.postgres_container}
         prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
         return {
             "up": True,
             "hosts": hosts,
             "profiles": list(state.profiles),
             "redis": redis,
+            "postgres": postgres,
             "kubernetes": cluster,
             "prometheus": {"url": prometheus.url, "running": prometheus.running()},
             "alertmanager": {"url": alertmanager.url, "running": alertmanager.running()},
@@ -1304,6 +1416,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             services = [service]
             if host.manager == "compose" and state.redis:
                 services.append(redis_description(state.redis["port"], compose_dir, compose_project))
+            if host.manager == "compose" and state.postgres:
+                services.append(lab_postgres.description(state.postgres["port"], compose_dir, compose_project))
             target = docker_hosts if host.manager == "docker" else compose_hosts
             target[host.name] = {
                 "ansible_connection": "local",

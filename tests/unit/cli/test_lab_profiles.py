@@ -110,14 +110,58 @@ class Lab_:
         return f"healed {name}"
 
 
-def test_a_mode_that_needs_the_profiles_redis_is_not_automated_without_it() -> None:
+def test_a_mode_that_needs_the_profiles_redis_or_postgresql_is_not_automated_without_it() -> None:
     profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS,
-                         {"service-down", "fd-exhaustion", "redis-memory"})
+                         {"service-down", "fd-exhaustion", "redis-memory", "db-connection-pool", "db-index-corruption"})
     lab = Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2))
-    report = drill.run(lab, profile, only=("redis-full", "redis-down"))
+    report = drill.run(lab, profile, only=("redis-full", "redis-down", "pool-exhausted", "index-corruption"))
     reasons = {row["mode"]: row["reason"] for row in report["modes"]}
     assert reasons == {"redis-full": "the lab has no redis: runbook lab up --profile causal-eval",
-                       "redis-down": "the lab has no redis: runbook lab up --profile causal-eval"}
+                       "redis-down": "the lab has no redis: runbook lab up --profile causal-eval",
+                       "pool-exhausted": "the lab has no postgresql: runbook lab up --profile causal-eval",
+                       "index-corruption": "the lab has no postgresql: runbook lab up --profile causal-eval"}
+
+
+def test_causal_eval_puts_a_postgresql_in_the_compose_project_with_its_data_in_the_lab(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    assert "postgres" not in lab.compose_file(COMPOSE, redis_port=40020)["services"]
+    postgres = lab.compose_file(COMPOSE, postgres_port=40022)["services"]["postgres"]
+    assert postgres["command"] == ["runbook-postgres", "40022", "-c", "max_connections=20"]
+    assert postgres["network_mode"] == "host" and postgres["stop_signal"] == "SIGINT"
+    assert postgres["volumes"] == [f"{lab.postgres_dir / 'data'}:/var/lib/runbook-pg"]
+    assert postgres["env_file"] == [str(lab.postgres_dir / "server.env")]
+    assert postgres["labels"][lab_module.LABEL] == "x"  # `lab down` finds it
+    assert lab.postgres_container == "runbook-x-postgres-1"
+
+
+def test_the_postgresql_passwords_are_made_once_private_and_kept_out_of_the_inventory(tmp_path: Path) -> None:
+    from runbook_remediation.lab.postgres import Postgres
+
+    server = Postgres(tmp_path / "postgres", 40022)
+    server.write_files()
+    admin, app = server.admin_password, server.app_password
+    assert admin != app and len(admin) >= 20
+    for name in ("admin-password", "app-password", "server.env"):
+        assert (tmp_path / "postgres" / name).stat().st_mode & 0o777 == 0o600, name
+    assert (tmp_path / "postgres" / "server.env").read_text() == f"PGUSER=runbook_admin\nPGPW={admin}\n"
+    again = Postgres(tmp_path / "postgres", 40022)
+    assert (again.admin_password, again.app_password) == (admin, app)  # `up` again: the same
+
+    state = LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2, postgres={"port": 40022})
+    data = inventory(state, tmp_path / "compose", "runbook-x")
+    demo, postgres = data["all"]["children"]["lab"]["children"]["lab_compose"]["hosts"]["lab-compose"][
+        "runbook_services"]
+    assert demo["database"]["type"] == "sqlite"  # the demo's own queue, as before
+    assert postgres["name"] == "postgres" and postgres["compose_service"] == "postgres"
+    assert postgres["health_url"] == "tcp://127.0.0.1:40022"
+    database = postgres["database"]
+    assert {k: database[k] for k in ("type", "name", "host", "port", "user")} == {
+        "type": "postgresql", "name": "causal_eval", "host": "127.0.0.1", "port": 40022, "user": "runbook_admin"}
+    assert database["password"] == (
+        "{{ lookup('ansible.builtin.file', '" + str(tmp_path / "postgres" / "admin-password") + "') }}")
+    assert admin not in yaml.safe_dump(data)
 
 
 def test_a_mode_needing_what_no_profile_adds_is_refused(monkeypatch, tmp_path: Path) -> None:
