@@ -1,11 +1,11 @@
 """Memory of every drill profile up at once: the whole lab with its Kubernetes cluster.
 
 The drill profiles (`runbook drill`) run on the lab's hosts: edge-gateway on the systemd
-host lab-1, ggen-mcp on lab-docker, causal-eval and mcts on lab-compose (causal-eval's Redis and PostgreSQL
-beside it), mpc-transformer on the cluster's Deployment lab-k8s. This starts that lab (`lab
-up --hosts 1` with every `--profile`) in a state directory of its own, waits a little for it
-to settle, and prints the resident memory of each part and the total against the 4 GiB
-budget of a two-core machine.
+host lab-1, ggen-mcp on lab-docker (LibreOffice inside), causal-eval and mcts on lab-compose
+(causal-eval's Redis and PostgreSQL beside it), mpc-transformer on the cluster's Deployment
+lab-k8s. This starts that lab (`lab up --hosts 1` with every `--profile`) in a state
+directory of its own, waits a little for it to settle, and prints the resident memory of
+each part and the total against the 4 GiB budget of a two-core machine.
 Asserts nothing.
 
     .venv/bin/python bench/lab_memory.py [--settle 20] [--keep]

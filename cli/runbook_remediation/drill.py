@@ -248,7 +248,9 @@ def _healthy(lab, host, mode: Mode) -> bool:
     if mode.service == SERVICE:
         from runbook_remediation.lab.lab import probe_health
 
-        return probe_health(host)[0]
+        # A LibreOffice leak is over when no soffice is left in the container, not only
+        # when the service answers (it answers throughout).
+        return probe_health(host)[0] and (mode.fault != "soffice-leak" or lab.soffice_processes(host.name) == 0)
     if mode.service == POSTGRES_SERVICE:
         return lab.postgres().healthy()
     client = lab.redis_client(timeout=1)
@@ -262,6 +264,8 @@ def _healthy(lab, host, mode: Mode) -> bool:
 
 def _lab_has(lab, part: str) -> bool:
     state = lab.state()
+    if part == "libreoffice":  # the Docker service runs on the office image while ggen-mcp is up
+        return any("libreoffice" in PROFILE_PARTS.get(name, ()) for name in state.profiles)
     return {"redis": bool(state.redis), "postgresql": bool(state.postgres),
             "kubernetes": bool(state.kubernetes)}.get(part, False)
 

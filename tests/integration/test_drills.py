@@ -141,6 +141,38 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
     assert not lab.postgres_dir.exists()
 
 
+def test_on_its_profile_ggen_mcp_rehearses_the_libreoffice_leak_and_up_without_it_takes_libreoffice_out(lab):
+    from runbook_remediation.lab import image
+
+    try:
+        up = runbook("-o", "json", "lab", "up", "--profile", "ggen-mcp")
+        assert up.returncode == 0, up.stderr
+        container = lab.host("lab-docker").container
+        assert f"recreated {container} with LibreOffice" in json.loads(up.stdout)["changes"]
+        assert lab._container(container).attrs["Config"]["Image"] == image.OFFICE_IMAGE
+
+        # The fault is real: two soffice.bin in the container, the service still answering.
+        broken = runbook("lab", "break", "soffice-leak", "--host", "lab-docker")
+        assert broken.returncode == 0, broken.stderr
+        assert lab.soffice_processes("lab-docker") == 2
+        assert runbook("lab", "heal", "--host", "lab-docker").returncode == 0
+        assert lab.soffice_processes("lab-docker") == 0
+        assert lab._container(container).attrs["Config"]["Image"] == image.OFFICE_IMAGE  # healed on it
+
+        result = runbook("-o", "json", "drill", "ggen-mcp", "--only", "libreoffice-leak")
+        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+        [row] = json.loads(result.stdout)["modes"]
+        expected = ("soffice-leak", "remediated", True, True)
+        assert (row["scenario"], row["outcome"], row["ok"], row["healthy"]) == expected, row
+        assert "stopped 2 stale instance(s)" in row["message"] and f"container {container}" in row["message"], row
+    finally:
+        plain = runbook("-o", "json", "lab", "up")
+    assert plain.returncode == 0, plain.stderr
+    assert f"recreated {container} without LibreOffice" in json.loads(plain.stdout)["changes"]
+    assert lab._container(container).attrs["Config"]["Image"] == image.IMAGE
+    assert probe_health(lab.host("lab-docker"))[0]
+
+
 def drill_faults() -> tuple[str, ...]:
     from runbook_remediation.lab.lab import FAULTS, LAB_FAULTS
 

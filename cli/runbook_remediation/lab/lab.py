@@ -73,6 +73,8 @@ LOG_FS_SIZE = "64m"  # a small log filesystem, so a log flood really fills it
 # reach them in seconds (the remediations raise them).
 NOFILE_LIMIT = 1024
 MEMORY_LIMIT = "128m"
+# ggen-mcp's container with LibreOffice inside: each headless soffice takes some 130 MiB.
+OFFICE_MEMORY_LIMIT = "512m"
 # The demo service's releases (`runbook lab deploy`): what each sets in the service's
 # environment. v2 is the bad release: a share of its requests fail (error_type release_bug).
 RELEASES = {"v1": {"DEMO_RELEASE": "v1"}, "v2": {"DEMO_RELEASE": "v2", "DEMO_RELEASE_ERROR_RATE": "0.5"}}
@@ -95,14 +97,19 @@ PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
 # provider-down (-p provider=NAME, default primary) takes an upstream provider down;
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
-# pg-pool-exhausted and pg-index-corrupt act on its PostgreSQL (lab/postgres.py).
-LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down", *lab_postgres.FAULTS)
+# pg-pool-exhausted and pg-index-corrupt act on its PostgreSQL (lab/postgres.py); soffice-leak
+# leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
+LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down", *lab_postgres.FAULTS, "soffice-leak")
+SOFFICE = "/usr/bin/soffice"
+SOFFICE_USER = "nobody"  # what the leaked instances run as in the container (never root)
 # `runbook lab up --profile NAME`: the seed systems (the drill profiles) and the parts each
 # adds to the stock lab. causal-eval (seed 004): a Redis and a PostgreSQL beside the Compose
 # service, in its project (the Redis full at a small maxmemory under noeviction); mpc-transformer
-# (seed 002): the Kubernetes cluster. The others run on the stock lab's hosts as they are.
+# (seed 002): the Kubernetes cluster; ggen-mcp (seed 003): LibreOffice inside the Docker
+# service's container (the lab's office image). The others run on the stock lab's hosts as they are.
 PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer")
-PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "mpc-transformer": ("kubernetes",)}
+PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "ggen-mcp": ("libreoffice",),
+                 "mpc-transformer": ("kubernetes",)}
 REDIS_SERVICE = "redis"
 REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
 REDIS_MAXMEMORY = "4mb"
@@ -349,6 +356,7 @@ class Lab:
     def _create_docker_service(self, host: LabHost, image: str | None = None):
         from docker.types import Ulimit
 
+        memory = OFFICE_MEMORY_LIMIT if image == lab_image.OFFICE_IMAGE else MEMORY_LIMIT
         return self.client.containers.run(
             image or lab_image.IMAGE,
             command=[
@@ -359,8 +367,8 @@ class Lab:
             detach=True,
             network_mode="host",
             stop_signal="SIGTERM",
-            mem_limit=MEMORY_LIMIT,
-            memswap_limit=MEMORY_LIMIT,
+            mem_limit=memory,
+            memswap_limit=memory,
             ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT)],
             tmpfs={LOG_DIR: f"rw,size={LOG_FS_SIZE},mode=0755"},
             environment={"DEMO_UPSTREAM_STATUS_FILE": PROVIDER_STATUS_FILE},
@@ -521,6 +529,7 @@ class Lab:
         fresh = not state.hosts
         changes: list[str] = []
         created: list[str] = []
+        recreated: list[str] = []  # made again on another image: waited for like the created
         started: list[Server] = []
         clusters: list = []  # a cluster this call started (stopped again when it fails)
         try:
@@ -548,6 +557,9 @@ class Lab:
                 postgres_port = state.postgres["port"]
                 self._postgres(state).write_files()
                 lab_image.build_postgres_image(client, self.progress)  # once; cached in the engine
+            docker_image = lab_image.IMAGE
+            if "libreoffice" in parts:
+                docker_image = lab_image.build_office_image(client, self.progress)  # once; cached
             wanted = [f"lab-{i}" for i in range(1, hosts + 1)] + ["lab-docker", "lab-compose"]
             by_name = {h.name: h for h in state.hosts}
             new_hosts: list[LabHost] = []
@@ -573,7 +585,7 @@ class Lab:
                     if host.manager == "systemd":
                         container = self._create_systemd_host(host)
                     elif host.manager == "docker":
-                        container = self._create_docker_service(host)
+                        container = self._create_docker_service(host, image=docker_image)
                     else:
                         container = self._create_compose_service(host, redis_port, postgres_port)
                     created.append(host.container)
@@ -583,6 +595,14 @@ class Lab:
                     # The project gained or lost a profile's Redis or PostgreSQL: Compose makes or removes it.
                     self._compose_up()
                     changes += compose_changes
+                elif host.manager == "docker" and self._stock_image(container) not in (None, docker_image):
+                    # ggen-mcp's LibreOffice came or went: the service made again on the other
+                    # image (a deployed release's image is left as it is).
+                    container.remove(force=True)
+                    container = self._create_docker_service(host, image=docker_image)
+                    recreated.append(host.container)
+                    changes.append(f"recreated {host.container} "
+                                   f"{'with' if docker_image == lab_image.OFFICE_IMAGE else 'without'} LibreOffice")
                 elif container.status != "running":
                     # A lab host container that stopped is restarted; a demo service that
                     # is down inside a running host is left alone: that is the incident.
@@ -621,8 +641,8 @@ class Lab:
             state.save(self.state_path)
             if self._write_inventory(state):
                 changes.append(f"wrote {self.inventory_path}")
-            if created:
-                self._wait_healthy([h for h in new_hosts if h.container in created])
+            if created or recreated:
+                self._wait_healthy([h for h in new_hosts if h.container in created + recreated])
         except BaseException:
             # Leave nothing half-made: undo what this call created.
             for name in created:
@@ -745,6 +765,58 @@ class Lab:
         started.append(exporter)
         state.redis["exporter_pid"] = exporter.pid
         return ["started the Redis exporter"]
+
+    @staticmethod
+    def _stock_image(container) -> str | None:
+        """The lab image or the office image the container runs, None for another (a release's)."""
+        image = (container.attrs.get("Config") or {}).get("Image")
+        return image if image in (lab_image.IMAGE, lab_image.OFFICE_IMAGE) else None
+
+    def _docker_image(self, state: LabState) -> str:
+        """The Docker service's image: with LibreOffice when ggen-mcp's profile is up."""
+        parts = {part for name in state.profiles for part in PROFILE_PARTS.get(name, ())}
+        return lab_image.OFFICE_IMAGE if "libreoffice" in parts else lab_image.IMAGE
+
+    def soffice_leak(self, host_name: str, params: dict) -> dict:
+        """Headless LibreOffice listeners left running in the Docker service's container as
+        nobody (seed 003: conversions that never gave their soffice back); returns once each
+        answers on its port."""
+        host = self.host(host_name)
+        container = self._container(host.container) if host.manager == "docker" else None
+        if container is None or self._stock_image(container) != lab_image.OFFICE_IMAGE:
+            raise BadInput(f"soffice-leak needs the Docker host of `runbook lab up --profile ggen-mcp`, "
+                           f"not {host.name}")
+        try:
+            count = int(params.get("count", 2))
+        except (TypeError, ValueError):
+            count = 0
+        if not 1 <= count <= 5:
+            raise BadInput(f"soffice-leak: count must be 1 to 5, not {params.get('count')!r}")
+        ports: list[int] = []
+        for _index in range(count):
+            port = free_port(set(ports) | {host.port})
+            ports.append(port)
+            profile = f"/tmp/lo-leak-{port}"  # noqa: S108 - the container's own /tmp, nobody's profile
+            container.exec_run([SOFFICE, "--headless", "--norestore", "--nologo", "--nodefault",
+                                f"-env:UserInstallation=file://{profile}",
+                                f"--accept=socket,host=127.0.0.1,port={port};urp;"],
+                               user=SOFFICE_USER, environment={"HOME": "/tmp"}, detach=True)  # noqa: S108
+        deadline = time.monotonic() + 60
+        for port in ports:
+            while not _greets(port):
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"LibreOffice in {host.container} did not listen on {port} within 60 s")
+                time.sleep(0.25)
+        return {"host": host.name, "fault": "soffice-leak", "params": {"ports": ports}}
+
+    def soffice_processes(self, host_name: str) -> int:
+        """How many soffice.bin run in the Docker service's container."""
+        container = self._container(self.host(host_name).container)
+        if container is None or container.status != "running":
+            return 0
+        result = container.exec_run(["pgrep", "-c", "-x", "soffice.bin"])
+        output = result.output.decode(errors="replace").strip()
+        return int(output) if output.isdigit() else 0
 
     @property
     def postgres_dir(self) -> Path:
@@ -998,6 +1070,8 @@ class Lab:
             return self.redis_fault(fault, host_name)
         if fault in lab_postgres.FAULTS:
             return self.postgres_fault(fault, host_name)
+        if fault == "soffice-leak":
+            return self.soffice_leak(host_name, params or {})
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -1110,9 +1184,10 @@ class Lab:
                     self._heal_redis(state)
                 if state.postgres:
                     self._heal_postgres(state)
+            elif host.manager == "docker":
+                container = self._create_docker_service(host, image=self._docker_image(state))
             else:
-                create = {"systemd": self._create_systemd_host, "docker": self._create_docker_service}[host.manager]
-                container = create(host)
+                container = self._create_systemd_host(host)
             if host.manager == "systemd":
                 self._wait_systemd(container)
                 self._install_unit(container, host)
@@ -1311,6 +1386,16 @@ def kubernetes_controls(port: int) -> list[dict]:
                       "annotations": {K8S_WEIGHT_ANNOTATION: "100"}},
          "spec": {"selector": {"app": SERVICE}, "ports": [{"name": "http", "port": 80, "targetPort": port}]}},
     ]
+
+
+def _greets(port: int, timeout: float = 1.0) -> bool:
+    """LibreOffice's URP bridge sends its protocol properties as soon as a client connects."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return bool(sock.recv(1))
+    except OSError:
+        return False
 
 
 def probe_health(host: LabHost, timeout: float = 1.0) -> tuple[bool, str]:

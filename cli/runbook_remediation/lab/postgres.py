@@ -251,4 +251,3 @@ def compose_service(image: str, port: int, directory: Path, labels: dict) -> dic
         "volumes": [f"{directory / 'data'}:{DATA_MOUNT}"],
         "labels": labels,
     }
-

@@ -170,3 +170,48 @@ def test_a_mode_needing_what_no_profile_adds_is_refused(monkeypatch, tmp_path: P
     monkeypatch.setattr(drill, "_files", lambda: tmp_path)
     with pytest.raises(RunbookError, match="needs 'kafka', no lab profile's part"):
         drill.load("bad", lab_module.FAULTS, {"service-down"})
+
+
+def test_ggen_mcp_runs_the_docker_service_on_the_office_image_and_its_leak_mode_needs_it(
+        tmp_path: Path, monkeypatch) -> None:
+    from runbook_remediation.lab import image
+
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    docker = LabHost("lab-docker", "runbook-x-lab-docker", "docker", 40002)
+    assert lab._docker_image(LabState(hosts=[docker], profiles=["causal-eval"])) == image.IMAGE
+    assert lab._docker_image(LabState(hosts=[docker], profiles=["ggen-mcp"])) == image.OFFICE_IMAGE
+    assert lab_module.PROFILE_PARTS["ggen-mcp"] == ("libreoffice",)
+
+    profile = drill.load("ggen-mcp", lab_module.FAULTS + lab_module.LAB_FAULTS,
+                         {"service-down", "fd-exhaustion", "error-rate", "soffice-leak"})
+    [mode] = [m for m in profile.modes if m.name == "libreoffice-leak"]
+    assert (mode.fault, mode.scenario, mode.needs) == ("soffice-leak", "soffice-leak", "libreoffice")
+    assert mode.extra["soffice_cleanup_user"] == "nobody"  # never root: the cleanup's scope
+    report = drill.run(Lab_(LabState(hosts=[docker], prometheus_port=1, alertmanager_port=2)), profile,
+                       only=("libreoffice-leak",))
+    assert report["modes"][0]["reason"] == "the lab has no libreoffice: runbook lab up --profile ggen-mcp"
+
+
+@pytest.mark.parametrize(("host", "params", "words"), [
+    ("lab-compose", {}, "soffice-leak needs the Docker host of `runbook lab up --profile ggen-mcp`, not lab-compose"),
+    ("lab-docker", {"count": 9}, "soffice-leak: count must be 1 to 5, not 9"),
+])
+def test_a_soffice_leak_it_cannot_make_is_bad_input(tmp_path: Path, monkeypatch, host, params, words) -> None:
+    from runbook_remediation.lab import image
+
+    class Container:
+        def __init__(self):
+            self.attrs = {"Config": {"Image": image.OFFICE_IMAGE}}
+
+        def exec_run(self, *args, **kwargs):
+            pytest.fail("nothing may start")
+
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    docker = LabHost("lab-docker", "runbook-x-lab-docker", "docker", 40002)
+    LabState(hosts=[docker, COMPOSE], profiles=["ggen-mcp"]).save(lab.state_path)
+    monkeypatch.setattr(Lab, "_container", lambda _self, _name: Container())
+    with pytest.raises(BadInput) as raised:
+        lab.break_service("soffice-leak", host, params)
+    assert raised.value.message == words
