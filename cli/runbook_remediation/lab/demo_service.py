@@ -1540,8 +1540,9 @@ def main(argv: list[str] | None = None) -> int:
                     log.log("INFO", f"SIGHUP: reloaded {service.config_path}")
             if service.usr1.is_set():
                 service.usr1.clear()
-                service.admin_actions["gc"] += 1
-                log.log("INFO", f"SIGUSR1: garbage collection found {gc.collect()} unreachable objects")
+                found = gc.collect()
+                log.log("INFO", f"SIGUSR1: garbage collection found {found} unreachable objects")
+                service.admin_actions["gc"] += 1  # counted once done and logged: what a caller waits for
 
     for target, thread_name in ((stopper, "stopper"), (reopener, "sighup"), (service.workload, "workload")):
         threading.Thread(target=target, name=thread_name, daemon=True).start()
