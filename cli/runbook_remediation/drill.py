@@ -362,6 +362,7 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
         progress(f"{mode.name}: injecting {mode.fault}")
         lab.break_service(mode.fault, host.name, dict(mode.params))
     if mode.alert:
+        progress(f"{mode.name}: waiting for {mode.alert} to fire")
         row["detect_seconds"] = _round(_wait(lambda: firing(lab, mode.alert, host.name), ALERT_TIMEOUT))
         if row["detect_seconds"] is None:
             row["message"] = f"{mode.alert} did not fire within {ALERT_TIMEOUT:.0f} s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -40,7 +41,10 @@ def drill_(ctx: Context, profile: str, only: tuple[str, ...], output: str | None
     scenarios = {s.name for s in catalogue.catalogue(find_collection())}
     the_profile = drill.load(profile, FAULTS + LAB_FAULTS, scenarios, tuple(RELEASES))
     lab = Lab(state_dir(), progress=ctx.terminal.status)
-    report = drill.run(lab, the_profile, only, progress=ctx.terminal.status, loop=loop)
+    if ctx.terminal.err.is_terminal and not os.environ.get("CI"):
+        report = _run_live(ctx, lab, the_profile, only, loop)
+    else:
+        report = drill.run(lab, the_profile, only, progress=ctx.terminal.status, loop=loop)
     path = drill.save(report, state_dir())
     output = output or ("json" if ctx.terminal.json else "text")
     if output == "json":
@@ -57,3 +61,16 @@ def drill_(ctx: Context, profile: str, only: tuple[str, ...], output: str | None
             ctx.terminal.out.print(f"  {row['mode']:<20} {row['outcome']} ({verdict})  {timing}", soft_wrap=True)
         ctx.terminal.status(f"drill {profile}: {'passed' if report['ok'] else 'FAILED'}; report {path}")
     exit_with(ExitCode.REMEDIATED if report["ok"] else ExitCode.FAILED)
+
+
+def _run_live(ctx: Context, lab, profile: drill.Profile, only: tuple[str, ...], loop: bool) -> dict:
+    """The drill with its live view on stderr (a terminal): one row per mode, redrawn."""
+    from rich.live import Live
+
+    from runbook_remediation.drill_view import DrillView
+
+    view = DrillView(profile, only)
+    with Live(console=ctx.terminal.err, get_renderable=view.render, refresh_per_second=4, transient=False):
+        report = drill.run(lab, profile, only, progress=view.progress, loop=loop)
+        view.finish(report)
+    return report
