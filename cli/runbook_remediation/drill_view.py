@@ -36,9 +36,9 @@ class DrillView:
         self.footer = ""
 
     def progress(self, message: str) -> None:
-        name, _, step = message.partition(": ")
+        name, separator, step = message.partition(": ")
         row = self.rows.get(name)
-        if row is None or not step or row["done"]:
+        if row is None or not separator or not step or row["done"]:
             self.footer = message
             return
         now = self.clock()
