@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from runbook_remediation.lab.lab import soffice_greets as greets
 from tests.conftest import wait_for
 
 SOFFICE = "/usr/bin/soffice"
@@ -58,16 +59,6 @@ def stat_of(pid: int) -> tuple[str, int] | None:
 
 def ppid_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-
-
-def greets(port: int, timeout: float = 1.0) -> bool:
-    """LibreOffice's URP bridge sends its protocol properties as soon as a client connects."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            return bool(sock.recv(1))
-    except OSError:
-        return False
 
 
 @dataclass

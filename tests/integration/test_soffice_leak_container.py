@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from runbook_remediation.lab.lab import soffice_greets as greets
 from tests.conftest import http_status, run_json, wait_for
-from tests.integration.test_soffice_leak import greets
 from tests.postgres import free_port
 
 SOFFICE = "/usr/bin/soffice"

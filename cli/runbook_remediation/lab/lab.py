@@ -803,7 +803,7 @@ class Lab:
                                user=SOFFICE_USER, environment={"HOME": "/tmp"}, detach=True)  # noqa: S108
         deadline = time.monotonic() + 60
         for port in ports:
-            while not _greets(port):
+            while not soffice_greets(port):
                 if time.monotonic() > deadline:
                     raise Unavailable(f"LibreOffice in {host.container} did not listen on {port} within 60 s")
                 time.sleep(0.25)
@@ -1388,7 +1388,7 @@ def kubernetes_controls(port: int) -> list[dict]:
     ]
 
 
-def _greets(port: int, timeout: float = 1.0) -> bool:
+def soffice_greets(port: int, timeout: float = 1.0) -> bool:
     """LibreOffice's URP bridge sends its protocol properties as soon as a client connects."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
