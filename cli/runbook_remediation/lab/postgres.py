@@ -16,6 +16,7 @@ admin's with a lookup, so it is in no file the lab writes besides those.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -234,7 +235,9 @@ def description(port: int, compose_dir: Path, compose_project: str) -> dict:
         "health_url": f"tcp://127.0.0.1:{port}",
         "database": {
             "type": "postgresql", "name": DATABASE, "host": "127.0.0.1", "port": port, "user": ADMIN,
-            "password": "{{ lookup('ansible.builtin.file', '" + str(password_file) + "') }}",
+            # The path as a JSON string, which is also a Jinja string literal: a quote or a
+            # brace in the state directory's path stays part of the path, never code.
+            "password": "{{ lookup('ansible.builtin.file', " + json.dumps(str(password_file)) + ") }}",
         },
     }
 

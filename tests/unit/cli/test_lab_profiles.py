@@ -160,8 +160,24 @@ def test_the_postgresql_passwords_are_made_once_private_and_kept_out_of_the_inve
     assert {k: database[k] for k in ("type", "name", "host", "port", "user")} == {
         "type": "postgresql", "name": "causal_eval", "host": "127.0.0.1", "port": 40022, "user": "runbook_admin"}
     assert database["password"] == (
-        "{{ lookup('ansible.builtin.file', '" + str(tmp_path / "postgres" / "admin-password") + "') }}")
+        "{{ lookup('ansible.builtin.file', \"" + str(tmp_path / "postgres" / "admin-password") + "\") }}")
     assert admin not in yaml.safe_dump(data)
+
+
+def test_the_password_lookup_reads_its_path_as_data_whatever_the_state_directory_is_called(tmp_path: Path) -> None:
+    """A state directory named with a quote and a template: the lookup gets the path as it is,
+    and the pipe lookup inside it never runs."""
+    import jinja2
+
+    compose_dir = tmp_path / "x' ~ lookup('pipe', 'touch /tmp/pwn') ~ '{{ lookup('pipe', 'id') }}\"" / "compose"
+    state = LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2, postgres={"port": 40022})
+    services = inventory(state, compose_dir, "runbook-x")["all"]["children"]["lab"]["children"]["lab_compose"][
+        "hosts"]["lab-compose"]["runbook_services"]
+    calls = []
+    rendered = jinja2.Environment(autoescape=False).from_string(services[1]["database"]["password"]).render(
+        lookup=lambda *args: calls.append(args) or "secret")
+    assert rendered == "secret"
+    assert calls == [("ansible.builtin.file", str(compose_dir.parent / "postgres" / "admin-password"))]
 
 
 def test_a_mode_needing_what_no_profile_adds_is_refused(monkeypatch, tmp_path: Path) -> None:
