@@ -264,9 +264,23 @@ class CallbackModule(CallbackBase):
         self._open()
 
     def v2_playbook_on_play_start(self, play):
+        self._preload(play)
         if self._store is None:
             return
         self._safely('cannot record the run', self._play_start, play)
+
+    def _preload(self, play):
+        """Load the play's plugins here, before ansible-playbook forks a worker per task and
+        host that would each load them again (plugin_utils/_preload.py). Best effort."""
+        try:
+            # Imported here: a collection without the frame (or a broken one) still records.
+            from ansible_collections.runbook.remediation.plugins.plugin_utils import _preload
+
+            loaded = _preload.preload(play, _frame_scenario(play))
+        except Exception as exc:  # pylint: disable=broad-except  # noqa: BLE001 - the workers load what is missing
+            self._display.vvv('runbook.remediation.timeline: preloading plugins: %s' % exc)
+            return
+        self._display.vvv('runbook.remediation.timeline: preloaded %s' % ', '.join(loaded))
 
     def _play_start(self, play):
         manager = play.get_variable_manager()
