@@ -151,6 +151,25 @@ restarts_in_window:
   returned: always
   type: int
   sample: 1
+summary:
+  description:
+    - The result of the P(runbook.remediation.service_restart#role) role (its fact C(service_restart_result)) -
+      service, manager, outcome (V(healthy), V(escalate), V(planned), V(remediated) or V(failed)), message,
+      findings, actions, verification and evidence (the manager's state, log_tail, port_holder, dependencies,
+      health, restarts_in_window, attempts).
+    - Computed here rather than in the role, so a fleet's workers do not compile its templates.
+  returned: always
+  type: dict
+  sample:
+    service: demo
+    manager: systemd
+    outcome: remediated
+    message: "remediated: demo restarted and healthy"
+    findings: ["health check failed: HTTP status 503, expected 200"]
+    actions: ["restarted demo (systemd, attempt 1 of at most 3)"]
+    verification: {healthy: true, attempts: 3, elapsed: 1.02, stable_probes: 3, last_error: ""}
+    evidence: {active_state: failed, log_tail: ["line 1"], health: {healthy: false}, restarts_in_window: 1,
+               attempts: []}
 """
 
 import time
@@ -238,6 +257,51 @@ def recover(module, params):
     return result
 
 
+def number(value):
+    """A number as the role's message showed it: budget_window arrives as a float (3600.0) but the
+    role's default is an int, which Jinja's ``~`` printed as 3600."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def summarize(result, params, check_mode):
+    """The role's service_restart_result, computed from recover()'s result with the same
+    semantics and messages the role's Jinja had (cheaper than templating it on every host)."""
+    svc = params['service']
+    name = svc.get('name')
+    act = not result['healthy'] or params['force']
+    planned = check_mode or not params['act']
+    recovered = result.get('recovered', False)
+    escalate = act and not recovered and result.get('escalate', False)
+    if not act:
+        outcome = 'healthy'
+        message = 'healthy: %s answers its health check, nothing to do' % name
+    elif escalate:
+        outcome = 'escalate'
+        message = ('escalate: %s was restarted %s times in the last %s s (budget %s); not restarting again, '
+                   'a human must look' % (name, result.get('restarts_in_window'),
+                                          number(params['budget_window']), number(params['budget_max'])))
+    elif planned:
+        outcome = 'planned'
+        message = 'planned: would restart %s (%s)' % (name, svc.get('manager'))
+    elif recovered:
+        outcome = 'remediated'
+        message = 'remediated: %s restarted and healthy' % name
+    else:
+        outcome = 'failed'
+        message = 'failed: %s restarted but did not become healthy' % name
+    evidence = dict(result.get('state') or {})
+    for key in ('log_tail', 'port_holder', 'dependencies'):
+        if key in result:
+            evidence[key] = result[key]
+    evidence.update(health=result.get('health'), restarts_in_window=result.get('restarts_in_window'),
+                    attempts=result.get('attempts', []))
+    return {'service': name, 'manager': svc.get('manager'), 'outcome': outcome, 'message': message,
+            'findings': result.get('findings', []), 'actions': result.get('actions', []),
+            'verification': result.get('verification', {}), 'evidence': evidence}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -270,6 +334,7 @@ def main():
         module.fail_json(msg=str(exc), error_kind=exc.kind)
     except (OSError, ValueError) as exc:
         module.fail_json(msg='service_recover: %s' % exc, exception=traceback.format_exc())
+    result['summary'] = summarize(result, params, module.check_mode)
     module.exit_json(**result)
 
 

@@ -193,3 +193,75 @@ def test_an_unreadable_history_counts_as_none(tmp_path):
     path = tmp_path / "restarts-x.json"
     path.write_text("not json")
     assert _service.read_budget(str(path), 3600) == []
+
+
+# --------------------------------------------------------------------------- summary
+# `summary` is the service_restart role's result (its fact service_restart_result): the
+# outcomes and messages the role's Jinja computed before the module did.
+
+
+def test_summary_healthy(run_module, args, manager):
+    manager.dead = False
+    manager.set_healthy(True)
+    summary = run_module(service_recover.main, args())["summary"]
+    assert summary["outcome"] == "healthy"
+    assert summary["message"] == "healthy: demo answers its health check, nothing to do"
+    assert summary["service"] == "demo" and summary["manager"] == "systemd"
+    assert summary["actions"] == [] and summary["verification"] == {}
+    # No evidence gathered for a healthy service: only health, the count and the attempts.
+    assert set(summary["evidence"]) == {"health", "restarts_in_window", "attempts"}
+
+
+def test_summary_remediated(run_module, args, manager):
+    result = run_module(service_recover.main, args(dependencies=[]))
+    summary = result["summary"]
+    assert summary["outcome"] == "remediated"
+    assert summary["message"] == "remediated: demo restarted and healthy"
+    assert summary["actions"] == result["actions"] and summary["findings"] == result["findings"]
+    assert summary["verification"] == result["verification"]
+    evidence = summary["evidence"]
+    # The manager's state, then the log tail and the dependencies, then health, count and attempts.
+    assert evidence["active_state"] == "failed" and evidence["log_tail"] == ["line 1", "line 2"]
+    assert evidence["dependencies"] == [] and "port_holder" not in evidence
+    assert evidence["health"] == result["health"] and evidence["restarts_in_window"] == 1
+    assert evidence["attempts"] == result["attempts"]
+
+
+def test_summary_failed(run_module, args, manager):
+    manager.starts_healthy = False
+    # One attempt of a budget of three: not recovered, not escalated.
+    summary = run_module(service_recover.main, args(max_attempts=1, verify_timeout=0.3))["summary"]
+    assert summary["outcome"] == "failed"
+    assert summary["message"] == "failed: demo restarted but did not become healthy"
+
+
+def test_summary_escalate(run_module, args, manager):
+    manager.starts_healthy = False
+    summary = run_module(service_recover.main, args(budget_max=2, verify_timeout=0.3))["summary"]
+    assert summary["outcome"] == "escalate"
+    # budget_window is a float option: printed as the role's int default was (3600, not 3600.0).
+    assert summary["message"] == ("escalate: demo was restarted 2 times in the last 3600 s (budget 2); "
+                                  "not restarting again, a human must look")
+    # Spent before this call: nothing restarted, the same message with another window.
+    again = run_module(service_recover.main, args(budget_max=2, budget_window=1800.5))["summary"]
+    assert again["outcome"] == "escalate" and again["actions"] == []
+    assert again["message"].startswith("escalate: demo was restarted 2 times in the last 1800.5 s (budget 2);")
+
+
+def test_summary_planned_in_check_mode(run_module, args, manager):
+    summary = run_module(service_recover.main, {**args(), "_ansible_check_mode": True})["summary"]
+    assert summary["outcome"] == "planned" and summary["message"] == "planned: would restart demo (systemd)"
+
+
+def test_summary_planned_when_not_acting(run_module, args, manager):
+    summary = run_module(service_recover.main, args(act=False))["summary"]
+    assert summary["outcome"] == "planned" and summary["message"] == "planned: would restart demo (systemd)"
+    assert summary["verification"] == {}
+
+
+def test_summary_tolerates_missing_keys():
+    """A result without recovered/escalate/verification reads as the role's defaults did."""
+    params = {"service": {"name": "demo", "manager": "systemd"}, "force": True, "act": True,
+              "budget_window": 600, "budget_max": 3}
+    summary = service_recover.summarize({"healthy": True, "health": {}, "restarts_in_window": 0}, params, False)
+    assert summary["outcome"] == "failed" and summary["verification"] == {} and summary["evidence"]["attempts"] == []
