@@ -11,7 +11,7 @@ Asserts nothing.
     .venv/bin/python bench/lab_memory.py [--settle 20] [--keep]
 
 Containers: the cgroup's total_rss (every process of the container, systemd and its units
-included) from Docker's stats; Prometheus, Alertmanager, the Redis exporter: their VmRSS;
+included) from Docker's stats; Prometheus, Alertmanager, the Redis and PostgreSQL exporters: their VmRSS;
 the cluster: `lab status`'s figure (etcd, control plane, kubelet and the pods' containers).
 """
 
@@ -61,7 +61,8 @@ def bench() -> int:
             parts.append((f"container {container.name}", int(stats.get("total_rss", memory.get("usage", 0)))))
         lab_state = lab.state()
         for name, pid in (("prometheus", lab_state.prometheus_pid), ("alertmanager", lab_state.alertmanager_pid),
-                          ("redis exporter", (lab_state.redis or {}).get("exporter_pid"))):
+                          ("redis exporter", (lab_state.redis or {}).get("exporter_pid")),
+                          ("postgres exporter", (lab_state.postgres or {}).get("exporter_pid"))):
             parts.append((name, rss_bytes(pid) if pid else 0))
         cluster = lab.status().get("kubernetes") or {}
         parts.append(("kubernetes cluster (etcd, control plane, kubelet, pods)",

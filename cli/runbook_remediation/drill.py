@@ -57,6 +57,7 @@ class Mode:
     alert: str = ""
     scenario: str = ""
     service: str = SERVICE  # the host's service the scenario acts on (`--service`)
+    host: str = ""  # a lab host other than the profile's (a dependency described elsewhere)
     needs: str = ""  # a part of the seed's lab profile (`runbook lab up --profile`): redis
     extra: dict = field(default_factory=dict)
     confirm: bool = False  # a destructive scenario: the drill confirms it (the lab is its own)
@@ -167,6 +168,7 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
         flag = " --kubernetes" if profile.host == "lab-k8s" else ""
         raise BadInput("the lab is not up", hint=f"runbook lab up{flag}")
     host = lab.host(profile.host)  # a lab host, or bad input: drills never leave the lab
+    touched = {host.name: host}
     started = datetime.now(UTC)
     rows = []
     with _closed_loop(lab, progress) if loop else contextlib.nullcontext():
@@ -181,9 +183,12 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
                 rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
                              "reason": f"the lab has no {mode.needs}: runbook lab up --profile {profile.name}"})
                 continue
-            rows.append(_drill(lab, host, mode, progress, loop=loop))
-        progress(f"healing {host.name}")
-        lab.heal(host.name)  # the next drill starts from a healed lab
+            mode_host = lab.host(mode.host) if mode.host else host
+            touched[mode_host.name] = mode_host
+            rows.append(_drill(lab, mode_host, mode, progress, loop=loop))
+        for name in touched:
+            progress(f"healing {name}")
+            lab.heal(name)  # the next drill starts from a healed lab
     automated = [r for r in rows if r["ok"] is not None]
     return {"profile": profile.name, "seed": profile.seed, "system": profile.system, "host": host.name,
             "dispatch": "runbook watch" if loop else "runbook run",
@@ -342,7 +347,7 @@ def _loop_paused(lab, progress: Progress):
 
 def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) -> dict:
     injected = mode.fault or (f"deploy {mode.deploy}" if mode.deploy else "")
-    row = {"mode": mode.name, "title": mode.title, "fault": injected or None,
+    row = {"mode": mode.name, "title": mode.title, "host": host.name, "fault": injected or None,
            "alert": mode.alert or None,
            "scenario": mode.scenario, "expected": mode.expect, "outcome": None, "ok": False,
            "detect_seconds": None, "remediate_seconds": None, "verify_seconds": None, "message": ""}
@@ -450,7 +455,8 @@ def markdown(report: dict) -> str:
         if loop and row.get("dispatched_by") == "runbook run":
             mark += ", run by hand"
         dispatch = f" {cell(row.get('dispatch_seconds'))} |" if loop else ""
-        lines.append(f"| {row['mode']}: {row['title']} | {row['alert'] or '-'} | {row['scenario']} | "
+        where = f" (on `{row['host']}`)" if row.get("host", report["host"]) != report["host"] else ""
+        lines.append(f"| {row['mode']}: {row['title']}{where} | {row['alert'] or '-'} | {row['scenario']} | "
                      f"{row['outcome']}{mark} | {cell(row['detect_seconds'])} |{dispatch} "
                      f"{cell(row['remediate_seconds'])} | {cell(row['verify_seconds'])} |")
     manual = [row for row in report["modes"] if row["ok"] is None]

@@ -12,6 +12,7 @@ them again."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -111,12 +112,17 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
             assert row["detect_seconds"] is not None and row["alert_resolved"] and row["healthy"], row
         assert rows["pool-exhausted"]["scenario"] == "db-connection-pool"
         assert rows["pool-exhausted"]["outcome"] == "remediated", rows["pool-exhausted"]
-        assert "terminated 17 session(s) in causal_eval" in rows["pool-exhausted"]["message"]
+        # Seed 004's own alert name, from the PostgreSQL exporter's connection counts.
+        assert rows["pool-exhausted"]["alert"] == "database_connection_pool_exhausted"
+        assert rows["pool-exhausted"]["detect_seconds"] is not None and rows["pool-exhausted"]["alert_resolved"]
+        # Every session the leaking client held (the exporter's one slot aside) was terminated.
+        terminated = re.search(r"terminated (\d+) session\(s\) in causal_eval", rows["pool-exhausted"]["message"])
+        assert terminated and int(terminated.group(1)) >= 15, rows["pool-exhausted"]["message"]
         assert rows["index-corruption"]["scenario"] == "db-index-corruption"
         assert rows["index-corruption"]["outcome"] == "remediated", rows["index-corruption"]
         assert "rebuilt 1" in rows["index-corruption"]["message"]
         for mode in ("pool-exhausted", "index-corruption"):
-            assert rows[mode]["healthy"] and rows[mode]["ok"], rows[mode]  # no alert in the lab: the check is ours
+            assert rows[mode]["healthy"] and rows[mode]["ok"], rows[mode]  # the drill's own check, beside the alert
         # Healed at the end: empty, the lab's maxmemory, writes accepted; the database answers.
         client = redis.Redis(port=int(status["redis"]["url"].rsplit(":", 1)[1]))
         assert client.config_get("maxmemory")["maxmemory"] == str(4 * 1024 * 1024)
@@ -134,6 +140,7 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
     assert plain.returncode == 0, plain.stderr
     changes = json.loads(plain.stdout)["changes"]
     assert "stopped the Redis exporter" in changes and "removed redis in " + lab.compose_project in changes, changes
+    assert "stopped the PostgreSQL exporter" in changes, changes
     assert "removed postgres in " + lab.compose_project in changes, changes
     assert lab.state().redis is None and "redis://" not in lab.inventory_path.read_text()
     assert lab.state().postgres is None and "postgresql" not in lab.inventory_path.read_text()
@@ -141,7 +148,7 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
     assert not lab.postgres_dir.exists()
 
 
-def test_on_its_profile_ggen_mcp_rehearses_the_libreoffice_leak_and_up_without_it_takes_libreoffice_out(lab):
+def test_on_its_profile_ggen_mcp_rehearses_libreoffice_and_its_dependencies_and_up_without_it_takes_them_out(lab):
     from runbook_remediation.lab import image
 
     try:
@@ -159,18 +166,57 @@ def test_on_its_profile_ggen_mcp_rehearses_the_libreoffice_leak_and_up_without_i
         assert lab.soffice_processes("lab-docker") == 0
         assert lab._container(container).attrs["Config"]["Image"] == image.OFFICE_IMAGE  # healed on it
 
-        result = runbook("-o", "json", "drill", "ggen-mcp", "--only", "libreoffice-leak")
-        assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
-        [row] = json.loads(result.stdout)["modes"]
+        result = runbook("-o", "json", "drill", "ggen-mcp", "--only", "libreoffice-leak", "--only", "redis-down",
+                         "--only", "database-down")
+        rows = {row["mode"]: row for row in json.loads(result.stdout)["modes"]}
+        assert result.returncode == 0, ([row for row in rows.values() if not row["ok"]], result.stderr[-2000:])
+        row = rows["libreoffice-leak"]
         expected = ("soffice-leak", "remediated", True, True)
         assert (row["scenario"], row["outcome"], row["ok"], row["healthy"]) == expected, row
         assert "stopped 2 stale instance(s)" in row["message"] and f"container {container}" in row["message"], row
+        # Its dependencies, the lab's Redis and PostgreSQL (services of the Compose host), died
+        # and came back through service-down, from their exporters' alerts.
+        dependencies = (("redis-down", "RedisDown", "redis"), ("database-down", "PostgresDown", "postgres"))
+        for mode, alert, service in dependencies:
+            row = rows[mode]
+            assert (row["host"], row["alert"], row["scenario"], row["outcome"]) == (
+                "lab-compose", alert, "service-down", "remediated"), row
+            assert f"{service} restarted and healthy" in row["message"], row
+            assert row["detect_seconds"] is not None and row["alert_resolved"] and row["healthy"], row
     finally:
         plain = runbook("-o", "json", "lab", "up")
     assert plain.returncode == 0, plain.stderr
-    assert f"recreated {container} without LibreOffice" in json.loads(plain.stdout)["changes"]
+    changes = json.loads(plain.stdout)["changes"]
+    assert f"recreated {container} without LibreOffice" in changes, changes
+    assert "removed redis in " + lab.compose_project in changes and "stopped the PostgreSQL exporter" in changes
     assert lab._container(container).attrs["Config"]["Image"] == image.IMAGE
     assert probe_health(lab.host("lab-docker"))[0]
+
+
+def test_sqlite_corrupt_takes_the_nightly_backup_then_corrupts_the_queue_and_heal_starts_a_new_one(lab):
+    from tests.conftest import http_status, wait_for
+
+    host = lab.host("lab-1")
+    container = lab.client.containers.get(host.container)
+
+    def sh(script: str) -> str:
+        return container.exec_run(["sh", "-c", script]).output.decode().strip()
+
+    try:
+        broken = runbook("-o", "json", "lab", "break", "sqlite-corrupt", "--host", "lab-1")
+        assert broken.returncode == 0, broken.stderr
+        backup = json.loads(broken.stdout)["params"]["backup"]
+        wait_for(lambda: http_status(host.health_url) == 503, timeout=15, what="lab-1 to report its database")
+        # The backup is good and its sidecar names it with its checksum, as db-backup writes them.
+        folder = "/var/lib/runbook-demo/backups"
+        assert sh(f"cd {folder} && sha256sum -c {backup}.sha256") == f"{backup}: OK"
+        assert sh(f"python3 -c \"import sqlite3; print(sqlite3.connect('{folder}/{backup}')"
+                  f".execute('PRAGMA integrity_check').fetchone()[0])\"") == "ok"
+    finally:
+        assert runbook("lab", "heal", "--host", "lab-1").returncode == 0
+    wait_for(lambda: http_status(host.health_url) == 200, timeout=30, what="lab-1 healthy after the heal")
+    left = sh("ls -A /var/lib/runbook-demo").split()
+    assert "queue.db" in left and "backups" not in left and ".lab-sqlite-corrupt" not in left, left
 
 
 def drill_faults() -> tuple[str, ...]:

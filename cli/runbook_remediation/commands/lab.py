@@ -174,7 +174,8 @@ def _print_status(ctx: Context, status: dict) -> None:
     postgres = status.get("postgres")
     if postgres:
         answering = "answering" if postgres["healthy"] else "not healthy"
-        ctx.terminal.out.print(f"PostgreSQL:   {safe(postgres['url'])} ({answering})")
+        ctx.terminal.out.print(f"PostgreSQL:   {safe(postgres['url'])} ({answering}; exporter "
+                               f"{safe(postgres['exporter_url'])})")
     cluster = status.get("kubernetes")
     if cluster:
         state = "running" if cluster["running"] else "stopped"

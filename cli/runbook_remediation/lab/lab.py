@@ -97,9 +97,35 @@ PROVIDER_FALLBACK = "secondary"
 # Faults outside the demo service, which the lab injects itself (`runbook lab break`):
 # provider-down (-p provider=NAME, default primary) takes an upstream provider down;
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
-# pg-pool-exhausted and pg-index-corrupt act on its PostgreSQL (lab/postgres.py); soffice-leak
+# pg-pool-exhausted, pg-index-corrupt and pg-down act on its PostgreSQL (lab/postgres.py); soffice-leak
 # leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
-LAB_FAULTS = ("provider-down", "config-broken", "redis-full", "redis-down", *lab_postgres.FAULTS, "soffice-leak")
+# sqlite-corrupt takes the nightly backup of a systemd host's queue, then overwrites a page of it.
+LAB_FAULTS = ("provider-down", "config-broken", "sqlite-corrupt", "redis-full", "redis-down", *lab_postgres.FAULTS,
+              "soffice-leak")
+QUEUE_DB = f"{STATE_SUBDIR}/queue.db"
+QUEUE_BACKUPS = f"{STATE_SUBDIR}/backups"
+# Left by sqlite-corrupt: heal then removes the queue and its backups (the service seeds a new one).
+SQLITE_FAULT_MARKER = f"{STATE_SUBDIR}/.lab-sqlite-corrupt"
+# The nightly backup as db-backup makes one: the online backup API, a checksum sidecar in
+# sha256sum's format written before the atomic rename to queue-<UTC stamp>.db.
+NIGHTLY_BACKUP = """
+import hashlib, os, sqlite3, sys, time
+db, backups, marker = sys.argv[1:4]
+os.makedirs(backups, exist_ok=True)
+name = time.strftime("queue-%Y%m%dT%H%M%SZ.db", time.gmtime())
+temp = os.path.join(backups, "." + name)
+source, copy = sqlite3.connect(db), sqlite3.connect(temp)
+source.backup(copy)
+copy.close()
+source.close()
+with open(temp, "rb") as handle:
+    digest = hashlib.sha256(handle.read()).hexdigest()
+with open(os.path.join(backups, name + ".sha256"), "w") as handle:
+    handle.write("%s  %s\\n" % (digest, name))
+os.rename(temp, os.path.join(backups, name))
+open(marker, "w").close()
+print(name)
+"""
 SOFFICE = "/usr/bin/soffice"
 SOFFICE_USER = "nobody"  # what the leaked instances run as in the container (never root)
 # `runbook lab up --profile NAME`: the seed systems (the drill profiles) and the parts each
@@ -108,7 +134,9 @@ SOFFICE_USER = "nobody"  # what the leaked instances run as in the container (ne
 # (seed 002): the Kubernetes cluster; ggen-mcp (seed 003): LibreOffice inside the Docker
 # service's container (the lab's office image). The others run on the stock lab's hosts as they are.
 PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer")
-PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "ggen-mcp": ("libreoffice",),
+# ggen-mcp's Redis and PostgreSQL (its dependencies) are the lab's one Redis and PostgreSQL,
+# which causal-eval's API uses too: services of the Compose project.
+PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "ggen-mcp": ("libreoffice", "redis", "postgresql"),
                  "mpc-transformer": ("kubernetes",)}
 REDIS_SERVICE = "redis"
 REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
@@ -146,7 +174,8 @@ class LabState:
     # `lab up --kubernetes`: the cluster's run dir, kubeconfig and the demo Deployment's port.
     kubernetes: dict | None = None
     # `lab up --profile NAME`: the profiles asked for, and the Redis one adds (its port, its
-    # exporter's port and pid), and the PostgreSQL (its port, the leaking client's pid).
+    # exporter's port and pid), and the PostgreSQL (its port, its exporter's port and pid, the
+    # leaking client's pid).
     profiles: list[str] = field(default_factory=list)
     redis: dict | None = None
     postgres: dict | None = None
@@ -293,6 +322,12 @@ class Lab:
         redis = state.redis or {}
         return Server("redis-exporter", self.dir / "redis-exporter", redis.get("exporter_port"),
                       redis.get("exporter_pid"), redis_port=redis.get("port"))
+
+    def _postgres_exporter(self, state: LabState) -> Server:
+        postgres = state.postgres or {}
+        return Server("postgres-exporter", self.dir / "postgres-exporter", postgres.get("exporter_port"),
+                      postgres.get("exporter_pid"),
+                      postgres=(postgres.get("port"), lab_postgres.ADMIN, self.postgres_dir / "admin-password"))
 
     @property
     def redis_dir(self) -> Path:
@@ -538,7 +573,7 @@ class Lab:
                 changes.append(f"built image {lab_image.IMAGE}")
             taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
             taken |= set((state.redis or {}).get("ports", []))
-            taken |= {(state.postgres or {}).get("port")} - {None}
+            taken |= {(state.postgres or {}).get(key) for key in ("port", "exporter_port")} - {None}
             redis_port = None
             if "redis" in parts:
                 if state.redis is None:
@@ -554,6 +589,9 @@ class Lab:
                 if state.postgres is None:
                     state.postgres = {"port": free_port(taken)}
                     taken.add(state.postgres["port"])
+                if not state.postgres.get("exporter_port"):  # also a lab made before the exporter came
+                    state.postgres["exporter_port"] = free_port(taken)
+                    taken.add(state.postgres["exporter_port"])
                 postgres_port = state.postgres["port"]
                 self._postgres(state).write_files()
                 lab_image.build_postgres_image(client, self.progress)  # once; cached in the engine
@@ -631,7 +669,10 @@ class Lab:
                 state.redis = None
             if postgres_port:
                 changes += self._ensure_postgres(state)
+                changes += self._ensure_postgres_exporter(state, started)
             elif state.postgres:
+                if self._postgres_exporter(state).stop():
+                    changes.append("stopped the PostgreSQL exporter")
                 if lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
                     changes.append("stopped the leaking PostgreSQL client")
                 shutil.rmtree(self.postgres_dir, ignore_errors=True)
@@ -756,6 +797,16 @@ class Lab:
                         f"maxmemory-policy noeviction\nsave \"\"\nappendonly no\ndir /tmp\n", encoding="utf-8")
         return True
 
+    def _ensure_postgres_exporter(self, state: LabState, started: list[Server]) -> list[str]:
+        exporter = self._postgres_exporter(state)
+        if exporter.running():
+            return []
+        self.progress(f"starting {exporter.title} on {exporter.url}")
+        exporter.start()
+        started.append(exporter)
+        state.postgres["exporter_pid"] = exporter.pid
+        return ["started the PostgreSQL exporter"]
+
     def _ensure_redis_exporter(self, state: LabState, started: list[Server]) -> list[str]:
         exporter = self._redis_exporter(state)
         if exporter.running():
@@ -845,12 +896,18 @@ class Lab:
     def postgres_fault(self, fault: str, host_name: str) -> dict:
         """pg-pool-exhausted: a client holds every connection slot the API's user may take;
         pg-index-corrupt: a page of the table's index overwritten while the server is stopped,
-        then started again (amcheck finds it; queries through the index may go wrong)."""
+        then started again (amcheck finds it; queries through the index may go wrong);
+        pg-down: its container killed, as a crash would."""
         host = self.host(host_name)
         state = self.state()
         if host.manager != "compose" or not state.postgres:
-            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval`, "
+            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval` (or ggen-mcp), "
                            f"not {host.name}")
+        if fault == "pg-down":
+            container = self._container(self.postgres_container)
+            if container is not None:
+                container.kill()
+            return {"host": host.name, "fault": fault, "params": {}}
         server = self._postgres(state)
         if fault == "pg-pool-exhausted":
             lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name)
@@ -895,7 +952,7 @@ class Lab:
 
         host = self.host(host_name)
         if host.manager != "compose" or not self.state().redis:
-            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval`, "
+            raise BadInput(f"{fault} needs the Compose host of `runbook lab up --profile causal-eval` (or ggen-mcp), "
                            f"not {host.name}")
         if fault == "redis-down":
             container = self._container(self.redis_container)
@@ -966,8 +1023,10 @@ class Lab:
         compose_host = next((h for h in state.hosts if h.manager == "compose"), None)
         redis_targets = [ScrapeTarget(compose_host.name, REDIS_SERVICE, "compose", state.redis["exporter_port"])
                          ] if state.redis and compose_host else []
+        postgres_targets = [ScrapeTarget(compose_host.name, lab_postgres.SERVICE, "compose",
+                                         state.postgres["exporter_port"])] if state.postgres and compose_host else []
         changed = prometheus.write_config(
-            prometheus_config(targets, state.alertmanager_port, rules, sd_files, redis_targets),
+            prometheus_config(targets, state.alertmanager_port, rules, sd_files, redis_targets, postgres_targets),
             {"rules.yml": rules_text()},
         )
         changes.append(self._ensure_running(prometheus, changed, started))
@@ -1014,7 +1073,8 @@ class Lab:
             from runbook_remediation.lab import kubernetes as k8s
 
             removed += k8s.Cluster(self.kubernetes_dir, progress=self.progress).stop()
-        for server in (self._prometheus(state), self._alertmanager(state), self._redis_exporter(state)):
+        for server in (self._prometheus(state), self._alertmanager(state), self._redis_exporter(state),
+                       self._postgres_exporter(state)):
             if server.port and server.stop():
                 removed.append(f"stopped {server.kind}")
         if state.postgres and lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
@@ -1066,6 +1126,8 @@ class Lab:
     def break_service(self, fault: str, host_name: str, params: dict | None = None) -> dict:
         if fault == "config-broken":
             return self.config_broken(host_name)
+        if fault == "sqlite-corrupt":
+            return self.sqlite_corrupt(host_name)
         if fault in ("redis-full", "redis-down"):
             return self.redis_fault(fault, host_name)
         if fault in lab_postgres.FAULTS:
@@ -1128,6 +1190,22 @@ class Lab:
         self._exec(container, ["systemctl", "reload", UNIT])
         return {"host": host.name, "fault": "config-broken", "params": {}}
 
+    def sqlite_corrupt(self, host_name: str) -> dict:
+        """Seed 001's corrupted queue on a systemd host: last night's backup taken first (as
+        db-backup names it, with its checksum), then page 2 of the live file overwritten in
+        place, as a failing disk would; the service reports its database unhealthy."""
+        host = self.host(host_name)
+        if host.manager != "systemd":
+            raise BadInput(f"sqlite-corrupt needs a systemd lab host; {host.name} is {host.manager}")
+        container = self._container(host.container)
+        if container is None or container.status != "running":
+            raise Unavailable(f"{host.container} is not running")
+        backup = self._exec(container, ["python3", "-c", NIGHTLY_BACKUP, QUEUE_DB, QUEUE_BACKUPS,
+                                        SQLITE_FAULT_MARKER])
+        self._exec(container, ["dd", "if=/dev/urandom", f"of={QUEUE_DB}", "bs=4096", "seek=1", "count=1",
+                               "conv=notrunc", "status=none"])
+        return {"host": host.name, "fault": "sqlite-corrupt", "params": {"backup": backup}}
+
     def heal(self, host_name: str) -> str:
         """Reset a host after a drill: clear start-up faults and what remediations changed
         (unit drop-ins, the Compose override, the restart budgets, so the next drill starts
@@ -1144,7 +1222,10 @@ class Lab:
             # Docker and Compose services keep their histories on the controller (the Docker
             # host), named after what they count: the container, or Compose's project.service.
             thing = host.container if host.manager == "docker" else f"{self.compose_project}.{SERVICE}"
-            for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{thing}.json"):
+            # Every service of the Compose project: the profiles' Redis and PostgreSQL are
+            # restarted within a budget of their own.
+            counted = host.container if host.manager == "docker" else f"{self.compose_project}.*"
+            for path in Path(REMEDIATION_STATE).glob(f"restarts-*@{counted}.json"):
                 path.unlink(missing_ok=True)
             for path in Path(REMEDIATION_STATE).glob(f"releases-*@{thing}.json"):
                 path.unlink(missing_ok=True)
@@ -1161,6 +1242,11 @@ class Lab:
             # The configuration back to its known-good (the git HEAD), its backups gone.
             self._exec(container, ["git", "-C", CONFIG_DIR, "checkout", "-q", "--", "."], check=False)
             self._exec(container, ["rm", "-rf", f"{REMEDIATION_STATE}/config-backups"])
+            # After sqlite-corrupt: a new queue (the service seeds it at start), no backups.
+            leftovers = (f"{QUEUE_BACKUPS} {QUEUE_DB} {QUEUE_DB}-wal {QUEUE_DB}-shm {QUEUE_DB}-journal "
+                         f"{STATE_SUBDIR}/.runbook-* {SQLITE_FAULT_MARKER}")
+            self._exec(container, ["sh", "-c", f"if [ -e {SQLITE_FAULT_MARKER} ]; then systemctl stop {UNIT}; "
+                                               f"rm -rf {leftovers}; fi"])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "reset-failed", UNIT], check=False)
             self._exec(container, ["systemctl", "restart", UNIT])
@@ -1357,7 +1443,8 @@ class Lab:
         postgres = None
         if state.postgres:
             postgres = {"url": f"postgresql://127.0.0.1:{state.postgres['port']}/{lab_postgres.DATABASE}",
-                        "healthy": self._postgres(state).healthy(), "container": self.postgres_container}
+                        "healthy": self._postgres(state).healthy(), "container": self.postgres_container,
+                        "exporter_url": self._postgres_exporter(state).url}
         prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
         return {
             "up": True,

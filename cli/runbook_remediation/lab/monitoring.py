@@ -21,6 +21,7 @@ from runbook_remediation.errors import Unavailable
 PROMETHEUS_BIN = "prometheus"
 ALERTMANAGER_BIN = "prometheus-alertmanager"
 REDIS_EXPORTER_BIN = "prometheus-redis-exporter"
+POSTGRES_EXPORTER_BIN = "prometheus-postgres-exporter"
 
 
 @dataclass
@@ -61,11 +62,12 @@ def write_file_sd(path: Path, ports: list[int], labels: dict[str, str]) -> bool:
 
 
 def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules_file: Path,
-                      sd_files: list[str] | None = None, redis_targets: list[ScrapeTarget] = ()) -> dict:
+                      sd_files: list[str] | None = None, redis_targets: list[ScrapeTarget] = (),
+                      postgres_targets: list[ScrapeTarget] = ()) -> dict:
     """``targets`` are scraped from a static list; services with replicas come from the
     targets files ``sd_files`` (file-based discovery, rewritten when they scale), in the
-    same job so every rule sees the same labels. ``redis_targets`` are Redis exporters, a
-    job of their own (the demo's rules do not apply to them)."""
+    same job so every rule sees the same labels. ``redis_targets`` and ``postgres_targets``
+    are exporters, each kind a job of its own (the demo's rules do not apply to them)."""
     job: dict = {
         "job_name": "runbook-demo",
         "static_configs": [
@@ -84,12 +86,16 @@ def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "rule_files": [str(rules_file)],
-        "scrape_configs": [job] + ([{
-            "job_name": "runbook-redis",
-            "static_configs": [{"targets": [f"127.0.0.1:{t.port}"],
-                                "labels": {"host": t.host, "service": t.service, "manager": t.manager}}
-                               for t in redis_targets],
-        }] if redis_targets else []),
+        "scrape_configs": [job] + [
+            {
+                "job_name": name,
+                "static_configs": [{"targets": [f"127.0.0.1:{t.port}"],
+                                    "labels": {"host": t.host, "service": t.service, "manager": t.manager}}
+                                   for t in exporters],
+            }
+            for name, exporters in (("runbook-redis", redis_targets), ("runbook-postgres", postgres_targets))
+            if exporters
+        ],
     }
 
 
@@ -160,12 +166,14 @@ def stop_process(pid: int | None, marker: str, timeout: float = 10.0) -> bool:
 class Server:
     """One monitoring server process whose files live under ``directory``."""
 
-    def __init__(self, kind: str, directory: Path, port: int, pid: int | None = None, redis_port: int | None = None):
-        self.kind = kind  # "prometheus" | "alertmanager" | "redis-exporter"
+    def __init__(self, kind: str, directory: Path, port: int, pid: int | None = None, redis_port: int | None = None,
+                 postgres: tuple[int, str, Path] | None = None):
+        self.kind = kind  # "prometheus" | "alertmanager" | "redis-exporter" | "postgres-exporter"
         self.directory = directory
         self.port = port
         self.pid = pid
         self.redis_port = redis_port  # redis-exporter: the Redis it reads
+        self.postgres = postgres  # postgres-exporter: the server's port, the user, the password's file
 
     @property
     def url(self) -> str:
@@ -173,8 +181,8 @@ class Server:
 
     @property
     def title(self) -> str:
-        return {"prometheus": "Prometheus", "alertmanager": "Alertmanager", "redis-exporter": "the Redis exporter"}[
-            self.kind]
+        return {"prometheus": "Prometheus", "alertmanager": "Alertmanager", "redis-exporter": "the Redis exporter",
+                "postgres-exporter": "the PostgreSQL exporter"}[self.kind]
 
     @property
     def config_path(self) -> Path:
@@ -183,13 +191,13 @@ class Server:
     @property
     def marker(self) -> str:
         """What its command line holds that no other process's does (the pid check)."""
-        return f"127.0.0.1:{self.port}" if self.kind == "redis-exporter" else str(self.config_path)
+        return f"127.0.0.1:{self.port}" if self.kind.endswith("-exporter") else str(self.config_path)
 
     def running(self) -> bool:
         return _pid_alive(self.pid, self.marker)
 
     def ready(self) -> bool:
-        path = "/health" if self.kind == "redis-exporter" else "/-/ready"
+        path = {"redis-exporter": "/health", "postgres-exporter": "/"}.get(self.kind, "/-/ready")
         try:
             with urllib.request.urlopen(f"{self.url}{path}", timeout=1) as response:  # noqa: S310
                 return response.status == 200
@@ -215,6 +223,9 @@ class Server:
             return [shutil.which(REDIS_EXPORTER_BIN) or REDIS_EXPORTER_BIN,
                     "-redis.addr", f"redis://127.0.0.1:{self.redis_port}",
                     "-web.listen-address", f"127.0.0.1:{self.port}"]
+        if self.kind == "postgres-exporter":
+            return [shutil.which(POSTGRES_EXPORTER_BIN) or POSTGRES_EXPORTER_BIN,
+                    f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
         if self.kind == "prometheus":
             binary = shutil.which(PROMETHEUS_BIN)
             return [
@@ -240,15 +251,25 @@ class Server:
             "--cluster.listen-address=",
         ]
 
+    def environment(self) -> dict[str, str]:
+        """The postgres-exporter's server and login: its password is read from the file, so
+        it is on no command line and in no environment."""
+        if self.kind != "postgres-exporter":
+            return {}
+        port, user, password_file = self.postgres
+        return {"DATA_SOURCE_URI": f"127.0.0.1:{port}/postgres?sslmode=disable", "DATA_SOURCE_USER": user,
+                "DATA_SOURCE_PASS_FILE": str(password_file)}
+
     def start(self, timeout: float = 30.0) -> None:
-        binary = {"prometheus": PROMETHEUS_BIN, "alertmanager": ALERTMANAGER_BIN, "redis-exporter": REDIS_EXPORTER_BIN}[
-            self.kind]
+        binary = {"prometheus": PROMETHEUS_BIN, "alertmanager": ALERTMANAGER_BIN, "redis-exporter": REDIS_EXPORTER_BIN,
+                  "postgres-exporter": POSTGRES_EXPORTER_BIN}[self.kind]
         if shutil.which(binary) is None:
             raise Unavailable(f"{binary} is not installed", hint="run scripts/bootstrap")
         self.directory.mkdir(parents=True, exist_ok=True)
         log = (self.directory / f"{self.kind}.log").open("ab")
         process = subprocess.Popen(
-            self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **self.environment()},
         )
         log.close()
         self.pid = process.pid

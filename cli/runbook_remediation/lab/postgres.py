@@ -7,7 +7,8 @@ stopped, as a failing disk would. The API's database holds one table and its ind
 
 - ``pg-pool-exhausted``: a client that opens connections as the API's user until the server
   refuses ("remaining connection slots are reserved"), then holds them idle;
-- ``pg-index-corrupt``: 300 bytes of an index page overwritten, the server restarted.
+- ``pg-index-corrupt``: 300 bytes of an index page overwritten, the server restarted;
+- ``pg-down``: the server's container killed, as a crash would (ggen-mcp's dependency down).
 
 The passwords live in files of the lab's directory (mode 0600); the inventory reads the
 admin's with a lookup, so it is in no file the lab writes besides those.
@@ -30,12 +31,14 @@ SERVICE = "postgres"
 DATABASE = "causal_eval"
 ADMIN = "runbook_admin"
 APP_USER = "causal_eval_api"
-MAX_CONNECTIONS = 20  # 3 reserved for superusers: 17 for the API, filled by pg-pool-exhausted
+# PostgreSQL's 3 reserved for superusers (the scenario's session, the lab's checks) and 17 for
+# everyone else: the exporter's session and the API's, which pg-pool-exhausted fills.
+MAX_CONNECTIONS = 20
 TABLE = "evaluations"
 INDEX = "evaluations_model"
 ROWS = 5000
 DATA_MOUNT = "/var/lib/runbook-pg"  # where the image's runbook-postgres keeps its cluster
-FAULTS = ("pg-pool-exhausted", "pg-index-corrupt")
+FAULTS = ("pg-pool-exhausted", "pg-index-corrupt", "pg-down")
 HOLDER_MARKER = "runbook-lab-pg-holder"
 
 # The leaking client: connects as the API's user until refused, says how many it holds, then

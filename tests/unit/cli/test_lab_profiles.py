@@ -86,12 +86,31 @@ def test_the_redis_is_a_service_of_the_compose_host_and_scraped_in_a_job_of_its_
     assert 'redis_up{job="runbook-redis"} == 0' in rules["RedisDown"]["expr"]
     assert "redis_memory_used_bytes" in rules["RedisOutOfMemory"]["expr"]
 
+    # The PostgreSQL's exporter: a job of its own, seed 004's alert name on its metrics.
+    config = prometheus_config([], 40011, Path("/x/rules.yml"), [], [],
+                               [ScrapeTarget("lab-compose", "postgres", "compose", 40031)])
+    labels = {"host": "lab-compose", "service": "postgres", "manager": "compose"}
+    assert config["scrape_configs"][1] == {"job_name": "runbook-postgres", "static_configs": [
+        {"targets": ["127.0.0.1:40031"], "labels": labels}]}
+    expr = rules["database_connection_pool_exhausted"]["expr"]
+    assert 'pg_stat_activity_count{job="runbook-postgres"}' in expr and "superuser_reserved_connections" in expr
+
 
 def test_the_exporter_reads_the_profiles_redis_on_loopback(tmp_path: Path) -> None:
     exporter = Server("redis-exporter", tmp_path, 40021, redis_port=40020)
     argv = exporter.argv()
     assert argv[1:] == ["-redis.addr", "redis://127.0.0.1:40020", "-web.listen-address", "127.0.0.1:40021"]
     assert exporter.marker == "127.0.0.1:40021" and exporter.title == "the Redis exporter"
+
+
+def test_the_postgres_exporter_logs_in_with_a_password_file_never_an_argument(tmp_path: Path) -> None:
+    exporter = Server("postgres-exporter", tmp_path, 40031, postgres=(40030, "runbook_admin", tmp_path / "pw"))
+    assert exporter.argv()[1:] == ["--web.listen-address=127.0.0.1:40031", "--log.level=warn"]
+    assert exporter.environment() == {"DATA_SOURCE_URI": "127.0.0.1:40030/postgres?sslmode=disable",
+                                      "DATA_SOURCE_USER": "runbook_admin",
+                                      "DATA_SOURCE_PASS_FILE": str(tmp_path / "pw")}
+    assert exporter.marker == "127.0.0.1:40031" and exporter.title == "the PostgreSQL exporter"
+    assert Server("redis-exporter", tmp_path, 1, redis_port=2).environment() == {}
 
 
 class Lab_:
@@ -197,7 +216,7 @@ def test_ggen_mcp_runs_the_docker_service_on_the_office_image_and_its_leak_mode_
     docker = LabHost("lab-docker", "runbook-x-lab-docker", "docker", 40002)
     assert lab._docker_image(LabState(hosts=[docker], profiles=["causal-eval"])) == image.IMAGE
     assert lab._docker_image(LabState(hosts=[docker], profiles=["ggen-mcp"])) == image.OFFICE_IMAGE
-    assert lab_module.PROFILE_PARTS["ggen-mcp"] == ("libreoffice",)
+    assert lab_module.PROFILE_PARTS["ggen-mcp"] == ("libreoffice", "redis", "postgresql")
 
     profile = drill.load("ggen-mcp", lab_module.FAULTS + lab_module.LAB_FAULTS,
                          {"service-down", "fd-exhaustion", "error-rate", "soffice-leak"})
