@@ -171,7 +171,7 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
     touched = {host.name: host}
     started = datetime.now(UTC)
     rows = []
-    with _closed_loop(lab, progress) if loop else contextlib.nullcontext():
+    with _drill_envelope(profile.name, started), (_closed_loop(lab, progress) if loop else contextlib.nullcontext()):
         for mode in profile.modes:
             if only and mode.name not in only:
                 continue
@@ -194,6 +194,29 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
             "dispatch": "runbook watch" if loop else "runbook run",
             "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
             "ok": all(r["ok"] for r in automated), "modes": rows}
+
+
+@contextlib.contextmanager
+def _drill_envelope(profile: str, started: datetime):
+    """The drill's runs (and its loop's) are admitted by a safety envelope of the drill's own,
+    <state dir>/drills/<start>-<profile>-envelope.db: rehearsals spend no budget of the user's
+    envelope, and the next drill starts with a full one (3 attempts per target and hour), as
+    it starts from a healed lab. An envelope the user chose ($RUNBOOK_ENVELOPE_DB, a shared
+    $RUNBOOK_STATE_DSN) is kept."""
+    from runbook_remediation import shared_state
+    from runbook_remediation.paths import state_dir
+
+    if os.environ.get("RUNBOOK_ENVELOPE_DB") or shared_state.dsn():
+        yield
+        return
+    folder = state_dir() / "drills"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    os.environ["RUNBOOK_ENVELOPE_DB"] = str(folder / f"{stamp}-{profile}-envelope.db")
+    try:
+        yield
+    finally:
+        os.environ.pop("RUNBOOK_ENVELOPE_DB", None)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ tests/integration/test_drills.py."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"
+
+
+def test_a_drill_runs_under_an_envelope_of_its_own_unless_the_user_chose_one(monkeypatch, tmp_path):
+    from datetime import UTC, datetime
+
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("RUNBOOK_ENVELOPE_DB", raising=False)
+    monkeypatch.delenv("RUNBOOK_STATE_DSN", raising=False)
+    started = datetime(2026, 12, 7, 20, 30, 5, tzinfo=UTC)
+    with drill._drill_envelope("edge-gateway", started):
+        expected = tmp_path / "drills" / "20261207T203005-edge-gateway-envelope.db"
+        assert os.environ["RUNBOOK_ENVELOPE_DB"] == str(expected)
+    assert "RUNBOOK_ENVELOPE_DB" not in os.environ  # the user's envelope again after the drill
+
+    monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(tmp_path / "mine.db"))
+    with drill._drill_envelope("edge-gateway", started):
+        assert os.environ["RUNBOOK_ENVELOPE_DB"] == str(tmp_path / "mine.db")
