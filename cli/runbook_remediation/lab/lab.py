@@ -661,7 +661,7 @@ class Lab:
             elif state.kubernetes:
                 changes += self._stop_kubernetes(state)
             if redis_port:
-                changes += self._ensure_redis_exporter(state, started)
+                changes += self._ensure_exporter(self._redis_exporter(state), state.redis, started)
             elif state.redis:
                 if self._redis_exporter(state).stop():
                     changes.append("stopped the Redis exporter")
@@ -669,7 +669,7 @@ class Lab:
                 state.redis = None
             if postgres_port:
                 changes += self._ensure_postgres(state)
-                changes += self._ensure_postgres_exporter(state, started)
+                changes += self._ensure_exporter(self._postgres_exporter(state), state.postgres, started)
             elif state.postgres:
                 if self._postgres_exporter(state).stop():
                     changes.append("stopped the PostgreSQL exporter")
@@ -797,25 +797,15 @@ class Lab:
                         f"maxmemory-policy noeviction\nsave \"\"\nappendonly no\ndir /tmp\n", encoding="utf-8")
         return True
 
-    def _ensure_postgres_exporter(self, state: LabState, started: list[Server]) -> list[str]:
-        exporter = self._postgres_exporter(state)
+    def _ensure_exporter(self, exporter: Server, part: dict, started: list[Server]) -> list[str]:
+        """Start a profile part's exporter unless it runs; its pid kept in the part's state."""
         if exporter.running():
             return []
         self.progress(f"starting {exporter.title} on {exporter.url}")
         exporter.start()
         started.append(exporter)
-        state.postgres["exporter_pid"] = exporter.pid
-        return ["started the PostgreSQL exporter"]
-
-    def _ensure_redis_exporter(self, state: LabState, started: list[Server]) -> list[str]:
-        exporter = self._redis_exporter(state)
-        if exporter.running():
-            return []
-        self.progress(f"starting {exporter.title} on {exporter.url}")
-        exporter.start()
-        started.append(exporter)
-        state.redis["exporter_pid"] = exporter.pid
-        return ["started the Redis exporter"]
+        part["exporter_pid"] = exporter.pid
+        return [f"started {exporter.title}"]
 
     @staticmethod
     def _stock_image(container) -> str | None:
