@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError
-from runbook_remediation.lab.lab import PROFILE_PARTS, SERVICE
+from runbook_remediation.lab.lab import PROFILE_PARTS, SERVICE, WORKER_SERVICE
 from runbook_remediation.lab.postgres import SERVICE as POSTGRES_SERVICE
 
 PARTS = {part for parts in PROFILE_PARTS.values() for part in parts}
@@ -145,12 +145,14 @@ def _wait(predicate, timeout: float, interval: float = 0.5) -> float | None:
         time.sleep(interval)
 
 
-def firing(lab, alert: str, host: str) -> bool:
+def firing(lab, alert: str, host: str, service: str) -> bool:
+    """Whether ``alert`` fires for ``service`` on ``host`` (every lab alert carries both
+    labels: the API's ServiceDown is not its worker's)."""
     from runbook_remediation.lab.monitoring import http_json
 
     body = http_json(f"http://127.0.0.1:{lab.state().prometheus_port}/api/v1/alerts", timeout=5)
-    return any(a["labels"].get("alertname") == alert and a["labels"].get("host") == host and a["state"] == "firing"
-               for a in body["data"]["alerts"])
+    return any(a["state"] == "firing" and a["labels"].get("alertname") == alert and a["labels"].get("host") == host
+               and a["labels"].get("service") == service for a in body["data"]["alerts"])
 
 
 def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = lambda _m: None,
@@ -281,6 +283,11 @@ def _healthy(lab, host, mode: Mode) -> bool:
         return probe_health(host)[0] and (mode.fault != "soffice-leak" or lab.soffice_processes(host.name) == 0)
     if mode.service == POSTGRES_SERVICE:
         return lab.postgres().healthy()
+    if mode.service == WORKER_SERVICE:
+        from runbook_remediation.lab.lab import probe_health
+
+        worker = lab.worker_host()
+        return worker is not None and probe_health(worker)[0]
     client = lab.redis_client(timeout=1)
     try:
         return bool(client.ping() and client.set("lab:drill:probe", b"x" * 1024))
@@ -294,7 +301,7 @@ def _lab_has(lab, part: str) -> bool:
     state = lab.state()
     if part == "libreoffice":  # the Docker service runs on the office image while ggen-mcp is up
         return any("libreoffice" in PROFILE_PARTS.get(name, ()) for name in state.profiles)
-    return {"redis": bool(state.redis), "postgresql": bool(state.postgres),
+    return {"redis": bool(state.redis), "postgresql": bool(state.postgres), "worker": bool(state.worker),
             "kubernetes": bool(state.kubernetes)}.get(part, False)
 
 
@@ -374,10 +381,13 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
            "alert": mode.alert or None,
            "scenario": mode.scenario, "expected": mode.expect, "outcome": None, "ok": False,
            "detect_seconds": None, "remediate_seconds": None, "verify_seconds": None, "message": ""}
+    def fires() -> bool:
+        return firing(lab, mode.alert, host.name, mode.service)
+
     progress(f"{mode.name}: healing {host.name}")
     lab.heal(host.name)
     if mode.alert:
-        _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT)
+        _wait(lambda: not fires(), HEALTH_TIMEOUT)
     if loop:  # a run the heal's own alerts started ends first: it is not this mode's
         _wait(lambda: not _in_flight(f"{host.name}/{mode.service}"), LOOP_RUN_TIMEOUT)
     by_loop = loop and _loop_takes(mode)
@@ -391,7 +401,7 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
         lab.break_service(mode.fault, host.name, dict(mode.params))
     if mode.alert:
         progress(f"{mode.name}: waiting for {mode.alert} to fire")
-        row["detect_seconds"] = _round(_wait(lambda: firing(lab, mode.alert, host.name), ALERT_TIMEOUT))
+        row["detect_seconds"] = _round(_wait(fires, ALERT_TIMEOUT))
         if row["detect_seconds"] is None:
             row["message"] = f"{mode.alert} did not fire within {ALERT_TIMEOUT:.0f} s"
             return row
@@ -417,7 +427,7 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
 
     began = time.monotonic()
     healthy = _wait(lambda: _healthy(lab, host, mode), HEALTH_TIMEOUT) is not None
-    resolved = not mode.alert or _wait(lambda: not firing(lab, mode.alert, host.name), HEALTH_TIMEOUT) is not None
+    resolved = not mode.alert or _wait(lambda: not fires(), HEALTH_TIMEOUT) is not None
     row["verify_seconds"] = _round(time.monotonic() - began)
     row["healthy"], row["alert_resolved"] = healthy, resolved
     row["ok"] = row["outcome"] == mode.expect and (healthy and resolved if mode.expect == "remediated" else True)

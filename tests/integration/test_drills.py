@@ -89,6 +89,7 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
         status = json.loads(up.stdout)
         assert status["profiles"] == ["causal-eval"] and status["redis"]["healthy"], status
         assert status["postgres"]["healthy"], status["postgres"]
+        assert status["worker"]["healthy"], status["worker"]  # its calls to the API succeed
         again = json.loads(runbook("-o", "json", "lab", "up", "--profile", "causal-eval").stdout)
         assert again["changes"] == [], again["changes"]
 
@@ -102,12 +103,15 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
             assert server.healthy(), fault
 
         result = runbook("-o", "json", "drill", "causal-eval", "--only", "redis-full", "--only", "redis-down",
-                         "--only", "pool-exhausted", "--only", "index-corruption")
+                         "--only", "pool-exhausted", "--only", "index-corruption", "--only", "worker-down")
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
         rows = {row["mode"]: row for row in json.loads(result.stdout)["modes"]}
         assert (rows["redis-full"]["scenario"], rows["redis-full"]["outcome"]) == ("redis-memory", "remediated")
         assert (rows["redis-down"]["scenario"], rows["redis-down"]["outcome"]) == ("service-down", "remediated")
-        for mode in ("redis-full", "redis-down"):
+        # The worker's own ServiceDown (its service label), not the API's; restarted by Compose.
+        assert (rows["worker-down"]["scenario"], rows["worker-down"]["outcome"]) == ("service-down", "remediated")
+        assert "worker" in rows["worker-down"]["message"], rows["worker-down"]
+        for mode in ("redis-full", "redis-down", "worker-down"):
             row = rows[mode]
             assert row["detect_seconds"] is not None and row["alert_resolved"] and row["healthy"], row
         assert rows["pool-exhausted"]["scenario"] == "db-connection-pool"
@@ -142,6 +146,8 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
     assert "stopped the Redis exporter" in changes and "removed redis in " + lab.compose_project in changes, changes
     assert "stopped the PostgreSQL exporter" in changes, changes
     assert "removed postgres in " + lab.compose_project in changes, changes
+    assert "removed worker in " + lab.compose_project in changes, changes
+    assert lab.state().worker is None and lab._container(lab.worker_container) is None
     assert lab.state().redis is None and "redis://" not in lab.inventory_path.read_text()
     assert lab.state().postgres is None and "postgresql" not in lab.inventory_path.read_text()
     assert lab._container(lab.redis_container) is None and lab._container(lab.postgres_container) is None

@@ -32,8 +32,10 @@ def lab() -> None:
                    "as a Deployment: host lab-k8s. Without it, `up` stops a cluster a previous `up` started. "
                    "Needs scripts/kubernetes-build once.")
 @click.option("--profile", "profiles", multiple=True, type=click.Choice(PROFILES), metavar="NAME",
-              help="Also the parts of a seed system's replica (repeatable): causal-eval adds a Redis to the "
-                   "Compose project (full at maxmemory, noeviction), mpc-transformer the Kubernetes cluster. "
+              help="Also the parts of a seed system's replica (repeatable): causal-eval adds a Redis (full at "
+                   "maxmemory, noeviction), a PostgreSQL and a worker to the Compose project, ggen-mcp "
+                   "LibreOffice in the Docker service's container (and the Redis and PostgreSQL), "
+                   "mpc-transformer the Kubernetes cluster. "
                    f"Profiles: {', '.join(PROFILES)}. Without it, `up` removes the parts a previous `up` added.")
 @output_option
 @click.pass_obj
@@ -176,6 +178,11 @@ def _print_status(ctx: Context, status: dict) -> None:
         answering = "answering" if postgres["healthy"] else "not healthy"
         ctx.terminal.out.print(f"PostgreSQL:   {safe(postgres['url'])} ({answering}; exporter "
                                f"{safe(postgres['exporter_url'])})")
+    worker = status.get("worker")
+    if worker:
+        colour = "green" if worker["healthy"] else "red"
+        ctx.terminal.out.print(f"Worker:       {safe(worker['health_url'])} "
+                               f"([{colour}]{safe(worker['health'])}[/{colour}])")
     cluster = status.get("kubernetes")
     if cluster:
         state = "running" if cluster["running"] else "stopped"

@@ -492,6 +492,17 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def process_count(name: str, proc: str = "/proc") -> int:
+    """How many processes named ``name`` (their comm) this service sees: in a container, the
+    container's. A process that ends while counted is skipped."""
+    count = 0
+    for entry in os.listdir(proc):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"{proc}/{entry}/comm", encoding="utf-8", errors="replace") as fh:
+                count += fh.read().strip() == name
+    return count
+
+
 def read_process_start_time() -> float:
     """Start time as the Prometheus process collector computes it: starttime + boot time."""
     try:
@@ -1174,6 +1185,12 @@ class DemoService:
             fds = open_fd_count()
             family("process_open_fds", "gauge", "Number of open file descriptors.")
             sample("process_open_fds", fds)
+        # Seed 003's GgenMcpHighLibreOfficeProcessCount: the headless LibreOffice instances
+        # beside the service (ggen-mcp's container runs them; elsewhere the count is 0).
+        with contextlib.suppress(OSError):
+            soffice = process_count("soffice.bin")
+            family("demo_libreoffice_processes", "gauge", "LibreOffice (soffice.bin) processes running beside it.")
+            sample("demo_libreoffice_processes", soffice)
         family("process_max_fds", "gauge", "Maximum number of open file descriptors (soft limit).")
         sample("process_max_fds", fd_limit())
         family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")

@@ -99,9 +99,10 @@ PROVIDER_FALLBACK = "secondary"
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
 # pg-pool-exhausted, pg-index-corrupt and pg-down act on its PostgreSQL (lab/postgres.py); soffice-leak
 # leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
+# worker-down kills causal-eval's worker container.
 # sqlite-corrupt takes the nightly backup of a systemd host's queue, then overwrites a page of it.
 LAB_FAULTS = ("provider-down", "config-broken", "sqlite-corrupt", "redis-full", "redis-down", *lab_postgres.FAULTS,
-              "soffice-leak")
+              "soffice-leak", "worker-down")
 QUEUE_DB = f"{STATE_SUBDIR}/queue.db"
 QUEUE_BACKUPS = f"{STATE_SUBDIR}/backups"
 # Left by sqlite-corrupt: heal then removes the queue and its backups (the service seeds a new one).
@@ -129,16 +130,20 @@ print(name)
 SOFFICE = "/usr/bin/soffice"
 SOFFICE_USER = "nobody"  # what the leaked instances run as in the container (never root)
 # `runbook lab up --profile NAME`: the seed systems (the drill profiles) and the parts each
-# adds to the stock lab. causal-eval (seed 004): a Redis and a PostgreSQL beside the Compose
-# service, in its project (the Redis full at a small maxmemory under noeviction); mpc-transformer
+# adds to the stock lab. causal-eval (seed 004): a Redis, a PostgreSQL and a worker beside the
+# Compose service, in its project (the Redis full at a small maxmemory under noeviction); mpc-transformer
 # (seed 002): the Kubernetes cluster; ggen-mcp (seed 003): LibreOffice inside the Docker
 # service's container (the lab's office image). The others run on the stock lab's hosts as they are.
 PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer")
 # ggen-mcp's Redis and PostgreSQL (its dependencies) are the lab's one Redis and PostgreSQL,
 # which causal-eval's API uses too: services of the Compose project.
-PROFILE_PARTS = {"causal-eval": ("redis", "postgresql"), "ggen-mcp": ("libreoffice", "redis", "postgresql"),
+PROFILE_PARTS = {"causal-eval": ("redis", "postgresql", "worker"), "ggen-mcp": ("libreoffice", "redis", "postgresql"),
                  "mpc-transformer": ("kubernetes",)}
 REDIS_SERVICE = "redis"
+# Seed 004's worker (`docker-compose restart app worker`): the demo service under another name
+# in the Compose project, a consumer of the API (it calls /api/work, its `upstream` component).
+WORKER_SERVICE = "worker"
+WORKER_WORKLOAD_RPS = "5"
 REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
 REDIS_MAXMEMORY = "4mb"
 REDIS_CEILING = "64M"  # redis-memory raises maxmemory up to this
@@ -179,6 +184,7 @@ class LabState:
     profiles: list[str] = field(default_factory=list)
     redis: dict | None = None
     postgres: dict | None = None
+    worker: dict | None = None  # causal-eval's worker: its port
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -337,6 +343,10 @@ class Lab:
     def redis_container(self) -> str:
         return f"{self.compose_project}-{REDIS_SERVICE}-1"
 
+    @property
+    def worker_container(self) -> str:
+        return f"{self.compose_project}-{WORKER_SERVICE}-1"
+
     def _container(self, name: str):
         from docker.errors import NotFound
 
@@ -422,9 +432,11 @@ class Lab:
     def compose_project(self) -> str:
         return f"runbook-{self.name}"
 
-    def compose_file(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None) -> dict:
+    def compose_file(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None,
+                     worker_port: int | None = None) -> dict:
         """The Compose v2 project holding the lab's Compose-managed demo service (and, for
-        the causal-eval profile, its Redis on ``redis_port`` and PostgreSQL on ``postgres_port``)."""
+        the causal-eval profile, its Redis on ``redis_port``, PostgreSQL on ``postgres_port``
+        and worker on ``worker_port``)."""
         project = {
             "name": self.compose_project,
             "services": {
@@ -463,23 +475,40 @@ class Lab:
                 "volumes": [f"{self.redis_dir}:{REDIS_CONF_DIR}"],
                 "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
             }
+        if worker_port:
+            project["services"][WORKER_SERVICE] = {
+                "image": lab_image.IMAGE,
+                "command": ["python3", DEMO_PATH, "--port", str(worker_port), "--name", WORKER_SERVICE,
+                            "--log-dir", LOG_DIR, "--workload-rps", WORKER_WORKLOAD_RPS,
+                            "--upstream", f"http://127.0.0.1:{host.port}/api/work", "--upstream-rps", "1"],
+                "network_mode": "host",
+                "stop_signal": "SIGTERM",
+                "stop_grace_period": "5s",
+                "mem_limit": MEMORY_LIMIT,
+                "memswap_limit": MEMORY_LIMIT,
+                "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
+                "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
+                "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+            }
         if postgres_port:
             project["services"][lab_postgres.SERVICE] = lab_postgres.compose_service(
                 lab_image.POSTGRES_IMAGE, postgres_port, self.postgres_dir,
                 {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"})
         return project
 
-    def _create_compose_service(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None):
-        self._write_compose(host, redis_port, postgres_port)
+    def _create_compose_service(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None,
+                                worker_port: int | None = None):
+        self._write_compose(host, redis_port, postgres_port, worker_port)
         self._compose_up()
         return self.client.containers.get(host.container)
 
-    def _write_compose(self, host: LabHost, redis_port: int | None, postgres_port: int | None = None) -> list[str]:
+    def _write_compose(self, host: LabHost, redis_port: int | None, postgres_port: int | None = None,
+                       worker_port: int | None = None) -> list[str]:
         """Write the project's file; what changed in its services (``added redis in P``), or
         ``["rewrote ..."]`` for any other change, empty when the file is as it was."""
         self.compose_dir.mkdir(parents=True, exist_ok=True)
         compose_path = self.compose_dir / "compose.yaml"
-        project = self.compose_file(host, redis_port, postgres_port)
+        project = self.compose_file(host, redis_port, postgres_port, worker_port)
         text = yaml.safe_dump(project, sort_keys=False)
         if compose_path.is_file() and compose_path.read_text(encoding="utf-8") == text:
             return []
@@ -574,6 +603,7 @@ class Lab:
             taken = {port for h in state.hosts for port in [h.port, *h.replica_ports]}
             taken |= set((state.redis or {}).get("ports", []))
             taken |= {(state.postgres or {}).get(key) for key in ("port", "exporter_port")} - {None}
+            taken |= {(state.worker or {}).get("port")} - {None}
             redis_port = None
             if "redis" in parts:
                 if state.redis is None:
@@ -595,6 +625,12 @@ class Lab:
                 postgres_port = state.postgres["port"]
                 self._postgres(state).write_files()
                 lab_image.build_postgres_image(client, self.progress)  # once; cached in the engine
+            worker_port = None
+            if "worker" in parts:
+                if state.worker is None:
+                    state.worker = {"port": free_port(taken)}
+                    taken.add(state.worker["port"])
+                worker_port = state.worker["port"]
             docker_image = lab_image.IMAGE
             if "libreoffice" in parts:
                 docker_image = lab_image.build_office_image(client, self.progress)  # once; cached
@@ -625,12 +661,12 @@ class Lab:
                     elif host.manager == "docker":
                         container = self._create_docker_service(host, image=docker_image)
                     else:
-                        container = self._create_compose_service(host, redis_port, postgres_port)
+                        container = self._create_compose_service(host, redis_port, postgres_port, worker_port)
                     created.append(host.container)
                     changes.append(f"created {host.container}")
                 elif host.manager == "compose" and (compose_changes := self._write_compose(host, redis_port,
-                                                                                           postgres_port)):
-                    # The project gained or lost a profile's Redis or PostgreSQL: Compose makes or removes it.
+                                                                                           postgres_port, worker_port)):
+                    # The project gained or lost a profile's part: Compose makes or removes it.
                     self._compose_up()
                     changes += compose_changes
                 elif host.manager == "docker" and self._stock_image(container) not in (None, docker_image):
@@ -677,6 +713,8 @@ class Lab:
                     changes.append("stopped the leaking PostgreSQL client")
                 shutil.rmtree(self.postgres_dir, ignore_errors=True)
                 state.postgres = None
+            if not worker_port:
+                state.worker = None  # its container went with the project's file (--remove-orphans)
             state.profiles = sorted(set(profiles))
             changes += self._ensure_monitoring(state, started)
             state.save(self.state_path)
@@ -1003,6 +1041,9 @@ class Lab:
         k8s_host = self.kubernetes_host(state)
         if k8s_host:  # the pod's host port, scraped like any host's service
             targets.append(ScrapeTarget(k8s_host.name, SERVICE, k8s_host.manager, k8s_host.port))
+        worker = self.worker_host(state)
+        if worker:  # the demo's rules apply to it: ServiceDown names it by its service label
+            targets.append(ScrapeTarget(worker.name, WORKER_SERVICE, worker.manager, worker.port))
         for host in state.hosts:
             if host.replica_ports and not targets_file(self.dir, host).is_file():
                 write_file_sd(targets_file(self.dir, host), [host.port], scrape_labels(host))
@@ -1124,6 +1165,8 @@ class Lab:
             return self.postgres_fault(fault, host_name)
         if fault == "soffice-leak":
             return self.soffice_leak(host_name, params or {})
+        if fault == "worker-down":
+            return self.worker_down(host_name)
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -1165,6 +1208,27 @@ class Lab:
         script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
         self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
+
+    def worker_host(self, state: LabState | None = None) -> LabHost | None:
+        """causal-eval's worker as a host entry of its own (its health and metrics URLs),
+        on the Compose host; None without the profile."""
+        state = state or self.state()
+        compose_host = next((h for h in state.hosts if h.manager == "compose"), None)
+        if not state.worker or compose_host is None:
+            return None
+        return LabHost(name=compose_host.name, container=self.worker_container, manager="compose",
+                       port=state.worker["port"])
+
+    def worker_down(self, host_name: str) -> dict:
+        """worker-down: kill the worker's container, as a crash would (Compose restarts none)."""
+        host = self.host(host_name)
+        if host.manager != "compose" or not self.state().worker:
+            raise BadInput(f"worker-down needs the Compose host of `runbook lab up --profile causal-eval`, "
+                           f"not {host.name}")
+        container = self._container(self.worker_container)
+        if container is not None and container.status == "running":
+            container.kill()
+        return {"host": host.name, "fault": "worker-down", "params": {}}
 
     def config_broken(self, host_name: str) -> dict:
         """Break the demo's configuration file on a systemd host and reload it, as a bad edit
@@ -1255,7 +1319,8 @@ class Lab:
             state = self.state()
             if host.manager == "compose":
                 container = self._create_compose_service(host, (state.redis or {}).get("port"),
-                                                         (state.postgres or {}).get("port"))
+                                                         (state.postgres or {}).get("port"),
+                                                         (state.worker or {}).get("port"))
                 if state.redis:
                     self._heal_redis(state)
                 if state.postgres:
@@ -1435,6 +1500,12 @@ class Lab:
             postgres = {"url": f"postgresql://127.0.0.1:{state.postgres['port']}/{lab_postgres.DATABASE}",
                         "healthy": self._postgres(state).healthy(), "container": self.postgres_container,
                         "exporter_url": self._postgres_exporter(state).url}
+        worker = None
+        worker_host = self.worker_host(state)
+        if worker_host:
+            healthy, detail = probe_health(worker_host)
+            worker = {"health_url": worker_host.health_url, "healthy": healthy, "health": detail,
+                      "container": self.worker_container}
         prometheus, alertmanager = self._prometheus(state), self._alertmanager(state)
         return {
             "up": True,
@@ -1442,6 +1513,7 @@ class Lab:
             "profiles": list(state.profiles),
             "redis": redis,
             "postgres": postgres,
+            "worker": worker,
             "kubernetes": cluster,
             "prometheus": {"url": prometheus.url, "running": prometheus.running()},
             "alertmanager": {"url": alertmanager.url, "running": alertmanager.running()},
@@ -1518,6 +1590,24 @@ def redis_description(port: int, compose_dir: Path, compose_project: str) -> dic
     }
 
 
+def worker_description(port: int, compose_dir: Path, compose_project: str) -> dict:
+    """The causal-eval profile's worker as a service of the Compose host: restarted like any
+    Compose service (service-down); healthy when its calls to the API succeed."""
+    return {
+        "name": WORKER_SERVICE,
+        "manager": "compose",
+        "container": f"{compose_project}-{WORKER_SERVICE}-1",
+        "project_src": str(compose_dir),
+        "project": compose_project,
+        "compose_service": WORKER_SERVICE,
+        "health_url": f"http://127.0.0.1:{port}/health",
+        "health_jmespath": "components[?status=='unhealthy'] | length(@) == `0`",
+        "metrics_url": f"http://127.0.0.1:{port}/metrics",
+        "port": port,
+        "logs": [f"{LOG_DIR}/*.log"],
+    }
+
+
 def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
     """The lab as an Ansible inventory: one service description per host drives every role."""
     systemd_hosts, docker_hosts, compose_hosts = {}, {}, {}
@@ -1580,6 +1670,8 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                 services.append(redis_description(state.redis["port"], compose_dir, compose_project))
             if host.manager == "compose" and state.postgres:
                 services.append(lab_postgres.description(state.postgres["port"], compose_dir, compose_project))
+            if host.manager == "compose" and state.worker:
+                services.append(worker_description(state.worker["port"], compose_dir, compose_project))
             target = docker_hosts if host.manager == "docker" else compose_hosts
             target[host.name] = {
                 "ansible_connection": "local",

@@ -43,6 +43,7 @@ METRIC_NAMES = (
     "demo_fault_active",
     "demo_queue_items",
     "demo_info",
+    "demo_libreoffice_processes",
 )
 FAULT_NAMES = (
     "crash", "crash-loop", "hang", "error-rate", "latency", "cpu-burn", "memory-leak", "fd-leak", "log-flood",
@@ -259,6 +260,19 @@ def test_metrics_exposition(launch: Callable[..., Demo]) -> None:
     assert metric(samples, "process_resident_memory_bytes") > 0
     assert metric(samples, "process_max_fds") == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert abs(metric(samples, "process_start_time_seconds") - time.time()) < 60
+    assert metric(samples, "demo_libreoffice_processes") == 0  # no soffice.bin beside a test
+
+
+def test_the_libreoffice_count_reads_each_process_comm_and_skips_one_that_ended(tmp_path: Path) -> None:
+    from runbook_remediation.lab.demo_service import process_count
+
+    for pid, comm in (("1", "python3"), ("20", "soffice.bin"), ("21", "oosplash"), ("22", "soffice.bin")):
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "comm").write_text(comm + "\n")
+    (tmp_path / "23").mkdir()  # ended between the listing and the read: no comm
+    (tmp_path / "self").mkdir()
+    assert process_count("soffice.bin", str(tmp_path)) == 2
+    assert process_count("soffice", str(tmp_path)) == 0  # the comm, not a prefix
 
 
 def test_environment_configures_and_command_line_wins(launch: Callable[..., Demo], tmp_path: Path) -> None:

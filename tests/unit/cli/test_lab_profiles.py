@@ -250,3 +250,48 @@ def test_a_soffice_leak_it_cannot_make_is_bad_input(tmp_path: Path, monkeypatch,
     with pytest.raises(BadInput) as raised:
         lab.break_service("soffice-leak", host, params)
     assert raised.value.message == words
+
+
+def test_causal_eval_runs_a_worker_that_calls_the_api_and_is_scraped_as_a_service_of_its_own(
+        tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    assert "worker" in lab_module.PROFILE_PARTS["causal-eval"]
+    assert "worker" not in lab.compose_file(COMPOSE, redis_port=40020)["services"]
+    worker = lab.compose_file(COMPOSE, worker_port=40040)["services"]["worker"]
+    command = worker["command"]
+    assert command[command.index("--port") + 1] == "40040" and command[command.index("--name") + 1] == "worker"
+    assert command[command.index("--upstream") + 1] == "http://127.0.0.1:40003/api/work"  # the API's port
+    assert worker["network_mode"] == "host" and worker["labels"][lab_module.LABEL] == "x"  # `lab down` finds it
+    assert lab.worker_container == "runbook-x-worker-1"
+
+    state = LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2, worker={"port": 40040})
+    services = inventory(state, tmp_path / "compose", "runbook-x")["all"]["children"]["lab"]["children"][
+        "lab_compose"]["hosts"]["lab-compose"]["runbook_services"]
+    described = {s["name"]: s for s in services}["worker"]
+    assert {k: described[k] for k in ("manager", "container", "compose_service", "health_url", "port")} == {
+        "manager": "compose", "container": "runbook-x-worker-1", "compose_service": "worker",
+        "health_url": "http://127.0.0.1:40040/health", "port": 40040}
+    found = lab.worker_host(state)
+    assert (found.name, found.port, found.container) == ("lab-compose", 40040, "runbook-x-worker-1")
+    assert lab.worker_host(LabState(hosts=[COMPOSE])) is None
+
+    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS,
+                         {"service-down", "fd-exhaustion", "redis-memory", "db-connection-pool", "db-index-corruption"})
+    [mode] = [m for m in profile.modes if m.name == "worker-down"]
+    assert (mode.fault, mode.alert, mode.service, mode.needs) == ("worker-down", "ServiceDown", "worker", "worker")
+    report = drill.run(Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2)), profile,
+                       only=("worker-down",))
+    assert report["modes"][0]["reason"] == "the lab has no worker: runbook lab up --profile causal-eval"
+
+
+def test_an_alert_counts_only_for_the_service_it_names(monkeypatch) -> None:
+    from runbook_remediation.lab import monitoring
+
+    alerts = [{"state": "firing", "labels": {"alertname": "ServiceDown", "host": "lab-compose", "service": "worker"}},
+              {"state": "pending", "labels": {"alertname": "ServiceDown", "host": "lab-compose", "service": "demo"}}]
+    monkeypatch.setattr(monitoring, "http_json", lambda _url, timeout: {"data": {"alerts": alerts}})
+    lab = Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2))
+    assert drill.firing(lab, "ServiceDown", "lab-compose", "worker")
+    assert not drill.firing(lab, "ServiceDown", "lab-compose", "demo")  # pending is not firing
+    assert not drill.firing(lab, "ServiceDown", "lab-1", "worker")
