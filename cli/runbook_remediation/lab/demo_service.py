@@ -60,7 +60,8 @@ scenarios act on) come from the environment as a deployment sets them:
 Faults: crash, crash-loop, hang, error-rate (rate), latency (seconds), cpu-burn (ms),
 load (seconds), memory-leak (mb_per_second, max_mb, fail_above_mb: requests fail with
 ``error_type="out_of_memory"`` once the leak holds that much), fd-leak (per_second, max_fraction:
-hold at that share of the descriptor limit instead of running into EMFILE), log-flood (mb_per_second).
+hold at that share of the descriptor limit instead of running into EMFILE), log-flood (mb_per_second,
+max_mb: stop after writing that much, the disk left full).
 ``load`` models an offered load that a balancer spreads over the live replicas: each request
 waits ``seconds`` divided by the number of live replicas (its replica's share of the load), so
 scaling out brings the latency down. It is the service's load, not one process's: a replica
@@ -153,7 +154,8 @@ FAULTS: dict[str, dict[str, tuple[float | None, str]]] = {
     # max_fraction: leak up to that share of the descriptor limit and hold there (the alert fires,
     # requests and scrapes still get a descriptor); without it the leak runs into EMFILE.
     "fd-leak": {"per_second": (50.0, "positive"), "max_fraction": (None, "fraction")},
-    "log-flood": {"mb_per_second": (20.0, "positive")},
+    # max_mb: write that much in all, then stop (a burst that filled the disk and ended).
+    "log-flood": {"mb_per_second": (20.0, "positive"), "max_mb": (None, "positive")},
 }
 BACKGROUND_FAULTS = ("memory-leak", "fd-leak", "log-flood")
 
@@ -851,14 +853,19 @@ class DemoService:
     def _log_flood(self, token: threading.Event) -> None:
         filler = "x" * (64 * 1024)
         sequence = 0
+        written = 0
         while self._running(token):
-            budget = (self.faults.get("log-flood") or {}).get("mb_per_second", 20.0) * MIB * TICK
+            params = self.faults.get("log-flood") or {}
+            budget = params.get("mb_per_second", 20.0) * MIB * TICK
+            if params.get("max_mb") is not None:
+                budget = min(budget, params["max_mb"] * MIB - written)
             while budget > 0 and self._running(token):
                 sequence += 1
                 line = f"{utc_stamp()} DEBUG log-flood filler #{sequence} {filler}\n".encode()
                 if not self.log.file_only(line):
                     break  # disk full: counted and reported by Log; try again next tick
                 budget -= len(line)
+                written += len(line)
             token.wait(TICK)
 
     def note_emfile(self, exc: OSError) -> None:

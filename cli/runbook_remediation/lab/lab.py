@@ -99,10 +99,12 @@ PROVIDER_FALLBACK = "secondary"
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
 # pg-pool-exhausted, pg-index-corrupt and pg-down act on its PostgreSQL (lab/postgres.py); soffice-leak
 # leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
-# worker-down kills causal-eval's worker container.
+# worker-down kills causal-eval's worker container. heavy-work (-p iterations=N, default 1500)
+# sets the work per request high, as a bad configuration would (seed 000's MCTS iterations):
+# a systemd drop-in or the Compose override, the service restarted; P95 climbs past 2 s.
 # sqlite-corrupt takes the nightly backup of a systemd host's queue, then overwrites a page of it.
 LAB_FAULTS = ("provider-down", "config-broken", "sqlite-corrupt", "redis-full", "redis-down", *lab_postgres.FAULTS,
-              "soffice-leak", "worker-down")
+              "soffice-leak", "worker-down", "heavy-work")
 QUEUE_DB = f"{STATE_SUBDIR}/queue.db"
 QUEUE_BACKUPS = f"{STATE_SUBDIR}/backups"
 # Left by sqlite-corrupt: heal then removes the queue and its backups (the service seeds a new one).
@@ -139,6 +141,9 @@ PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer"
 # which causal-eval's API uses too: services of the Compose project.
 PROFILE_PARTS = {"causal-eval": ("redis", "postgresql", "worker"), "ggen-mcp": ("libreoffice", "redis", "postgresql"),
                  "mpc-transformer": ("kubernetes",)}
+HEAVY_WORK_ITERATIONS = 1500  # 3 s of work per request (2 ms an iteration)
+# heavy-work's drop-in: it sorts before the remediations' runbook-*.conf, which win over it.
+HEAVY_WORK_DROPIN = f"/etc/systemd/system/{UNIT}.d/lab-heavy-work.conf"
 REDIS_SERVICE = "redis"
 # Seed 004's worker (`docker-compose restart app worker`): the demo service under another name
 # in the Compose project, a consumer of the API (it calls /api/work, its `upstream` component).
@@ -1167,6 +1172,8 @@ class Lab:
             return self.soffice_leak(host_name, params or {})
         if fault == "worker-down":
             return self.worker_down(host_name)
+        if fault == "heavy-work":
+            return self.heavy_work(host_name, params or {})
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -1208,6 +1215,38 @@ class Lab:
         script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
         self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
+
+    def heavy_work(self, host_name: str, params: dict) -> dict:
+        """Too much work per request (DEMO_WORK_ITERATIONS), as a bad configuration sets it:
+        a systemd drop-in, or the Compose project's override file; the service restarted with it."""
+        try:
+            iterations = int(params.get("iterations", HEAVY_WORK_ITERATIONS))
+        except (TypeError, ValueError):
+            iterations = 0
+        if not 100 <= iterations <= 5000:
+            raise BadInput(f"heavy-work: iterations must be 100 to 5000, not {params.get('iterations')!r}")
+        host = self.host(host_name)
+        if host.manager == "systemd":
+            container = self._container(host.container)
+            if container is None or container.status != "running":
+                raise Unavailable(f"{host.container} is not running")
+            text = f"[Service]\nEnvironment=DEMO_WORK_ITERATIONS={iterations}\n"
+            self._exec(container, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1"', "sh",
+                                   HEAVY_WORK_DROPIN, text])
+            self._exec(container, ["systemctl", "daemon-reload"])
+            self._exec(container, ["systemctl", "restart", UNIT])
+        elif host.manager == "compose":
+            # The override the remediations merge into (heal removes it), as an operator's edit would.
+            path = self.compose_dir / "compose.override.yaml"
+            override = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+            service = override.setdefault("services", {}).setdefault(SERVICE, {})
+            service.setdefault("environment", {})["DEMO_WORK_ITERATIONS"] = str(iterations)
+            path.write_text(yaml.safe_dump(override, sort_keys=False), encoding="utf-8")
+            self._compose_up()
+        else:
+            raise BadInput(f"heavy-work needs a systemd or Compose lab host; {host.name} is {host.manager}")
+        self._wait_healthy([host])
+        return {"host": host.name, "fault": "heavy-work", "params": {"iterations": iterations}}
 
     def worker_host(self, state: LabState | None = None) -> LabHost | None:
         """causal-eval's worker as a host entry of its own (its health and metrics URLs),
@@ -1289,7 +1328,8 @@ class Lab:
         if host.manager == "systemd" and container is not None and container.status == "running":
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/restarts-*.json"])
             self._exec(container, ["rm", "-f", f"{STATE_SUBDIR}/faults"])
-            self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf"])
+            self._exec(container, ["sh", "-c", f"rm -f /etc/systemd/system/{UNIT}.d/runbook-*.conf "
+                                               f"{HEAVY_WORK_DROPIN}"])
             self._exec(container, ["sh", "-c", f"rm -f {CURRENT_RELEASE} {REMEDIATION_STATE}/releases-*.json"])
             self._exec(container, ["sh", "-c", f"rm -f {REMEDIATION_STATE}/env-*.json"])
             self._exec(container, ["rm", "-f", PROVIDER_STATUS_FILE])

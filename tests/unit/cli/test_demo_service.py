@@ -430,6 +430,16 @@ def test_log_flood_grows_app_log(launch: Callable[..., Demo]) -> None:
     assert demo.health()[0] == 200
 
 
+def test_a_log_flood_with_max_mb_stops_after_writing_that_much(launch: Callable[..., Demo]) -> None:
+    demo = launch()
+    before = demo.app_log.stat().st_size
+    assert demo.request("POST", "/faults/log-flood", {"mb_per_second": 20, "max_mb": 3})[0] == 201
+    wait_for(lambda: demo.app_log.stat().st_size >= before + 3 * 1024 * 1024, 10, "3 MiB written")
+    time.sleep(1.0)  # ten ticks of the flood: it wrote nothing more
+    grown = demo.app_log.stat().st_size - before
+    assert 3 * 1024 * 1024 <= grown < 3 * 1024 * 1024 + 512 * 1024, grown  # the service's own lines aside
+
+
 def test_corrupt_database(launch: Callable[..., Demo]) -> None:
     demo = launch()
     # Enough rows that the table spans many pages and page 2 is an interior b-tree page.
