@@ -17,6 +17,7 @@ Drills touch only the lab: the host is a lab host and every run gets the lab's i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -174,23 +175,25 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
     started = datetime.now(UTC)
     rows = []
     with _drill_envelope(profile.name, started), (_closed_loop(lab, progress) if loop else contextlib.nullcontext()):
-        for mode in profile.modes:
-            if only and mode.name not in only:
-                continue
-            if mode.not_automated:
-                rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
-                             "reason": " ".join(mode.not_automated.split())})
-                continue
-            if mode.needs and not _lab_has(lab, mode.needs):
-                rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
-                             "reason": f"the lab has no {mode.needs}: runbook lab up --profile {profile.name}"})
-                continue
-            mode_host = lab.host(mode.host) if mode.host else host
-            touched[mode_host.name] = mode_host
-            rows.append(_drill(lab, mode_host, mode, progress, loop=loop))
-        for name in touched:
-            progress(f"healing {name}")
-            lab.heal(name)  # the next drill starts from a healed lab
+        try:
+            for mode in profile.modes:
+                if only and mode.name not in only:
+                    continue
+                if mode.not_automated:
+                    rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
+                                 "reason": " ".join(mode.not_automated.split())})
+                    continue
+                if mode.needs and not _lab_has(lab, mode.needs):
+                    rows.append({"mode": mode.name, "title": mode.title, "outcome": "not automated", "ok": None,
+                                 "reason": f"the lab has no {mode.needs}: runbook lab up --profile {profile.name}"})
+                    continue
+                mode_host = lab.host(mode.host) if mode.host else host
+                touched[mode_host.name] = mode_host
+                rows.append(_drill(lab, mode_host, mode, progress, loop=loop))
+        finally:  # also after a failure or Ctrl-C: the next drill starts from a healed lab
+            for name in touched:
+                progress(f"healing {name}")
+                lab.heal(name)
     automated = [r for r in rows if r["ok"] is not None]
     return {"profile": profile.name, "seed": profile.seed, "system": profile.system, "host": host.name,
             "dispatch": "runbook watch" if loop else "runbook run",
@@ -310,8 +313,20 @@ def _lab_env() -> dict[str, str]:
 
 
 def _loop_takes(mode: Mode) -> bool:
-    """Whether the closed loop dispatches this mode's scenario from its alert, as is."""
-    return bool(mode.alert) and not (mode.confirm or mode.extra or mode.action)
+    """Whether the closed loop dispatches this mode's scenario from its alert, as is: the
+    catalogue maps the alert to it (seed 003's OOM kill raises ServiceDown, which the loop
+    answers with service-down; the runbook's answer, oom-killed, is a human's)."""
+    return (bool(mode.alert) and not (mode.confirm or mode.extra or mode.action)
+            and _alert_scenario(mode.alert) == mode.scenario)
+
+
+@functools.cache
+def _alert_scenario(alert: str) -> str | None:
+    from runbook_remediation import catalogue
+    from runbook_remediation.collection import find_collection
+
+    scenario = catalogue.for_alert(find_collection(), alert)
+    return scenario.name if scenario else None
 
 
 def _attempts(target: str, scenario: str) -> list[dict]:
@@ -393,12 +408,16 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
     by_loop = loop and _loop_takes(mode)
     target = f"{host.name}/{mode.service}"
     seen = {a["run_id"] for a in _attempts(target, mode.scenario)} if by_loop else set()
-    if mode.deploy:
-        progress(f"{mode.name}: deploying release {mode.deploy}")
-        lab.deploy(mode.deploy, host.name)
-    elif mode.fault:
-        progress(f"{mode.name}: injecting {mode.fault}")
-        lab.break_service(mode.fault, host.name, dict(mode.params))
+    try:
+        if mode.deploy:
+            progress(f"{mode.name}: deploying release {mode.deploy}")
+            lab.deploy(mode.deploy, host.name)
+        elif mode.fault:
+            progress(f"{mode.name}: injecting {mode.fault}")
+            lab.break_service(mode.fault, host.name, dict(mode.params))
+    except RunbookError as exc:  # this mode fails; the drill goes on, and heals at the end
+        row["message"] = f"could not inject {injected}: {exc}"
+        return row
     if mode.alert:
         progress(f"{mode.name}: waiting for {mode.alert} to fire")
         row["detect_seconds"] = _round(_wait(fires, ALERT_TIMEOUT))
@@ -426,8 +445,10 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
     row["run_id"] = result.get("run_id")
 
     began = time.monotonic()
-    healthy = _wait(lambda: _healthy(lab, host, mode), HEALTH_TIMEOUT) is not None
-    resolved = not mode.alert or _wait(lambda: not fires(), HEALTH_TIMEOUT) is not None
+    # Recovery is waited for after a remedy; after an escalation it is only looked at once.
+    timeout = HEALTH_TIMEOUT if row["outcome"] == "remediated" else 0.0
+    healthy = _wait(lambda: _healthy(lab, host, mode), timeout) is not None
+    resolved = not mode.alert or _wait(lambda: not fires(), timeout) is not None
     row["verify_seconds"] = _round(time.monotonic() - began)
     row["healthy"], row["alert_resolved"] = healthy, resolved
     row["ok"] = row["outcome"] == mode.expect and (healthy and resolved if mode.expect == "remediated" else True)

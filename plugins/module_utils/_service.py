@@ -456,6 +456,19 @@ def state_findings(svc, state):
     return found
 
 
+def port_finding(port, holder):
+    return 'port %s is already in use (EADDRINUSE): %s' % (port, '; '.join(holder) or 'holder not visible from here')
+
+
+def holder_names(holder):
+    """'python3 (pid 42)' for each process ss names in its users:(...) (none: not visible)."""
+    found = []
+    for line in holder:
+        for name, pid in re.findall(r'\("([^"]*)",pid=(\d+)', line):
+            found.append('%s (pid %s)' % (name, pid))
+    return ', '.join(found)
+
+
 def read_state(run, svc, deps, probe, state_dir, budget_window, log_lines, evidence='auto'):
     """Health, restart budget and, when unhealthy (``evidence='auto'``) or always, the
     evidence: the manager's state, the last log lines, the port's holder on EADDRINUSE,
@@ -475,10 +488,8 @@ def read_state(run, svc, deps, probe, state_dir, budget_window, log_lines, evide
     result.update(state=state, log_tail=logs)
     result['findings'].extend(state_findings(svc, state))
     if svc.get('port') and EADDRINUSE.search('\n'.join(logs)):
-        holder = commands.port_holder(svc['port'])
-        result['port_holder'] = holder
-        result['findings'].append('port %s is already in use (EADDRINUSE): %s' % (
-            svc['port'], '; '.join(holder) or 'holder not visible from here'))
+        result['port_holder'] = commands.port_holder(svc['port'])
+        result['findings'].append(port_finding(svc['port'], result['port_holder']))
     result['dependencies'] = []
     for dep in deps:
         dep_health = probe.endpoint(dep)

@@ -19,6 +19,9 @@ description:
     B(before) acting (a crash half-way still counts), and verify it stays healthy for O(verify_probes)
     consecutive probes. A crash-looping service gets another attempt, up to O(max_attempts), never past the
     budget (O(budget_max) restarts within O(budget_window)); past it the result says C(escalate=true).
+  - A start that fails because the service's C(port) is taken (EADDRINUSE in its last log lines) ends the
+    attempts: another restart could not bind it either, and whatever holds the port is not this service's to
+    stop. The result names the holder (C(port_holder)) and says C(port_taken=true) and C(escalate=true).
   - A graceful restart is stop (bounded by O(stop_timeout)), wait O(stop_wait), start. A unit or container
     that is already dead (failed, exited) is only started.
   - systemd units through C(systemctl), containers through the C(docker) CLI, Compose services through
@@ -122,10 +125,16 @@ recovered:
   type: bool
   sample: true
 escalate:
-  description: The restart budget is spent and the service is not healthy - a human must look.
+  description: The restart budget is spent, or a start failed on a taken port, and the service is not healthy -
+    a human must look.
   returned: always
   type: bool
   sample: false
+port_taken:
+  description: A restart failed because another process holds the service's port (the attempts stopped there).
+  returned: when a start failed on a taken port
+  type: bool
+  sample: true
 attempts:
   description: Each attempt (attempt, restarted_at, healthy, rounds, elapsed, last_error).
   returned: always
@@ -178,6 +187,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.remediation.plugins.module_utils import _health, _service
+
+
+# After a failed start, the log lines searched for EADDRINUSE: the start's own, not an old incident's.
+PORT_LOG_LINES = 10
 
 
 def restart_and_verify(commands, svc, probe, dead, params):
@@ -251,6 +264,14 @@ def recover(module, params):
         if healthy:
             result['recovered'] = True
             break
+        # The start failed on a taken port: another restart cannot bind it either. Whatever
+        # holds the port is not this service's to stop (a human decides), so stop here.
+        logs = commands.logs()
+        if svc.get('port') and _service.EADDRINUSE.search('\n'.join(logs[-PORT_LOG_LINES:])):
+            holder = commands.port_holder(svc['port'])
+            result.update(log_tail=logs, port_holder=holder, port_taken=True, escalate=True)
+            result['findings'].append(_service.port_finding(svc['port'], holder))
+            break
     else:
         result['escalate'] = len(history) >= params['budget_max']
     result['restarts_in_window'] = len(history)
@@ -277,6 +298,12 @@ def summarize(result, params, check_mode):
     if not act:
         outcome = 'healthy'
         message = 'healthy: %s answers its health check, nothing to do' % name
+    elif escalate and result.get('port_taken'):
+        outcome = 'escalate'
+        holder = _service.holder_names(result.get('port_holder') or [])
+        message = ('escalate: %s cannot start: its port %s is held by another process (%s); restarting again would '
+                   'not help, a human must free the port' % (name, svc.get('port'),
+                                                             holder or 'not visible from the target'))
     elif escalate:
         outcome = 'escalate'
         message = ('escalate: %s was restarted %s times in the last %s s (budget %s); not restarting again, '

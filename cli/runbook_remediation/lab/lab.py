@@ -16,6 +16,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -35,6 +36,7 @@ from runbook_remediation.lab.monitoring import (
     http_json,
     prometheus_config,
     rules_text,
+    stop_process,
     write_file_sd,
 )
 
@@ -99,12 +101,14 @@ PROVIDER_FALLBACK = "secondary"
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
 # pg-pool-exhausted, pg-index-corrupt and pg-down act on its PostgreSQL (lab/postgres.py); soffice-leak
 # leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
-# worker-down kills causal-eval's worker container. heavy-work (-p iterations=N, default 1500)
+# worker-down kills causal-eval's worker container. port-taken kills a Docker or Compose
+# service's container and has another process take its port (seed 003's EADDRINUSE); heal
+# stops that process. heavy-work (-p iterations=N, default 1500)
 # sets the work per request high, as a bad configuration would (seed 000's MCTS iterations):
 # a systemd drop-in or the Compose override, the service restarted; P95 climbs past 2 s.
 # sqlite-corrupt takes the nightly backup of a systemd host's queue, then overwrites a page of it.
 LAB_FAULTS = ("provider-down", "config-broken", "sqlite-corrupt", "redis-full", "redis-down", *lab_postgres.FAULTS,
-              "soffice-leak", "worker-down", "heavy-work")
+              "soffice-leak", "worker-down", "heavy-work", "port-taken")
 QUEUE_DB = f"{STATE_SUBDIR}/queue.db"
 QUEUE_BACKUPS = f"{STATE_SUBDIR}/backups"
 # Left by sqlite-corrupt: heal then removes the queue and its backups (the service seeds a new one).
@@ -144,6 +148,19 @@ PROFILE_PARTS = {"causal-eval": ("redis", "postgresql", "worker"), "ggen-mcp": (
 HEAVY_WORK_ITERATIONS = 1500  # 3 s of work per request (2 ms an iteration)
 # heavy-work's drop-in: it sorts before the remediations' runbook-*.conf, which win over it.
 HEAVY_WORK_DROPIN = f"/etc/systemd/system/{UNIT}.d/lab-heavy-work.conf"
+# port-taken's process: it listens on the service's port until heal stops it (found by this
+# marker in its command line, never by its pid alone).
+PORT_HOLDER_MARKER = "runbook-lab-port-holder"
+PORT_HOLDER = """
+import signal, socket, sys
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the health checks' TIME_WAIT
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+print("listening", flush=True)
+while True:
+    signal.pause()
+"""
 REDIS_SERVICE = "redis"
 # Seed 004's worker (`docker-compose restart app worker`): the demo service under another name
 # in the Compose project, a consumer of the API (it calls /api/work, its `upstream` component).
@@ -190,6 +207,7 @@ class LabState:
     redis: dict | None = None
     postgres: dict | None = None
     worker: dict | None = None  # causal-eval's worker: its port
+    port_holder: dict | None = None  # port-taken's process: its pid and the port it holds
 
     @classmethod
     def load(cls, path: Path) -> LabState:
@@ -1115,6 +1133,9 @@ class Lab:
                 removed.append(f"stopped {server.kind}")
         if state.postgres and lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
             removed.append("stopped the leaking PostgreSQL client")
+        if state.port_holder and stop_process(state.port_holder.get("pid"), f"{PORT_HOLDER_MARKER}={self.name}",
+                                              timeout=5.0):
+            removed.append(f"stopped the process holding port {state.port_holder.get('port')}")
         # Containers by label too, so a lost state file still cleans up.
         try:
             client = self.client
@@ -1174,6 +1195,8 @@ class Lab:
             return self.worker_down(host_name)
         if fault == "heavy-work":
             return self.heavy_work(host_name, params or {})
+        if fault == "port-taken":
+            return self.port_taken(host_name)
         if fault in LAB_FAULTS:
             return self.provider_down(host_name, params or {})
         if fault not in FAULTS:
@@ -1248,6 +1271,45 @@ class Lab:
         self._wait_healthy([host])
         return {"host": host.name, "fault": "heavy-work", "params": {"iterations": iterations}}
 
+    def port_taken(self, host_name: str) -> dict:
+        """The service's container died and another process took its port meanwhile: a
+        restart fails to bind (EADDRINUSE) until heal stops that process."""
+        host = self.host(host_name)
+        if host.manager not in ("docker", "compose"):
+            raise BadInput(f"port-taken needs a Docker or Compose lab host; {host.name} is {host.manager}")
+        state = self.state()
+        if state.port_holder:
+            raise BadInput(f"port {state.port_holder['port']} is taken already",
+                           hint=f"runbook lab heal --host {host.name}")
+        container = self._container(host.container)
+        if container is not None and container.status == "running":
+            container.kill()
+        deadline = time.monotonic() + 10
+        while port_in_use(host.port):  # the killed service's socket goes with its process
+            if time.monotonic() > deadline:
+                raise Unavailable(f"port {host.port} of {host.name} is still in use after its container was killed")
+            time.sleep(0.1)
+        process = subprocess.Popen(
+            [sys.executable, "-c", PORT_HOLDER, str(host.port), f"{PORT_HOLDER_MARKER}={self.name}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+            text=True,
+        )
+        if process.stdout.readline().strip() != "listening":
+            process.kill()
+            process.wait()
+            raise Unavailable(f"could not take port {host.port} of {host.name}")
+        state.port_holder = {"pid": process.pid, "port": host.port}
+        state.save(self.state_path)
+        return {"host": host.name, "fault": "port-taken", "params": {"port": host.port, "pid": process.pid}}
+
+    def _release_port(self, state: LabState) -> bool:
+        """Stop port-taken's process (heal, down). True when one was stopped."""
+        holder, state.port_holder = state.port_holder, None
+        if not holder:
+            return False
+        state.save(self.state_path)
+        return stop_process(holder.get("pid"), f"{PORT_HOLDER_MARKER}={self.name}", timeout=5.0)
+
     def worker_host(self, state: LabState | None = None) -> LabHost | None:
         """causal-eval's worker as a host entry of its own (its health and metrics URLs),
         on the Compose host; None without the profile."""
@@ -1307,6 +1369,9 @@ class Lab:
         host = self.host(host_name)
         if host.manager == "kubernetes":
             return self._heal_kubernetes(host)
+        holder = self.state().port_holder
+        if holder and holder.get("port") in (host.port, *host.replica_ports):
+            self._release_port(self.state())
         container = self._container(host.container)
         if host.manager == "compose":
             for name in ("compose.override.yaml", "compose.override.yml"):

@@ -147,6 +147,8 @@ def test_with_the_loop_the_report_adds_the_dispatch_and_marks_steps_taken_by_han
     (drill.Mode("m", "t", fault="memory-leak", alert="MemoryGrowth", scenario="memory-leak", extra={"x": 1}), False),
     (drill.Mode("m", "t", fault="config-broken", scenario="config-restore"), False),
     (drill.Mode("m", "t", scenario="traffic-drain", confirm=True, revert=True), False),
+    # The alert maps to another scenario (ServiceDown: service-down): on-call runs this one.
+    (drill.Mode("m", "t", fault="memory-leak", alert="ServiceDown", scenario="oom-killed"), False),
 ])
 def test_the_loop_takes_only_a_mode_its_alert_dispatches_as_is(mode, takes):
     assert drill._loop_takes(mode) is takes
@@ -206,3 +208,48 @@ def test_a_drill_runs_under_an_envelope_of_its_own_unless_the_user_chose_one(mon
     monkeypatch.setenv("RUNBOOK_ENVELOPE_DB", str(tmp_path / "mine.db"))
     with drill._drill_envelope("edge-gateway", started):
         assert os.environ["RUNBOOK_ENVELOPE_DB"] == str(tmp_path / "mine.db")
+
+
+class BrokenLab:
+    """A lab whose faults cannot be injected (the second mode's heal is interrupted)."""
+
+    def __init__(self, interrupt_on_heal: int = 0):
+        self.host_ = LabHost("lab-docker", "c", "docker", 1)
+        self.heals = []
+        self.interrupt_on_heal = interrupt_on_heal
+
+    def state(self):
+        return LabState(hosts=[self.host_])
+
+    def host(self, _name):
+        return self.host_
+
+    def heal(self, name):
+        self.heals.append(name)
+        if len(self.heals) == self.interrupt_on_heal:
+            raise KeyboardInterrupt
+
+    def break_service(self, fault, _host, _params):
+        from runbook_remediation.errors import Unavailable
+
+        raise Unavailable(f"could not take port 1 for {fault}")
+
+
+def test_a_fault_that_cannot_be_injected_fails_its_mode_and_the_drill_goes_on(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(drill, "firing", lambda *_args: False)  # no Prometheus here
+    lab = BrokenLab()
+    report = drill.run(lab, load("ggen-mcp"), ("port-in-use", "oom-killed"))
+    rows = {row["mode"]: row for row in report["modes"]}
+    assert rows["port-in-use"]["ok"] is False and rows["oom-killed"]["ok"] is False and report["ok"] is False
+    assert rows["port-in-use"]["message"] == "could not inject port-taken: could not take port 1 for port-taken"
+    assert lab.heals == ["lab-docker", "lab-docker", "lab-docker"]  # before each mode, and at the end
+
+
+def test_an_interrupted_drill_still_heals_what_it_touched(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(drill, "firing", lambda *_args: False)
+    lab = BrokenLab(interrupt_on_heal=2)  # Ctrl-C while the second mode heals
+    with pytest.raises(KeyboardInterrupt):
+        drill.run(lab, load("ggen-mcp"), ("port-in-use", "oom-killed"))
+    assert lab.heals == ["lab-docker", "lab-docker", "lab-docker"]  # the end's heal ran anyway

@@ -219,7 +219,7 @@ def test_ggen_mcp_runs_the_docker_service_on_the_office_image_and_its_leak_mode_
     assert lab_module.PROFILE_PARTS["ggen-mcp"] == ("libreoffice", "redis", "postgresql")
 
     profile = drill.load("ggen-mcp", lab_module.FAULTS + lab_module.LAB_FAULTS,
-                         {"service-down", "fd-exhaustion", "error-rate", "soffice-leak"})
+                         {"service-down", "fd-exhaustion", "error-rate", "soffice-leak", "oom-killed", "disk-full"})
     [mode] = [m for m in profile.modes if m.name == "libreoffice-leak"]
     assert (mode.fault, mode.scenario, mode.needs) == ("soffice-leak", "soffice-leak", "libreoffice")
     assert mode.extra["soffice_cleanup_user"] == "nobody"  # never root: the cleanup's scope
@@ -295,3 +295,20 @@ def test_an_alert_counts_only_for_the_service_it_names(monkeypatch) -> None:
     assert drill.firing(lab, "ServiceDown", "lab-compose", "worker")
     assert not drill.firing(lab, "ServiceDown", "lab-compose", "demo")  # pending is not firing
     assert not drill.firing(lab, "ServiceDown", "lab-1", "worker")
+
+
+def test_the_new_faults_refuse_bad_input_before_touching_anything(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RUNBOOK_LAB_NAME", "x")
+    lab = Lab(tmp_path)
+    LabState(hosts=[LabHost("lab-1", "runbook-x-lab-1", "systemd", 40001), COMPOSE]).save(lab.state_path)
+    monkeypatch.setattr(Lab, "client", property(lambda _self: pytest.fail("docker was asked")))
+    with pytest.raises(BadInput, match="port-taken needs a Docker or Compose lab host; lab-1 is systemd"):
+        lab.break_service("port-taken", "lab-1")
+    with pytest.raises(BadInput, match="iterations must be 100 to 5000, not '9'"):
+        lab.break_service("heavy-work", "lab-1", {"iterations": "9"})
+    with pytest.raises(BadInput, match="worker-down needs the Compose host of `runbook lab up --profile causal-eval`"):
+        lab.break_service("worker-down", "lab-compose")  # the lab has no worker
+    held = LabState(hosts=[COMPOSE], port_holder={"pid": 1, "port": 40003})
+    held.save(lab.state_path)
+    with pytest.raises(BadInput, match="port 40003 is taken already"):
+        lab.break_service("port-taken", "lab-compose")

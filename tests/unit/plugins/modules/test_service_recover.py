@@ -265,3 +265,42 @@ def test_summary_tolerates_missing_keys():
               "budget_window": 600, "budget_max": 3}
     summary = service_recover.summarize({"healthy": True, "health": {}, "restarts_in_window": 0}, params, False)
     assert summary["outcome"] == "failed" and summary["verification"] == {} and summary["evidence"]["attempts"] == []
+
+
+def test_a_start_that_fails_on_a_taken_port_stops_the_attempts_and_names_the_holder(run_module, args, manager,
+                                                                                   http_server, tmp_path,
+                                                                                   monkeypatch):
+    manager.starts_healthy = False
+    holder = 'LISTEN 0 128 127.0.0.1:40857 0.0.0.0:* users:(("python3",pid=32579,fd=3))'
+    calls = manager.__call__
+
+    class Fake:  # the start logs EADDRINUSE; ss names what holds the port
+        def __call__(self, argv, **kwargs):
+            if argv[0] == "ss":
+                manager.calls.append(list(argv))
+                return 0, holder + "\n", ""
+            if argv[0] == "journalctl" and any("start" in call for call in manager.calls):
+                return 0, "starting demo on 127.0.0.1:40857\nERROR EADDRINUSE: 127.0.0.1:40857 already in use\n", ""
+            return calls(argv, **kwargs)
+
+    from ansible.module_utils import basic
+
+    fake = Fake()
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", lambda self, argv, **kw: fake(argv, **kw))
+    params = args(service=svc(http_server, port=40857), budget_max=3, max_attempts=3, verify_timeout=0.3)
+    result = run_module(service_recover.main, params)
+    assert result["recovered"] is False and result["escalate"] is True and result["port_taken"] is True
+    assert len(result["attempts"]) == 1 and len(history(tmp_path)) == 1  # one try, not the whole budget
+    assert result["port_holder"] == [holder]
+    assert any(f.startswith("port 40857 is already in use (EADDRINUSE): LISTEN") for f in result["findings"])
+    summary = result["summary"]
+    assert summary["outcome"] == "escalate"
+    assert summary["message"] == ("escalate: demo cannot start: its port 40857 is held by another process "
+                                  "(python3 (pid 32579)); restarting again would not help, a human must free the port")
+    assert not any(call[:1] == ["kill"] or "kill" in call for call in manager.calls)  # the holder is left alone
+
+
+def test_the_holder_names_come_from_ss_users():
+    lines = ['LISTEN 0 5 *:80 *:* users:(("nginx",pid=10,fd=6),("nginx",pid=11,fd=6))', "LISTEN 0 5 *:81 *:*"]
+    assert _service.holder_names(lines) == "nginx (pid 10), nginx (pid 11)"
+    assert _service.holder_names([]) == ""
