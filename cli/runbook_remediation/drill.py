@@ -283,9 +283,15 @@ def _healthy(lab, host, mode: Mode) -> bool:
 
         # A LibreOffice leak is over when no soffice is left in the container, not only
         # when the service answers (it answers throughout).
-        return probe_health(host)[0] and (mode.fault != "soffice-leak" or lab.soffice_processes(host.name) == 0)
+        if not probe_health(host)[0] or (mode.fault == "soffice-leak" and lab.soffice_processes(host.name)):
+            return False
+        # A rotated key works when the API's consumer, the worker, is healthy with it.
+        worker = lab.worker_host() if mode.scenario == "key-rotation" else None
+        return worker is None or probe_health(worker)[0]
     if mode.service == POSTGRES_SERVICE:
-        return lab.postgres().healthy()
+        server = lab.postgres()
+        # Long queries are over when none of the API's runs past the drill's 2 s threshold.
+        return server.healthy() and (mode.fault != "pg-long-queries" or server.long_queries(2.0) == 0)
     if mode.service == WORKER_SERVICE:
         from runbook_remediation.lab.lab import probe_health
 

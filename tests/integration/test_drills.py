@@ -103,7 +103,8 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
             assert server.healthy(), fault
 
         result = runbook("-o", "json", "drill", "causal-eval", "--only", "redis-full", "--only", "redis-down",
-                         "--only", "pool-exhausted", "--only", "index-corruption", "--only", "worker-down")
+                         "--only", "pool-exhausted", "--only", "index-corruption", "--only", "worker-down",
+                         "--only", "long-queries", "--only", "key-rotation")
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
         rows = {row["mode"]: row for row in json.loads(result.stdout)["modes"]}
         assert (rows["redis-full"]["scenario"], rows["redis-full"]["outcome"]) == ("redis-memory", "remediated")
@@ -125,7 +126,14 @@ def test_on_its_profile_causal_eval_rehearses_the_redis_and_database_modes_and_u
         assert rows["index-corruption"]["scenario"] == "db-index-corruption"
         assert rows["index-corruption"]["outcome"] == "remediated", rows["index-corruption"]
         assert "rebuilt 1" in rows["index-corruption"]["message"]
-        for mode in ("pool-exhausted", "index-corruption"):
+        # Seed 004's API key issues: a new key, the API and its consumer the worker restarted.
+        assert rows["key-rotation"]["outcome"] == "remediated", rows["key-rotation"]
+        assert "demo, worker restarted and healthy" in rows["key-rotation"]["message"], rows["key-rotation"]
+        assert rows["key-rotation"]["healthy"], rows["key-rotation"]  # the worker's calls pass with it
+        # Seed 004's long-running queries: each of the client's three cancelled, its sessions kept.
+        assert rows["long-queries"]["outcome"] == "remediated", rows["long-queries"]
+        assert "cancelled 3 query(ies) in causal_eval" in rows["long-queries"]["message"], rows["long-queries"]
+        for mode in ("pool-exhausted", "index-corruption", "long-queries"):
             assert rows[mode]["healthy"] and rows[mode]["ok"], rows[mode]  # the drill's own check, beside the alert
         # Healed at the end: empty, the lab's maxmemory, writes accepted; the database answers.
         client = redis.Redis(port=int(status["redis"]["url"].rsplit(":", 1)[1]))

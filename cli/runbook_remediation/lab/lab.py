@@ -166,6 +166,11 @@ REDIS_SERVICE = "redis"
 # in the Compose project, a consumer of the API (it calls /api/work, its `upstream` component).
 WORKER_SERVICE = "worker"
 WORKER_WORKLOAD_RPS = "5"
+# With the worker, the API needs a key on /api/work and the worker sends it: both read it from
+# one env file in the Compose project (seed 004's API key, rotated by key-rotation, which
+# restarts the API and its consumer the worker). Heal puts a fresh key in.
+API_KEY_FILE = "api.env"
+API_KEY_VARIABLE = "DEMO_API_KEY"
 REDIS_CONF_DIR = "/etc/runbook-redis"  # in its container; the lab's redis/ directory mounted
 REDIS_MAXMEMORY = "4mb"
 REDIS_CEILING = "64M"  # redis-memory raises maxmemory up to this
@@ -482,6 +487,7 @@ class Lab:
                     "ulimits": {"nofile": {"soft": NOFILE_LIMIT, "hard": NOFILE_LIMIT}},
                     "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
                     "environment": {"DEMO_UPSTREAM_STATUS_FILE": PROVIDER_STATUS_FILE},
+                    **({"env_file": [API_KEY_FILE]} if worker_port else {}),
                     "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro",
                                 f"{self.upstream_dir(host)}:{Path(PROVIDER_STATUS_FILE).parent}:ro"],
                     "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
@@ -510,6 +516,7 @@ class Lab:
                 "mem_limit": MEMORY_LIMIT,
                 "memswap_limit": MEMORY_LIMIT,
                 "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
+                "env_file": [API_KEY_FILE],
                 "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
                 "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
             }
@@ -521,9 +528,31 @@ class Lab:
 
     def _create_compose_service(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None,
                                 worker_port: int | None = None):
+        if worker_port:
+            self._write_api_key(overwrite=True)  # a new lab, or heal: a fresh key, never rotated
         self._write_compose(host, redis_port, postgres_port, worker_port)
         self._compose_up()
         return self.client.containers.get(host.container)
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.compose_dir / API_KEY_FILE
+
+    def _write_api_key(self, overwrite: bool) -> bool:
+        """The API's key for causal-eval's API and worker (0600, in the project's directory);
+        kept when there (a rotation's key stays) unless ``overwrite``."""
+        import secrets
+
+        if self.api_key_file.is_file() and not overwrite:
+            return False
+        self.compose_dir.mkdir(parents=True, exist_ok=True)
+        temp = self.api_key_file.with_suffix(".tmp")
+        temp.unlink(missing_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"{API_KEY_VARIABLE}={secrets.token_urlsafe(32)}\n")
+        temp.replace(self.api_key_file)
+        return True
 
     def _write_compose(self, host: LabHost, redis_port: int | None, postgres_port: int | None = None,
                        worker_port: int | None = None) -> list[str]:
@@ -654,6 +683,7 @@ class Lab:
                     state.worker = {"port": free_port(taken)}
                     taken.add(state.worker["port"])
                 worker_port = state.worker["port"]
+                self._write_api_key(overwrite=False)
             docker_image = lab_image.IMAGE
             if "libreoffice" in parts:
                 docker_image = lab_image.build_office_image(client, self.progress)  # once; cached
@@ -738,6 +768,7 @@ class Lab:
                 state.postgres = None
             if not worker_port:
                 state.worker = None  # its container went with the project's file (--remove-orphans)
+                self.api_key_file.unlink(missing_ok=True)
             state.profiles = sorted(set(profiles))
             changes += self._ensure_monitoring(state, started)
             state.save(self.state_path)
@@ -948,7 +979,8 @@ class Lab:
         """pg-pool-exhausted: a client holds every connection slot the API's user may take;
         pg-index-corrupt: a page of the table's index overwritten while the server is stopped,
         then started again (amcheck finds it; queries through the index may go wrong);
-        pg-down: its container killed, as a crash would."""
+        pg-down: its container killed, as a crash would; pg-long-queries: a client's sessions
+        each run an hour-long query (returns once they have run for a few seconds)."""
         host = self.host(host_name)
         state = self.state()
         if host.manager != "compose" or not state.postgres:
@@ -966,6 +998,13 @@ class Lab:
             state.postgres["holder_pid"] = pid
             state.save(self.state_path)
             return {"host": host.name, "fault": fault, "params": {"connections": held}}
+        if fault == "pg-long-queries":
+            lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name)
+            pid, held = server.hold_connections(self.name, limit=lab_postgres.LONG_QUERIES, queries=True)
+            state.postgres["holder_pid"] = pid
+            state.save(self.state_path)
+            time.sleep(lab_postgres.LONG_QUERY_AGE)
+            return {"host": host.name, "fault": fault, "params": {"queries": server.long_queries(1.0)}}
         path = server.index_path()
         container = self._container(self.postgres_container)
         if container is None:
@@ -1376,6 +1415,8 @@ class Lab:
         if host.manager == "compose":
             for name in ("compose.override.yaml", "compose.override.yml"):
                 (self.compose_dir / name).unlink(missing_ok=True)
+            for backup in self.compose_dir.glob("compose.override.y*ml.*~"):  # the remediations' backups
+                backup.unlink(missing_ok=True)
         if host.manager != "systemd":
             # Docker and Compose services keep their histories on the controller (the Docker
             # host), named after what they count: the container, or Compose's project.service.
@@ -1777,6 +1818,10 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
                 services.append(lab_postgres.description(state.postgres["port"], compose_dir, compose_project))
             if host.manager == "compose" and state.worker:
                 services.append(worker_description(state.worker["port"], compose_dir, compose_project))
+                # key-rotation: the file the API and the worker read it from; the worker restarted too.
+                service["key_rotation"] = {"env_file": str(compose_dir / API_KEY_FILE), "variable": API_KEY_VARIABLE,
+                                           "verify_url": f"http://127.0.0.1:{host.port}/api/work",
+                                           "consumers": [WORKER_SERVICE]}
             target = docker_hosts if host.manager == "docker" else compose_hosts
             target[host.name] = {
                 "ansible_connection": "local",

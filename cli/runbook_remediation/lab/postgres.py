@@ -38,16 +38,20 @@ TABLE = "evaluations"
 INDEX = "evaluations_model"
 ROWS = 5000
 DATA_MOUNT = "/var/lib/runbook-pg"  # where the image's runbook-postgres keeps its cluster
-FAULTS = ("pg-pool-exhausted", "pg-index-corrupt", "pg-down")
+FAULTS = ("pg-pool-exhausted", "pg-index-corrupt", "pg-down", "pg-long-queries")
+LONG_QUERIES = 3  # pg-long-queries' sessions, each running one query for an hour
+LONG_QUERY_AGE = 3.0  # seconds the fault waits, so its queries are long when it returns
 HOLDER_MARKER = "runbook-lab-pg-holder"
 
-# The leaking client: connects as the API's user until refused, says how many it holds, then
-# sleeps holding them (idle, as a pool that never gives connections back). Its password comes
-# in the environment, never on its command line.
+# The leaking client: connects as the API's user until refused (or `limit` times), says how many
+# it holds, then sleeps holding them: idle, as a pool that never gives connections back, or
+# each running one hour-long query (argv[6] "query", seed 004's long-running queries; a
+# cancelled one leaves its session idle). Its password comes in the environment, never on its
+# command line.
 HOLDER = """
-import os, signal, sys
+import os, signal, sys, threading
 import psycopg2
-port, limit = int(sys.argv[1]), int(sys.argv[3])
+port, limit, what = int(sys.argv[1]), int(sys.argv[3]), sys.argv[6]
 held = []
 for _ in range(limit):
     try:
@@ -56,6 +60,16 @@ for _ in range(limit):
                                      application_name="causal-eval-leaky-pool"))
     except psycopg2.OperationalError:
         break
+
+def query(conn):
+    try:
+        conn.cursor().execute("SELECT pg_sleep(3600)")
+    except psycopg2.Error:
+        pass
+
+if what == "query":
+    for conn in held:
+        threading.Thread(target=query, args=(conn,), daemon=True).start()
 print(len(held), flush=True)
 while True:
     signal.pause()
@@ -187,12 +201,14 @@ class Postgres:
         return self.data_dir / relative
 
     # --- the leaking client ----------------------------------------------------------------
-    def hold_connections(self, lab_name: str, timeout: float = 30.0) -> tuple[int, int]:
-        """Start the leaking client; (its pid, the connections it holds) once it holds them."""
+    def hold_connections(self, lab_name: str, timeout: float = 30.0, limit: int = MAX_CONNECTIONS,
+                         queries: bool = False) -> tuple[int, int]:
+        """Start the leaking client (with ``queries``, each of its sessions runs a long query);
+        (its pid, the connections it holds) once it holds them."""
         env = {**os.environ, "PGPASSWORD": self.app_password}
         process = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(self.port), f"{HOLDER_MARKER}={lab_name}", str(MAX_CONNECTIONS),
-             DATABASE, APP_USER],
+            [sys.executable, "-c", HOLDER, str(self.port), f"{HOLDER_MARKER}={lab_name}", str(limit),
+             DATABASE, APP_USER, "query" if queries else "idle"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True, text=True,
         )
@@ -205,6 +221,13 @@ class Postgres:
             process.wait()
             raise Unavailable("the leaking client did not connect to the lab's PostgreSQL")
         return process.pid, int(line)
+
+
+    def long_queries(self, older_than: float) -> int:
+        """Queries of the API's user running for longer than ``older_than`` seconds."""
+        return self.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active' "
+                            "AND now() - query_start > make_interval(secs => %s)", (APP_USER, older_than),
+                            dbname="postgres")[0][0]
 
 
 def stop_holder(pid: int | None, lab_name: str) -> bool:

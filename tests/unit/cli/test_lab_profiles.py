@@ -11,12 +11,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from runbook_remediation import drill, shell
+from runbook_remediation import catalogue, drill, shell
+from runbook_remediation.collection import Collection
 from runbook_remediation.errors import BadInput, RunbookError
 from runbook_remediation.lab import lab as lab_module
 from runbook_remediation.lab.lab import PROFILES, Lab, LabHost, LabState, inventory
 from runbook_remediation.lab.monitoring import ScrapeTarget, Server, prometheus_config, rules_text
 
+REPO = Path(__file__).resolve().parents[3]
+SCENARIOS = {s.name for s in catalogue.catalogue(Collection(REPO, REPO))}
 COMPOSE = LabHost("lab-compose", "runbook-x-demo-1", "compose", 40003, replica_ports=[40003, 40004])
 STATE = LabState(hosts=[COMPOSE], prometheus_port=40010, alertmanager_port=40011, profiles=["causal-eval"],
                  redis={"port": 40020, "exporter_port": 40021, "exporter_pid": None, "ports": [40020, 40021]})
@@ -130,8 +133,7 @@ class Lab_:
 
 
 def test_a_mode_that_needs_the_profiles_redis_or_postgresql_is_not_automated_without_it() -> None:
-    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS,
-                         {"service-down", "fd-exhaustion", "redis-memory", "db-connection-pool", "db-index-corruption"})
+    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS, SCENARIOS)
     lab = Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2))
     report = drill.run(lab, profile, only=("redis-full", "redis-down", "pool-exhausted", "index-corruption"))
     reasons = {row["mode"]: row["reason"] for row in report["modes"]}
@@ -218,8 +220,7 @@ def test_ggen_mcp_runs_the_docker_service_on_the_office_image_and_its_leak_mode_
     assert lab._docker_image(LabState(hosts=[docker], profiles=["ggen-mcp"])) == image.OFFICE_IMAGE
     assert lab_module.PROFILE_PARTS["ggen-mcp"] == ("libreoffice", "redis", "postgresql")
 
-    profile = drill.load("ggen-mcp", lab_module.FAULTS + lab_module.LAB_FAULTS,
-                         {"service-down", "fd-exhaustion", "error-rate", "soffice-leak", "oom-killed", "disk-full"})
+    profile = drill.load("ggen-mcp", lab_module.FAULTS + lab_module.LAB_FAULTS, SCENARIOS)
     [mode] = [m for m in profile.modes if m.name == "libreoffice-leak"]
     assert (mode.fault, mode.scenario, mode.needs) == ("soffice-leak", "soffice-leak", "libreoffice")
     assert mode.extra["soffice_cleanup_user"] == "nobody"  # never root: the cleanup's scope
@@ -272,12 +273,26 @@ def test_causal_eval_runs_a_worker_that_calls_the_api_and_is_scraped_as_a_servic
     assert {k: described[k] for k in ("manager", "container", "compose_service", "health_url", "port")} == {
         "manager": "compose", "container": "runbook-x-worker-1", "compose_service": "worker",
         "health_url": "http://127.0.0.1:40040/health", "port": 40040}
+    # The API needs a key the worker sends: both read the project's env file, which
+    # key-rotation rotates (the worker its consumer); the file is private and kept by `up`.
+    with_worker = lab.compose_file(COMPOSE, worker_port=40040)["services"]
+    assert with_worker["demo"]["env_file"] == ["api.env"] and with_worker["worker"]["env_file"] == ["api.env"]
+    assert "env_file" not in lab.compose_file(COMPOSE)["services"]["demo"]
+    assert lab._write_api_key(overwrite=False) is True
+    key_text = lab.api_key_file.read_text()
+    assert key_text.startswith("DEMO_API_KEY=") and len(key_text.strip()) > 50
+    assert lab.api_key_file.stat().st_mode & 0o777 == 0o600
+    assert lab._write_api_key(overwrite=False) is False and lab.api_key_file.read_text() == key_text
+    assert lab._write_api_key(overwrite=True) is True and lab.api_key_file.read_text() != key_text  # heal
+    api = {s["name"]: s for s in services}["demo"]
+    assert api["key_rotation"] == {"env_file": str(tmp_path / "compose" / "api.env"), "variable": "DEMO_API_KEY",
+                                   "verify_url": "http://127.0.0.1:40003/api/work", "consumers": ["worker"]}
+    assert lab.api_key_file.read_text().split("=", 1)[1].strip() not in yaml.safe_dump(services)
     found = lab.worker_host(state)
     assert (found.name, found.port, found.container) == ("lab-compose", 40040, "runbook-x-worker-1")
     assert lab.worker_host(LabState(hosts=[COMPOSE])) is None
 
-    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS,
-                         {"service-down", "fd-exhaustion", "redis-memory", "db-connection-pool", "db-index-corruption"})
+    profile = drill.load("causal-eval", lab_module.FAULTS + lab_module.LAB_FAULTS, SCENARIOS)
     [mode] = [m for m in profile.modes if m.name == "worker-down"]
     assert (mode.fault, mode.alert, mode.service, mode.needs) == ("worker-down", "ServiceDown", "worker", "worker")
     report = drill.run(Lab_(LabState(hosts=[COMPOSE], prometheus_port=1, alertmanager_port=2)), profile,
