@@ -26,7 +26,7 @@ import sys
 import time
 import urllib.error
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -35,6 +35,7 @@ import yaml
 
 from runbook_remediation.errors import BadInput, RunbookError
 from runbook_remediation.lab.lab import PROFILE_PARTS, SERVICE, WORKER_SERVICE
+from runbook_remediation.lab.monitoring import PROFILE_ALERTS
 from runbook_remediation.lab.postgres import SERVICE as POSTGRES_SERVICE
 
 PARTS = {part for parts in PROFILE_PARTS.values() for part in parts}
@@ -172,6 +173,9 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
         raise BadInput("the lab is not up", hint=f"runbook lab up{flag}")
     host = lab.host(profile.host)  # a lab host, or bad input: drills never leave the lab
     touched = {host.name: host}
+    # While the profile is up the lab fires the seed's own names on its host (GgenMcpServiceDown
+    # for ServiceDown): the drill waits for those.
+    seed_names = PROFILE_ALERTS.get(profile.name, {}) if profile.name in lab.state().profiles else {}
     started = datetime.now(UTC)
     rows = []
     with _drill_envelope(profile.name, started), (_closed_loop(lab, progress) if loop else contextlib.nullcontext()):
@@ -188,6 +192,8 @@ def run(lab, profile: Profile, only: tuple[str, ...] = (), progress: Progress = 
                                  "reason": f"the lab has no {mode.needs}: runbook lab up --profile {profile.name}"})
                     continue
                 mode_host = lab.host(mode.host) if mode.host else host
+                if mode.alert in seed_names and mode_host.name == host.name:
+                    mode = replace(mode, alert=seed_names[mode.alert])  # the seed's own name
                 touched[mode_host.name] = mode_host
                 rows.append(_drill(lab, mode_host, mode, progress, loop=loop))
         finally:  # also after a failure or Ctrl-C: the next drill starts from a healed lab

@@ -19,9 +19,9 @@ description:
     B(before) acting (a crash half-way still counts), and verify it stays healthy for O(verify_probes)
     consecutive probes. A crash-looping service gets another attempt, up to O(max_attempts), never past the
     budget (O(budget_max) restarts within O(budget_window)); past it the result says C(escalate=true).
-  - A start that fails because the service's C(port) is taken (EADDRINUSE in its last log lines) ends the
-    attempts: another restart could not bind it either, and whatever holds the port is not this service's to
-    stop. The result names the holder (C(port_holder)) and says C(port_taken=true) and C(escalate=true).
+  - A start that fails because the service's C(port) is taken (EADDRINUSE in its last log lines) is the last
+    attempt, since another restart could not bind the port either and whatever holds it is not this service's
+    to stop. The result names the holder (C(port_holder)) and says C(port_taken=true) and C(escalate=true).
   - A graceful restart is stop (bounded by O(stop_timeout)), wait O(stop_wait), start. A unit or container
     that is already dead (failed, exited) is only started.
   - systemd units through C(systemctl), containers through the C(docker) CLI, Compose services through

@@ -1120,7 +1120,7 @@ class Lab:
                                          state.postgres["exporter_port"])] if state.postgres and compose_host else []
         changed = prometheus.write_config(
             prometheus_config(targets, state.alertmanager_port, rules, sd_files, redis_targets, postgres_targets),
-            {"rules.yml": rules_text()},
+            {"rules.yml": rules_text(state.profiles)},
         )
         changes.append(self._ensure_running(prometheus, changed, started))
         state.prometheus_pid = prometheus.pid

@@ -118,20 +118,41 @@ def alertmanager_config(webhook_url: str | None = None, token_file: str | None =
             # remediation is retried (within the safety envelope's budget).
             "repeat_interval": "10s" if webhook_url else "1h",
         },
-        # A critical alert makes its warning twin redundant for the same target.
+        # A critical alert makes its warning twin redundant for the same target, and a seed's
+        # own name the generic alert it stands for.
         "inhibit_rules": [
             {
                 "source_matchers": ["severity=critical"],
                 "target_matchers": ["severity=warning"],
                 "equal": ["alertname", "host", "service"],
-            }
+            },
+            *({"source_matchers": [f"alertname={seed}"], "target_matchers": [f"alertname={generic}"],
+               "equal": ["host", "service"]}
+              for names in PROFILE_ALERTS.values() for generic, seed in sorted(names.items())),
         ],
         "receivers": [receiver],
     }
 
 
-def rules_text() -> str:
-    return resources.files("runbook_remediation.lab").joinpath("files/prometheus-rules.yml").read_text("utf-8")
+# A seed system's own alert names, fired while its profile is up (`lab up --profile`): the
+# rules file, and for each generic alert the seed's name for it on the profile's host (the
+# seed's name inhibits the generic one in Alertmanager; drills wait for the seed's).
+PROFILE_RULES = {"ggen-mcp": "prometheus-rules-ggen-mcp.yml"}
+PROFILE_ALERTS = {"ggen-mcp": {"ServiceDown": "GgenMcpServiceDown", "HighErrorRate": "GgenMcpHighErrorRate",
+                               "HighLatencyP95": "GgenMcpHighLatency", "HighDiskUsage": "GgenMcpHighDiskUsage"}}
+
+
+def _rules_file(name: str) -> str:
+    return resources.files("runbook_remediation.lab").joinpath(f"files/{name}").read_text("utf-8")
+
+
+def rules_text(profiles: tuple[str, ...] | list[str] = ()) -> str:
+    """The lab's rules, and the groups of each profile in ``profiles`` that has rules of its own."""
+    text = _rules_file("prometheus-rules.yml")
+    for profile in profiles:
+        if profile in PROFILE_RULES:
+            text += "\n" + _rules_file(PROFILE_RULES[profile]).split("\ngroups:\n", 1)[1]
+    return text
 
 
 def _pid_alive(pid: int | None, marker: str) -> bool:

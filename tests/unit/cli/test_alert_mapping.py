@@ -15,6 +15,7 @@ import yaml
 from runbook_remediation import catalogue, rulebook, triage
 from runbook_remediation.collection import Collection
 from runbook_remediation.errors import BadInput
+from runbook_remediation.lab.monitoring import PROFILE_ALERTS, alertmanager_config, rules_text
 
 REPO = Path(__file__).resolve().parents[3]
 REAL = Collection(REPO, REPO)
@@ -83,11 +84,29 @@ def test_fitting_scenarios(name, scenario):
 # --- the lab's own rules ------------------------------------------------------------------------
 
 LAB_RULES = REPO / "cli" / "runbook_remediation" / "lab" / "files" / "prometheus-rules.yml"
+GGEN_MCP_RULES = LAB_RULES.with_name("prometheus-rules-ggen-mcp.yml")
 
 
 def lab_rules() -> list[dict]:
-    groups = yaml.safe_load(LAB_RULES.read_text(encoding="utf-8"))["groups"]
+    groups = yaml.safe_load(rules_text(["ggen-mcp"]))["groups"]
     return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_a_profile_fires_the_seeds_own_names_and_they_inhibit_their_generic_twins():
+    assert [g["name"] for g in yaml.safe_load(rules_text())["groups"]] == [
+        "runbook-demo", "runbook-redis", "runbook-postgres"]
+    seed_rules = yaml.safe_load(GGEN_MCP_RULES.read_text(encoding="utf-8"))["groups"][0]["rules"]
+    mapping = catalogue.alert_map(SCENARIOS)
+    twins = PROFILE_ALERTS["ggen-mcp"]
+    assert {rule["alert"] for rule in seed_rules} == set(twins.values())
+    for generic, seed in twins.items():
+        assert mapping[seed].name == mapping[generic].name, seed  # the same remedy
+    for rule in seed_rules:
+        assert 'host="lab-docker"' in rule["expr"], rule["alert"]  # the ggen-mcp-server replica only
+    inhibit = alertmanager_config()["inhibit_rules"]
+    assert {"source_matchers": ["alertname=GgenMcpServiceDown"], "target_matchers": ["alertname=ServiceDown"],
+            "equal": ["host", "service"]} in inhibit
+    assert len(inhibit) == 1 + len(twins)
 
 
 def test_every_lab_alert_maps_to_a_scenario_and_carries_where_to_act():
@@ -110,10 +129,13 @@ def test_the_lab_names_its_alerts_as_the_seeds_do():
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_lab_rules():
-    result = subprocess.run(["promtool", "check", "rules", str(LAB_RULES)], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_promtool_accepts_the_lab_rules(tmp_path):
+    combined = tmp_path / "rules.yml"
+    combined.write_text(rules_text(["ggen-mcp"]), encoding="utf-8")  # as Prometheus gets them with the profile
+    for path in (LAB_RULES, combined):
+        result = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --- the user's own names ------------------------------------------------------------------------

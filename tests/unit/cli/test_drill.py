@@ -253,3 +253,41 @@ def test_an_interrupted_drill_still_heals_what_it_touched(monkeypatch, tmp_path)
     with pytest.raises(KeyboardInterrupt):
         drill.run(lab, load("ggen-mcp"), ("port-in-use", "oom-killed"))
     assert lab.heals == ["lab-docker", "lab-docker", "lab-docker"]  # the end's heal ran anyway
+
+
+class ProfileLab(BrokenLab):
+    """A lab up with the ggen-mcp profile whose faults work: each raises its alert until the run."""
+
+    def __init__(self, profiles):
+        super().__init__()
+        self.profiles = profiles
+        self.fired = set()
+
+    def state(self):
+        return LabState(hosts=[self.host_], profiles=self.profiles)
+
+    def break_service(self, fault, _host, _params):
+        self.fired = {"ServiceDown", "GgenMcpServiceDown"} if fault == "crash" else set()
+
+
+@pytest.mark.parametrize(("profiles", "waited"), [(["ggen-mcp"], "GgenMcpServiceDown"), ([], "ServiceDown")])
+def test_with_its_profile_up_the_drill_waits_for_the_seeds_own_alert_name(monkeypatch, tmp_path, profiles, waited):
+    monkeypatch.setenv("RUNBOOK_STATE_DIR", str(tmp_path))
+    lab = ProfileLab(profiles)
+    asked = []
+
+    def firing(_lab, alert, _host, _service):
+        asked.append(alert)
+        return alert in lab.fired
+
+    def run_scenario(_lab, _host, _mode, revert=False):
+        lab.fired = set()
+        return {"outcome": "remediated", "message": "remediated: demo restarted and healthy", "run_id": "r1"}
+
+    monkeypatch.setattr(drill, "firing", firing)
+    monkeypatch.setattr(drill, "_run_scenario", run_scenario)
+    monkeypatch.setattr(drill, "_healthy", lambda *_args: True)
+    report = drill.run(lab, load("ggen-mcp"), ("service-down",))
+    [row] = report["modes"]
+    assert row["alert"] == waited and row["ok"] is True, row
+    assert set(asked) == {waited}
