@@ -108,9 +108,12 @@ def ensure_dev_link(root: Path) -> Path:
     if link.is_symlink() and link.resolve() == root:
         return search
     link.parent.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(root, target_is_directory=True)
+    # Made beside it and renamed over it: runs starting at once (a fleet, a shared cache) each
+    # put the same link in place, where unlink-then-symlink raced (File exists).
+    temp = link.with_name(f".{NAME}.{os.getpid()}.tmp")
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(root, target_is_directory=True)
+    os.replace(temp, link)
     return search
 
 

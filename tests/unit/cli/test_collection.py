@@ -106,3 +106,23 @@ def test_list_fits_an_80_column_terminal_one_line_per_scenario(monkeypatch):
         assert line.split()[:3] == [scenario.name, scenario.severity, "yes" if scenario.destructive else "no"]
     full = CliRunner().invoke(shell.cli, ["list", "--full"])
     assert full.exit_code == 0 and "restart budget" in " ".join(full.stdout.split())
+
+
+def test_runs_starting_at_once_each_put_the_same_dev_link_in_place(tmp_path, monkeypatch):
+    """Eight processes on a fresh cache, each through a stale link: none fails (File exists)."""
+    import multiprocessing
+
+    monkeypatch.setenv("RUNBOOK_CACHE_DIR", str(tmp_path / "cache"))
+    search = collection.dev_search_path(REPO)
+    link = search / "ansible_collections" / "runbook" / "remediation"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(tmp_path, target_is_directory=True)  # stale: another checkout
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=collection.ensure_dev_link, args=(REPO,)) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert [worker.exitcode for worker in workers] == [0] * 8
+    assert link.resolve() == REPO
+    assert sorted(p.name for p in link.parent.iterdir()) == ["remediation"]  # no temporary left
