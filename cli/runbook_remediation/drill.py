@@ -408,6 +408,7 @@ def _drill_steps(lab, host, mode: Mode, progress: Progress, loop: bool = False) 
            "alert": mode.alert or None,
            "scenario": mode.scenario, "expected": mode.expect, "outcome": None, "ok": False,
            "detect_seconds": None, "remediate_seconds": None, "verify_seconds": None, "message": ""}
+
     def fires() -> bool:
         return firing(lab, mode.alert, host.name, mode.service)
 

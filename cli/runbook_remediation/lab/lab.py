@@ -101,7 +101,7 @@ PROVIDER_FALLBACK = "secondary"
 # redis-full fills the profile's Redis to its maxmemory (writes refused), redis-down stops it;
 # pg-pool-exhausted, pg-index-corrupt and pg-down act on its PostgreSQL (lab/postgres.py); soffice-leak
 # leaves headless LibreOffice listeners running in ggen-mcp's container (lab-docker).
-# worker-down kills causal-eval's worker container. port-taken kills a Docker or Compose
+# worker-down kills causal-eval's worker container. port-taken kills the Docker
 # service's container and has another process take its port (seed 003's EADDRINUSE); heal
 # stops that process. heavy-work (-p iterations=N, default 1500)
 # sets the work per request high, as a bad configuration would (seed 000's MCTS iterations):
@@ -1314,8 +1314,10 @@ class Lab:
         """The service's container died and another process took its port meanwhile: a
         restart fails to bind (EADDRINUSE) until heal stops that process."""
         host = self.host(host_name)
-        if host.manager not in ("docker", "compose"):
-            raise BadInput(f"port-taken needs a Docker or Compose lab host; {host.name} is {host.manager}")
+        # Not the Compose service: its replicas take the first free of their ports, so it
+        # would start on the next one.
+        if host.manager != "docker":
+            raise BadInput(f"port-taken needs the Docker lab host; {host.name} is {host.manager}")
         state = self.state()
         if state.port_holder:
             raise BadInput(f"port {state.port_holder['port']} is taken already",

@@ -222,7 +222,6 @@ class Postgres:
             raise Unavailable("the leaking client did not connect to the lab's PostgreSQL")
         return process.pid, int(line)
 
-
     def long_queries(self, older_than: float) -> int:
         """Queries of the API's user running for longer than ``older_than`` seconds."""
         return self.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND state = 'active' "

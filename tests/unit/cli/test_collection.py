@@ -118,7 +118,7 @@ def test_runs_starting_at_once_each_put_the_same_dev_link_in_place(tmp_path, mon
     link.parent.mkdir(parents=True)
     link.symlink_to(tmp_path, target_is_directory=True)  # stale: another checkout
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=collection.ensure_dev_link, args=(REPO,)) for _ in range(8)]
+    workers = [context.Process(target=collection.ensure_dev_link, args=(REPO,)) for _worker in range(8)]
     for worker in workers:
         worker.start()
     for worker in workers:

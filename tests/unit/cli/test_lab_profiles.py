@@ -317,13 +317,15 @@ def test_the_new_faults_refuse_bad_input_before_touching_anything(tmp_path: Path
     lab = Lab(tmp_path)
     LabState(hosts=[LabHost("lab-1", "runbook-x-lab-1", "systemd", 40001), COMPOSE]).save(lab.state_path)
     monkeypatch.setattr(Lab, "client", property(lambda _self: pytest.fail("docker was asked")))
-    with pytest.raises(BadInput, match="port-taken needs a Docker or Compose lab host; lab-1 is systemd"):
+    with pytest.raises(BadInput, match="port-taken needs the Docker lab host; lab-1 is systemd"):
         lab.break_service("port-taken", "lab-1")
+    with pytest.raises(BadInput, match="port-taken needs the Docker lab host; lab-compose is compose"):
+        lab.break_service("port-taken", "lab-compose")  # its replicas would start on another port
     with pytest.raises(BadInput, match="iterations must be 100 to 5000, not '9'"):
         lab.break_service("heavy-work", "lab-1", {"iterations": "9"})
     with pytest.raises(BadInput, match="worker-down needs the Compose host of `runbook lab up --profile causal-eval`"):
         lab.break_service("worker-down", "lab-compose")  # the lab has no worker
-    held = LabState(hosts=[COMPOSE], port_holder={"pid": 1, "port": 40003})
-    held.save(lab.state_path)
-    with pytest.raises(BadInput, match="port 40003 is taken already"):
-        lab.break_service("port-taken", "lab-compose")
+    docker = LabHost("lab-docker", "runbook-x-lab-docker", "docker", 40002)
+    LabState(hosts=[docker], port_holder={"pid": 1, "port": 40002}).save(lab.state_path)
+    with pytest.raises(BadInput, match="port 40002 is taken already"):
+        lab.break_service("port-taken", "lab-docker")

@@ -267,9 +267,8 @@ def test_summary_tolerates_missing_keys():
     assert summary["outcome"] == "failed" and summary["verification"] == {} and summary["evidence"]["attempts"] == []
 
 
-def test_a_start_that_fails_on_a_taken_port_stops_the_attempts_and_names_the_holder(run_module, args, manager,
-                                                                                   http_server, tmp_path,
-                                                                                   monkeypatch):
+def test_a_start_that_fails_on_a_taken_port_stops_the_attempts_and_names_the_holder(
+        run_module, args, manager, http_server, tmp_path, monkeypatch):
     manager.starts_healthy = False
     holder = 'LISTEN 0 128 127.0.0.1:40857 0.0.0.0:* users:(("python3",pid=32579,fd=3))'
     calls = manager.__call__
