@@ -86,6 +86,9 @@ def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
         "rule_files": [str(rules_file)],
+        # The exporters' jobs stay, without targets, when their profile goes: a target removed
+        # from a job gets staleness markers, while a removed job's series (and the alerts on
+        # them, RedisDown for a Redis that is gone) lingered for the 5-minute lookback.
         "scrape_configs": [job] + [
             {
                 "job_name": name,
@@ -94,7 +97,6 @@ def prometheus_config(targets: list[ScrapeTarget], alertmanager_port: int, rules
                                    for t in exporters],
             }
             for name, exporters in (("runbook-redis", redis_targets), ("runbook-postgres", postgres_targets))
-            if exporters
         ],
     }
 

@@ -80,11 +80,13 @@ def test_the_redis_is_a_service_of_the_compose_host_and_scraped_in_a_job_of_its_
 
     config = prometheus_config([], 40011, Path("/x/rules.yml"), [],
                                [ScrapeTarget("lab-compose", "redis", "compose", 40021)])
-    demo_job, redis_job = config["scrape_configs"]
+    demo_job, redis_job, _postgres_job = config["scrape_configs"]
     assert demo_job["job_name"] == "runbook-demo"
     assert redis_job == {"job_name": "runbook-redis", "static_configs": [
         {"targets": ["127.0.0.1:40021"], "labels": {"host": "lab-compose", "service": "redis", "manager": "compose"}}]}
-    assert len(prometheus_config([], 1, Path("/x"))["scrape_configs"]) == 1
+    # Without the profile the exporters' jobs stay, with no targets (their series go stale).
+    assert [(job["job_name"], job["static_configs"]) for job in prometheus_config([], 1, Path("/x"))[
+        "scrape_configs"][1:]] == [("runbook-redis", []), ("runbook-postgres", [])]
     rules = {r["alert"]: r for g in yaml.safe_load(rules_text())["groups"] for r in g["rules"]}
     assert 'redis_up{job="runbook-redis"} == 0' in rules["RedisDown"]["expr"]
     assert "redis_memory_used_bytes" in rules["RedisOutOfMemory"]["expr"]
@@ -93,7 +95,7 @@ def test_the_redis_is_a_service_of_the_compose_host_and_scraped_in_a_job_of_its_
     config = prometheus_config([], 40011, Path("/x/rules.yml"), [], [],
                                [ScrapeTarget("lab-compose", "postgres", "compose", 40031)])
     labels = {"host": "lab-compose", "service": "postgres", "manager": "compose"}
-    assert config["scrape_configs"][1] == {"job_name": "runbook-postgres", "static_configs": [
+    assert config["scrape_configs"][2] == {"job_name": "runbook-postgres", "static_configs": [
         {"targets": ["127.0.0.1:40031"], "labels": labels}]}
     expr = rules["database_connection_pool_exhausted"]["expr"]
     assert 'pg_stat_activity_count{job="runbook-postgres"}' in expr and "superuser_reserved_connections" in expr

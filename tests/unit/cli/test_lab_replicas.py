@@ -24,7 +24,7 @@ def test_a_targets_file_lists_every_replica_on_loopback_with_one_label_set(tmp_p
 def test_prometheus_keeps_static_targets_and_adds_the_targets_files_in_the_same_job() -> None:
     static = [ScrapeTarget("lab-1", "demo", "systemd", 40001)]
     config = prometheus_config(static, 40011, Path("/x/rules.yml"), ["/x/targets/*.json"])
-    (job,) = config["scrape_configs"]
+    job = config["scrape_configs"][0]
     assert job["job_name"] == "runbook-demo"
     assert job["static_configs"] == [
         {"targets": ["127.0.0.1:40001"], "labels": {"host": "lab-1", "service": "demo", "manager": "systemd"}}
