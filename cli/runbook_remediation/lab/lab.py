@@ -145,6 +145,9 @@ PROFILES = ("causal-eval", "edge-gateway", "ggen-mcp", "mcts", "mpc-transformer"
 # which causal-eval's API uses too: services of the Compose project.
 PROFILE_PARTS = {"causal-eval": ("redis", "postgresql", "worker"), "ggen-mcp": ("libreoffice", "redis", "postgresql"),
                  "mpc-transformer": ("kubernetes",)}
+# Writes $2 into the file $1 inside a host (its directory made): beside it, then renamed, so
+# the reader never sees half a file.
+WRITE_FILE = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
 HEAVY_WORK_ITERATIONS = 1500  # 3 s of work per request (2 ms an iteration)
 # heavy-work's drop-in: it sorts before the remediations' runbook-*.conf, which win over it.
 HEAVY_WORK_DROPIN = f"/etc/systemd/system/{UNIT}.d/lab-heavy-work.conf"
@@ -165,6 +168,8 @@ REDIS_SERVICE = "redis"
 # Seed 004's worker (`docker-compose restart app worker`): the demo service under another name
 # in the Compose project, a consumer of the API (it calls /api/work, its `upstream` component).
 WORKER_SERVICE = "worker"
+# The demo's health answer is healthy when no component is unhealthy (degraded passes).
+HEALTH_JMESPATH = "components[?status=='unhealthy'] | length(@) == `0`"
 WORKER_WORKLOAD_RPS = "5"
 # With the worker, the API needs a key on /api/work and the worker sends it: both read it from
 # one env file in the Compose project (seed 004's API key, rotated by key-rotation, which
@@ -465,6 +470,7 @@ class Lab:
         """The Compose v2 project holding the lab's Compose-managed demo service (and, for
         the causal-eval profile, its Redis on ``redis_port``, PostgreSQL on ``postgres_port``
         and worker on ``worker_port``)."""
+        labels = {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"}  # `lab down` finds them
         project = {
             "name": self.compose_project,
             "services": {
@@ -490,7 +496,7 @@ class Lab:
                     **({"env_file": [API_KEY_FILE]} if worker_port else {}),
                     "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro",
                                 f"{self.upstream_dir(host)}:{Path(PROVIDER_STATUS_FILE).parent}:ro"],
-                    "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+                    "labels": labels,
                 }
             },
         }
@@ -502,7 +508,7 @@ class Lab:
                 "network_mode": "host",
                 "stop_grace_period": "5s",
                 "volumes": [f"{self.redis_dir}:{REDIS_CONF_DIR}"],
-                "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+                "labels": labels,
             }
         if worker_port:
             project["services"][WORKER_SERVICE] = {
@@ -518,12 +524,11 @@ class Lab:
                 "tmpfs": [f"{LOG_DIR}:size={LOG_FS_SIZE},mode=0755"],
                 "env_file": [API_KEY_FILE],
                 "volumes": [f"{demo_service_source()}:{DEMO_PATH}:ro"],
-                "labels": {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"},
+                "labels": labels,
             }
         if postgres_port:
             project["services"][lab_postgres.SERVICE] = lab_postgres.compose_service(
-                lab_image.POSTGRES_IMAGE, postgres_port, self.postgres_dir,
-                {LABEL: self.name, f"{LABEL}.host": host.name, f"{LABEL}.manager": "compose"})
+                lab_image.POSTGRES_IMAGE, postgres_port, self.postgres_dir, labels)
         return project
 
     def _create_compose_service(self, host: LabHost, redis_port: int | None = None, postgres_port: int | None = None,
@@ -1172,9 +1177,9 @@ class Lab:
                 removed.append(f"stopped {server.kind}")
         if state.postgres and lab_postgres.stop_holder(state.postgres.get("holder_pid"), self.name):
             removed.append("stopped the leaking PostgreSQL client")
-        if state.port_holder and stop_process(state.port_holder.get("pid"), f"{PORT_HOLDER_MARKER}={self.name}",
-                                              timeout=5.0):
-            removed.append(f"stopped the process holding port {state.port_holder.get('port')}")
+        held_port = (state.port_holder or {}).get("port")
+        if self._release_port(state):
+            removed.append(f"stopped the process holding port {held_port}")
         # Containers by label too, so a lost state file still cleans up.
         try:
             client = self.client
@@ -1274,8 +1279,7 @@ class Lab:
         container = self._container(host.container)
         if container is None or container.status != "running":
             raise Unavailable(f"{host.container} is not running")
-        script = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv "$1.tmp" "$1"'
-        self._exec(container, ["sh", "-c", script, "sh", PROVIDER_STATUS_FILE, status])
+        self._exec(container, ["sh", "-c", WRITE_FILE, "sh", PROVIDER_STATUS_FILE, status])
         return {"host": host.name, "fault": "provider-down", "params": {"provider": provider}}
 
     def heavy_work(self, host_name: str, params: dict) -> dict:
@@ -1293,8 +1297,7 @@ class Lab:
             if container is None or container.status != "running":
                 raise Unavailable(f"{host.container} is not running")
             text = f"[Service]\nEnvironment=DEMO_WORK_ITERATIONS={iterations}\n"
-            self._exec(container, ["sh", "-c", 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1"', "sh",
-                                   HEAVY_WORK_DROPIN, text])
+            self._exec(container, ["sh", "-c", WRITE_FILE, "sh", HEAVY_WORK_DROPIN, text])
             self._exec(container, ["systemctl", "daemon-reload"])
             self._exec(container, ["systemctl", "restart", UNIT])
         elif host.manager == "compose":
@@ -1410,9 +1413,9 @@ class Lab:
         host = self.host(host_name)
         if host.manager == "kubernetes":
             return self._heal_kubernetes(host)
-        holder = self.state().port_holder
-        if holder and holder.get("port") in (host.port, *host.replica_ports):
-            self._release_port(self.state())
+        state = self.state()
+        if state.port_holder and state.port_holder.get("port") in (host.port, *host.replica_ports):
+            self._release_port(state)
         container = self._container(host.container)
         if host.manager == "compose":
             for name in ("compose.override.yaml", "compose.override.yml"):
@@ -1749,7 +1752,7 @@ def worker_description(port: int, compose_dir: Path, compose_project: str) -> di
         "project": compose_project,
         "compose_service": WORKER_SERVICE,
         "health_url": f"http://127.0.0.1:{port}/health",
-        "health_jmespath": "components[?status=='unhealthy'] | length(@) == `0`",
+        "health_jmespath": HEALTH_JMESPATH,
         "metrics_url": f"http://127.0.0.1:{port}/metrics",
         "port": port,
         "logs": [f"{LOG_DIR}/*.log"],
@@ -1764,7 +1767,7 @@ def inventory(state: LabState, compose_dir: Path, compose_project: str) -> dict:
             "name": SERVICE,
             "manager": host.manager,
             "health_url": host.health_url,
-            "health_jmespath": "components[?status=='unhealthy'] | length(@) == `0`",
+            "health_jmespath": HEALTH_JMESPATH,
             "metrics_url": host.metrics_url,
             "port": host.port,
             "logs": [f"{LOG_DIR}/*.log"],
